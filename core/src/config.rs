@@ -1,0 +1,152 @@
+//! Configuration and limits. Every bound the agent enforces is here, with its default, so
+//! the README's table and the code can be checked against one file.
+//!
+//! `Config` deserializes from the JSON config file (`-config-file`), with every field
+//! optional; durations are given in milliseconds.
+
+use alloc::string::String;
+use core::time::Duration;
+use serde::Deserialize;
+
+use crate::log::Level;
+
+/// Bounds on everything a client can make the agent hold.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections per listener; more are refused at `accept`.
+    pub max_connections: usize,
+    /// Bytes of an HTTP request head (request line and headers); more gives 431.
+    pub max_head: usize,
+    /// Headers in one HTTP request; more gives 431.
+    pub max_headers: usize,
+    /// Bytes of an HTTP request body; more gives 413.
+    pub max_body: usize,
+    /// Bytes of output queued for one connection before the agent stops reading its
+    /// requests (the slow-reader policy).
+    pub max_tx: usize,
+    /// Items a consumer queue holds; beyond it the oldest are dropped and a `gap` item
+    /// counts them.
+    pub consumer_queue: usize,
+    /// Items of a session's history replayed to a joining consumer.
+    pub history: usize,
+    /// Live sessions.
+    pub max_sessions: usize,
+    /// Consumers per session.
+    pub max_consumers: usize,
+    /// Jobs (foreground and background) per session.
+    pub max_jobs: usize,
+    /// Result items an `exec` collects for its response; a host job beyond it sees `Full`.
+    pub exec_results: usize,
+    /// Log records kept for `monitor` replay.
+    pub log_ring: usize,
+    /// Bytes of one command line.
+    pub max_command: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_head: 8 * 1024,
+            max_headers: 32,
+            max_body: 1024 * 1024,
+            max_tx: 1024 * 1024,
+            consumer_queue: 1000,
+            history: 50,
+            max_sessions: 1024,
+            max_consumers: 64,
+            max_jobs: 64,
+            exec_results: 500,
+            log_ring: 256,
+            max_command: 4096,
+        }
+    }
+}
+
+/// Timing of the HTTP session API. All values in milliseconds in the config file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
+pub struct Timing {
+    /// An empty `pull_results` answers after this long (Arthas: 2000 ms).
+    pub pull_timeout_ms: u64,
+    /// A `pull_results` that has items answers this long after the first one
+    /// (Arthas: about 100 ms).
+    pub pull_batch_ms: u64,
+    /// A consumer not pulled for this long is removed (Arthas: 5 minutes).
+    pub consumer_timeout_ms: u64,
+    /// A session not accessed for this long is closed (Arthas: 3 hours).
+    pub session_timeout_ms: u64,
+    /// `exec`'s timeout when the request gives none (Arthas: 30000 ms).
+    pub exec_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            pull_timeout_ms: 2000,
+            pull_batch_ms: 100,
+            consumer_timeout_ms: 5 * 60 * 1000,
+            session_timeout_ms: 3 * 60 * 60 * 1000,
+            exec_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Timing {
+    pub(crate) fn pull_timeout(&self) -> Duration {
+        Duration::from_millis(self.pull_timeout_ms)
+    }
+    pub(crate) fn pull_batch(&self) -> Duration {
+        Duration::from_millis(self.pull_batch_ms)
+    }
+    pub(crate) fn consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer_timeout_ms)
+    }
+    pub(crate) fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
+    }
+}
+
+/// What the agent is told about its host at start. The core reads none of it itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct HostInfo {
+    /// The process id shown in `welcome` and `session_info`.
+    pub pid: u32,
+    /// Wall-clock time at the `now` given to [`crate::Agent::new`], in Unix milliseconds.
+    pub unix_ms: u64,
+    /// Local time's offset from UTC in seconds, for the `welcome` item's local time.
+    pub utc_offset_secs: i32,
+    /// The runtime's name and version, shown in `version` and `stats`.
+    pub runtime: String,
+}
+
+/// The agent's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct Config {
+    /// This node's name (default: `tandem`).
+    pub node_name: String,
+    /// The lowest log level recorded in the log ring and emitted as [`crate::Output::Log`].
+    pub log_level: Level,
+    /// Bounds.
+    pub limits: Limits,
+    /// Timing of the HTTP API.
+    pub timing: Timing,
+    /// Host facts (not read from the config file).
+    #[serde(skip)]
+    pub host: HostInfo,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: String::from("tandem"),
+            log_level: Level::Info,
+            limits: Limits::default(),
+            timing: Timing::default(),
+            host: HostInfo::default(),
+        }
+    }
+}

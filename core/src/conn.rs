@@ -1,0 +1,229 @@
+//! The connection table: a slab of connections addressed by [`ConnId`] (index plus
+//! generation, so a stale id from the runtime can never touch a reused slot), each with a
+//! receive buffer lent to the runtime and a transmit buffer the agent serializes into.
+//!
+//! Invariants kept here:
+//! - `rx[..rx_len]` holds received bytes not yet consumed by a parser; the rest of `rx` is
+//!   the window handed out by `rx_space`. `rx` never grows past what the current request
+//!   may legally need, so a connection's memory is bounded by `Limits`.
+//! - `tx[tx_start..]` is output not yet written by the runtime.
+//! - An idle connection holds no receive buffer at all: it is allocated on the first read
+//!   and released once drained, which keeps parked long-polls and idle keep-alives small.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use crate::http::HttpConn;
+
+/// Size of the receive window offered to an idle connection.
+pub(crate) const RX_CHUNK: usize = 4096;
+
+/// A connection, as handed out by [`crate::Agent::accept`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slab index: dense, small, reused after the connection is released. Runtimes may
+    /// use it to index their own tables (mio tokens).
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+
+    /// The generation of the slot, bumped each time it is reused.
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+/// Which listener a connection came from; it decides the protocol spoken on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Listener {
+    /// The HTTP session API (`POST /api`).
+    Http,
+    /// The msgpack agent RPC.
+    Rpc,
+}
+
+/// Why [`crate::Agent::accept`] refused a connection. The runtime closes the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The listener already has `Limits::max_connections` connections.
+    TooManyConnections,
+    /// The protocol of this listener is not served by this build.
+    Unsupported,
+}
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Refused::TooManyConnections => "too many connections",
+            Refused::Unsupported => "protocol not served",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Refused {}
+
+pub(crate) struct Conn {
+    pub(crate) listener: Listener,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) rx: Vec<u8>,
+    pub(crate) rx_len: usize,
+    pub(crate) tx: Vec<u8>,
+    pub(crate) tx_start: usize,
+    /// The runtime was handed an empty `rx_space`; it waits for `ResumeRead`.
+    pub(crate) read_paused: bool,
+    /// The peer sent EOF.
+    pub(crate) read_closed: bool,
+    /// `Output::Close` was emitted; no more input is processed.
+    pub(crate) closing: bool,
+    pub(crate) http: HttpConn,
+}
+
+impl Conn {
+    fn new(listener: Listener, peer: Option<SocketAddr>) -> Self {
+        Conn {
+            listener,
+            peer,
+            rx: Vec::new(),
+            rx_len: 0,
+            tx: Vec::new(),
+            tx_start: 0,
+            read_paused: false,
+            read_closed: false,
+            closing: false,
+            http: HttpConn::default(),
+        }
+    }
+
+    pub(crate) fn tx_pending(&self) -> &[u8] {
+        self.tx.get(self.tx_start..).unwrap_or(&[])
+    }
+
+    pub(crate) fn tx_len(&self) -> usize {
+        self.tx.len() - self.tx_start
+    }
+
+    /// Drops `n` parsed bytes from the front of the receive buffer.
+    pub(crate) fn rx_consume(&mut self, n: usize) {
+        let n = n.min(self.rx_len);
+        self.rx.copy_within(n..self.rx_len, 0);
+        self.rx_len -= n;
+        if self.rx_len == 0 && self.rx.len() > RX_CHUNK {
+            // A large body was served; give its memory back rather than keep it per idle
+            // connection.
+            self.rx = Vec::new();
+        }
+    }
+
+    /// Makes the receive window at least `want` bytes of total capacity, if possible.
+    pub(crate) fn rx_reserve(&mut self, want: usize) {
+        if self.rx.len() < want {
+            self.rx.resize(want, 0);
+        }
+    }
+
+    pub(crate) fn rx_release_if_idle(&mut self) {
+        if self.rx_len == 0 {
+            self.rx = Vec::new();
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// The slab.
+#[derive(Default)]
+pub(crate) struct Conns {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    open: [usize; 2],
+}
+
+fn listener_index(l: Listener) -> usize {
+    match l {
+        Listener::Http => 0,
+        Listener::Rpc => 1,
+    }
+}
+
+impl Conns {
+    pub(crate) fn open_count(&self, l: Listener) -> usize {
+        self.open[listener_index(l)]
+    }
+
+    pub(crate) fn insert(&mut self, listener: Listener, peer: Option<SocketAddr>) -> ConnId {
+        self.open[listener_index(listener)] += 1;
+        let conn = Some(Conn::new(listener, peer));
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.conn = conn;
+            ConnId {
+                index,
+                generation: slot.generation,
+            }
+        } else {
+            let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+            self.slots.push(Slot {
+                generation: 0,
+                conn,
+            });
+            ConnId {
+                index,
+                generation: 0,
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slots
+            .get(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.conn.as_ref())
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.conn.as_mut())
+    }
+
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)?;
+        let conn = slot.conn.take()?;
+        self.open[listener_index(conn.listener)] -= 1;
+        self.free.push(id.index);
+        Some(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_ids_never_reach_a_reused_slot() {
+        let mut conns = Conns::default();
+        let a = conns.insert(Listener::Http, None);
+        assert!(conns.remove(a).is_some());
+        let b = conns.insert(Listener::Http, None);
+        assert_eq!(a.index(), b.index());
+        assert_ne!(a, b);
+        assert!(conns.get(a).is_none());
+        assert!(conns.remove(a).is_none());
+        assert!(conns.get(b).is_some());
+        assert_eq!(conns.open_count(Listener::Http), 1);
+    }
+}

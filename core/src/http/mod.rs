@@ -1,0 +1,302 @@
+//! The HTTP face of the agent: framing requests off a connection's receive buffer, answering
+//! them in order, and parking the ones that wait (`pull_results`, `exec`).
+//!
+//! All state changes of an HTTP connection happen in [`Agent::process_conn`]: it answers a
+//! parked request when it can, otherwise frames and dispatches the next buffered one, and
+//! decides about closing and resuming reads. Requests on one connection are answered
+//! strictly in order: while one is parked, the ones behind it stay in the buffer.
+
+pub(crate) mod api;
+pub(crate) mod codec;
+pub(crate) mod response;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::conn::{Conn, RX_CHUNK};
+use crate::session::SessionKey;
+use crate::time::Instant;
+use crate::{Agent, ConnId, Output};
+use codec::{Framer, Step};
+use response::{Persist, Status};
+
+/// Receive window offered while a request is parked: enough to notice EOF and buffer a
+/// small pipelined request, small enough that thousands of parked polls stay cheap.
+const RX_PARKED: usize = 512;
+
+/// A request waiting for something before it can be answered.
+#[derive(Debug)]
+pub(crate) enum Parked {
+    /// `pull_results` on a consumer.
+    Pull {
+        session: SessionKey,
+        consumer: u32,
+        started: Instant,
+        /// When this poll first saw an item; the batch closes `pull_batch` later.
+        first_item: Option<Instant>,
+        request_id: Option<String>,
+    },
+    /// `exec` waiting for its job to end.
+    Exec { job: u32 },
+}
+
+/// Per-connection HTTP state.
+#[derive(Debug, Default)]
+pub(crate) struct HttpConn {
+    pub(crate) framer: Framer,
+    pub(crate) parked: Option<Parked>,
+    /// Version and persistence of the request being answered.
+    pub(crate) http10: bool,
+    pub(crate) keep_alive: bool,
+}
+
+impl Agent {
+    /// The receive window the connection may have now (total buffer size).
+    pub(crate) fn rx_window(&self, c: &Conn) -> usize {
+        let limits = &self.cfg.limits;
+        if c.http.parked.is_some() {
+            return c.rx.len().max(RX_PARKED);
+        }
+        match c.http.framer.pending() {
+            Some(head) => head.total_len(),
+            None => {
+                // Reading a head: grow in steps up to the head limit (431 beyond it).
+                let grown = if c.rx_len >= c.rx.len() {
+                    (c.rx.len() * 2).max(RX_CHUNK)
+                } else {
+                    c.rx.len().max(RX_CHUNK)
+                };
+                grown.min(limits.max_head.max(c.rx_len))
+            }
+        }
+    }
+
+    /// Appends to a connection's output, announcing it when the buffer was empty.
+    pub(crate) fn tx_write(&mut self, conn: ConnId, f: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            let was_empty = c.tx_len() == 0;
+            f(&mut c.tx);
+            if was_empty && c.tx_len() > 0 {
+                self.out.push_back(Output::Transmit(conn));
+            }
+        }
+    }
+
+    pub(crate) fn close_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && !c.closing
+        {
+            c.closing = true;
+            c.rx_len = 0;
+            c.rx_release_if_idle();
+            self.out.push_back(Output::Close(conn));
+        }
+    }
+
+    /// Writes an HTTP response; closes after it unless the request keeps the connection.
+    pub(crate) fn respond(&mut self, conn: ConnId, status: Status, ctype: &str, body: &[u8]) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        let keep = c.http.keep_alive && !c.read_closed && status != Status::BadRequest;
+        let persist = match (keep, c.http.http10) {
+            (false, _) => Persist::Close,
+            (true, true) => Persist::KeepAlive,
+            (true, false) => Persist::Default,
+        };
+        let http10 = c.http.http10;
+        if status != Status::Ok {
+            self.stats.http_errors += 1;
+        }
+        self.tx_write(conn, |tx| {
+            response::write(tx, http10, status, ctype, persist, body)
+        });
+        if persist == Persist::Close {
+            self.close_conn(conn);
+        }
+        // Requests behind this one may now be processed.
+        self.wake.push(conn);
+    }
+
+    /// Answers with the JSON in `self.scratch`.
+    pub(crate) fn respond_scratch(&mut self, conn: ConnId) {
+        let body = core::mem::take(&mut self.scratch);
+        self.respond(conn, Status::Ok, response::JSON, &body);
+        self.scratch = body;
+        self.scratch.clear();
+    }
+
+    /// The one place an HTTP connection's state advances.
+    pub(crate) fn process_conn(&mut self, conn: ConnId, now: Instant) {
+        loop {
+            let Some(c) = self.conns.get_mut(conn) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            if c.http.parked.is_some() {
+                if self.try_answer(conn, now) {
+                    continue;
+                }
+                break;
+            }
+            if c.tx_len() >= self.cfg.limits.max_tx {
+                // Slow reader: answer nothing more until it drains (tx_consume wakes us).
+                break;
+            }
+            let rx_len = c.rx_len;
+            let step = c.http.framer.step(&c.rx[..rx_len], &self.cfg.limits);
+            match step {
+                Step::NeedMore => break,
+                Step::SendContinue => {
+                    let http10 = c.http.http10;
+                    self.tx_write(conn, |tx| response::write_continue(tx, http10));
+                }
+                Step::Error(e) => {
+                    c.http.keep_alive = false;
+                    let status = e.status();
+                    self.respond(conn, status, response::TEXT, status.text());
+                    return;
+                }
+                Step::Request(head) => {
+                    c.http.http10 = head.http10;
+                    c.http.keep_alive = head.keep_alive;
+                    self.stats.http_requests += 1;
+                    // Borrow the body out of the connection while the agent handles it;
+                    // taking the buffer avoids a copy and gives it back unchanged.
+                    let rx = core::mem::take(&mut c.rx);
+                    let body = rx.get(head.head_len..head.total_len()).unwrap_or(&[]);
+                    self.handle_request(conn, &head, body, now);
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.rx = rx;
+                        c.rx_consume(head.total_len());
+                        c.http.framer.reset();
+                    }
+                }
+            }
+        }
+        self.after_io(conn);
+    }
+
+    /// Closes a finished connection, and resumes reading one that was paused.
+    fn after_io(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        if c.read_closed && c.http.parked.is_none() {
+            // Nothing more will arrive; whatever is buffered is an incomplete request.
+            self.close_conn(conn);
+            return;
+        }
+        let window = self.rx_window(c);
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.read_paused
+            && window > c.rx_len
+        {
+            c.read_paused = false;
+            self.out.push_back(Output::ResumeRead(conn));
+        }
+    }
+
+    fn handle_request(&mut self, conn: ConnId, head: &codec::Head, body: &[u8], now: Instant) {
+        if !head.api {
+            self.respond(
+                conn,
+                Status::NotFound,
+                response::HTML,
+                Status::NotFound.text(),
+            );
+            return;
+        }
+        if let codec::Method::Other(method) = &head.method {
+            self.scratch.clear();
+            api::refused_method(&mut self.scratch, method);
+            self.stats.api_refused += 1;
+            self.respond_scratch(conn);
+            return;
+        }
+        self.api(conn, body, now);
+    }
+
+    /// Answers the parked request if it can be answered now. True if it was.
+    fn try_answer(&mut self, conn: ConnId, now: Instant) -> bool {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return false;
+        };
+        match &mut c.http.parked {
+            Some(Parked::Pull {
+                session,
+                consumer,
+                started,
+                first_item,
+                ..
+            }) => {
+                let (key, number, started) = (*session, *consumer, *started);
+                let timing = &self.cfg.timing;
+                let ready = self
+                    .sessions
+                    .get(&key)
+                    .and_then(|s| s.consumers.iter().find(|c| c.number == number))
+                    .map(|c| c.ready());
+                let due = match ready {
+                    None => true,
+                    Some(n) if n >= api::PULL_MAX_ITEMS => true,
+                    Some(0) => now >= started + timing.pull_timeout(),
+                    Some(_) => {
+                        let first = *first_item.get_or_insert(now);
+                        let close = first + timing.pull_batch();
+                        if first == now && close > now {
+                            self.timers.schedule(close, crate::time::Timer::Pull(conn));
+                        }
+                        now >= close
+                    }
+                };
+                if due {
+                    let parked = c.http.parked.take();
+                    if let Some(Parked::Pull { request_id, .. }) = parked {
+                        self.answer_pull(conn, key, number, request_id.as_deref(), now);
+                    }
+                }
+                due
+            }
+            Some(Parked::Exec { job }) => {
+                let job = *job;
+                let ended = self.jobs.get(&job).is_none_or(|j| j.ended);
+                if ended {
+                    c.http.parked = None;
+                    self.answer_exec(conn, job, now);
+                }
+                ended
+            }
+            None => true,
+        }
+    }
+
+    /// Cleans up after a connection that went away while parked.
+    pub(crate) fn unpark(&mut self, _conn: ConnId, parked: Option<Parked>, now: Instant) {
+        match parked {
+            Some(Parked::Pull {
+                session, consumer, ..
+            }) => {
+                if let Some(c) = self
+                    .sessions
+                    .get_mut(&session)
+                    .and_then(|s| s.consumer_mut(consumer))
+                {
+                    c.pull = None;
+                    c.last_pull = now;
+                }
+            }
+            Some(Parked::Exec { job }) => {
+                // Nobody is left to read the results: stop the job and drop what it made.
+                self.interrupt(job, now);
+                self.finish_exec(job);
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! HTTP response heads, written straight into a connection's transmit buffer.
+
+use alloc::vec::Vec;
+
+use crate::json::write_u64;
+
+/// The statuses the agent answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Continue,
+    Ok,
+    BadRequest,
+    NotFound,
+    LengthRequired,
+    PayloadTooLarge,
+    ExpectationFailed,
+    HeadTooLarge,
+    NotImplemented,
+}
+
+impl Status {
+    fn line(self) -> &'static [u8] {
+        match self {
+            Status::Continue => b" 100 Continue\r\n",
+            Status::Ok => b" 200 OK\r\n",
+            Status::BadRequest => b" 400 Bad Request\r\n",
+            Status::NotFound => b" 404 Not Found\r\n",
+            Status::LengthRequired => b" 411 Length Required\r\n",
+            Status::PayloadTooLarge => b" 413 Payload Too Large\r\n",
+            Status::ExpectationFailed => b" 417 Expectation Failed\r\n",
+            Status::HeadTooLarge => b" 431 Request Header Fields Too Large\r\n",
+            Status::NotImplemented => b" 501 Not Implemented\r\n",
+        }
+    }
+
+    /// The short plain-text body of an error status.
+    pub(crate) fn text(self) -> &'static [u8] {
+        match self {
+            Status::Continue | Status::Ok => b"",
+            Status::BadRequest => b"Bad Request",
+            Status::NotFound => b"Not found",
+            Status::LengthRequired => b"Length Required: send a Content-Length body",
+            Status::PayloadTooLarge => b"Payload Too Large",
+            Status::ExpectationFailed => b"Expectation Failed",
+            Status::HeadTooLarge => b"Request Header Fields Too Large",
+            Status::NotImplemented => b"Not Implemented",
+        }
+    }
+}
+
+/// What the `Connection` header says about the connection after this response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Persist {
+    /// HTTP/1.1 default: no header.
+    Default,
+    /// HTTP/1.0 keep-alive: `Connection: keep-alive`.
+    KeepAlive,
+    /// `Connection: close`; the agent closes after this response.
+    Close,
+}
+
+pub(crate) const JSON: &str = "application/json; charset=utf-8";
+pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
+pub(crate) const HTML: &str = "text/html; charset=utf-8";
+
+/// Writes a whole response: head, then `body`.
+pub(crate) fn write(
+    tx: &mut Vec<u8>,
+    http10: bool,
+    status: Status,
+    content_type: &str,
+    persist: Persist,
+    body: &[u8],
+) {
+    tx.extend_from_slice(if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" });
+    tx.extend_from_slice(status.line());
+    tx.extend_from_slice(b"Content-Type: ");
+    tx.extend_from_slice(content_type.as_bytes());
+    tx.extend_from_slice(b"\r\nContent-Length: ");
+    write_u64(tx, body.len() as u64);
+    tx.extend_from_slice(match persist {
+        Persist::Default => b"\r\n\r\n" as &[u8],
+        Persist::KeepAlive => b"\r\nConnection: keep-alive\r\n\r\n",
+        Persist::Close => b"\r\nConnection: close\r\n\r\n",
+    });
+    tx.extend_from_slice(body);
+}
+
+/// Writes the interim `100 Continue`.
+pub(crate) fn write_continue(tx: &mut Vec<u8>, http10: bool) {
+    tx.extend_from_slice(if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" });
+    tx.extend_from_slice(Status::Continue.line());
+    tx.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_bytes() {
+        let mut tx = Vec::new();
+        write(&mut tx, false, Status::Ok, JSON, Persist::Default, b"{}");
+        assert_eq!(
+            tx,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}"
+        );
+        tx.clear();
+        write(
+            &mut tx,
+            true,
+            Status::NotFound,
+            HTML,
+            Persist::Close,
+            b"Not found",
+        );
+        assert_eq!(
+            tx,
+            b"HTTP/1.0 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 9\r\nConnection: close\r\n\r\nNot found"
+        );
+    }
+}

@@ -1,0 +1,509 @@
+//! tandem-core: the sans-IO protocol core of the tandem node agent.
+//!
+//! One state machine, [`Agent`], speaks the Arthas-compatible HTTP session API (`POST /api`)
+//! and, later, the Consul/Serf agent RPC and gossip. It consumes bytes, EOFs, timer ticks and
+//! answers to its effects, and emits output bytes, closes and effects. It never touches a
+//! socket, a clock, a thread, a file or a global RNG: runtimes (`tandem-smol`, `tandem-mio`,
+//! or an application's own event loop) do, and hand the results in.
+//!
+//! # The call contract
+//!
+//! After **any** input (`accept`, `rx_commit`/`handle_stream`, `handle_eof`, `handle_reset`,
+//! `tx_consume`, `handle_timeout`, `job_output`, `job_finished`, `log_record`,
+//! `apply_config`), the runtime:
+//!
+//! 1. drains [`Agent::poll_output`] until it returns `None`, acting on each [`Output`];
+//! 2. reads [`Agent::poll_timeout`] and (re-)arms its single timer for that instant.
+//!
+//! `now` never goes backwards. Calling [`Agent::handle_timeout`] early or spuriously is
+//! harmless. One mutation, then drain: the agent is `&mut self` everywhere, so it needs no
+//! locks, channels or reference counting inside.
+//!
+//! # The canonical loop
+//!
+//! ```
+//! use tandem_core::{Agent, Config, Instant, Listener, Output};
+//!
+//! let mut agent = Agent::new(Config::default(), 42, Instant::ZERO);
+//! let now = Instant::from_millis(1);
+//! // 1. a connection arrives on the HTTP listener
+//! let conn = agent.accept(Listener::Http, None, now).unwrap();
+//! // 2. bytes arrive: read them into the agent's own receive window, then commit
+//! let request = b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 34\r\n\r\n\
+//!                 {\"action\":\"exec\",\"command\":\"echo\"}";
+//! let space = agent.rx_space(conn);
+//! space[..request.len()].copy_from_slice(request);
+//! agent.rx_commit(conn, request.len(), now);
+//! // 3. drain outputs: write what the agent queued for the connection
+//! let mut written = Vec::new();
+//! while let Some(out) = agent.poll_output() {
+//!     match out {
+//!         Output::Transmit(c) => {
+//!             let pending = agent.tx_pending(c);
+//!             written.extend_from_slice(pending); // a real runtime writes to the socket
+//!             let n = pending.len();
+//!             agent.tx_consume(c, n, now);
+//!         }
+//!         Output::Close(c) => agent.handle_reset(c, now), // after flushing, close the socket
+//!         Output::ResumeRead(_) | Output::Log(_) | Output::Effect(_) => {}
+//!     }
+//! }
+//! // 4. arm the timer
+//! let _deadline: Option<Instant> = agent.poll_timeout();
+//! assert!(written.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! ```
+//!
+//! # Method groups
+//!
+//! Like quinn-proto's `Connection`, methods fall into four groups: getters (`&self`),
+//! `handle_*`/`rx_*`/`tx_*` inputs, mutators for the embedding application
+//! (`register_command`, `apply_config`, `set_wall_clock`), and the `poll_*` outputs.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod command;
+mod config;
+mod conn;
+mod http;
+mod json;
+mod log;
+mod session;
+mod stats;
+mod time;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng as _, SeedableRng as _};
+
+pub use command::{CommandInfo, RegisterError};
+pub use config::{Config, HostInfo, Limits, Timing};
+pub use conn::{ConnId, Listener, Refused};
+pub use log::{Level, LogRecord};
+pub use stats::Stats;
+pub use time::Instant;
+
+use conn::Conns;
+use log::{LogRing, WallClock};
+use session::jobs::Job;
+use session::{Session, SessionKey};
+use time::{Timer, TimerQueue};
+
+/// tandem's version, shown by `version`, `welcome` and `stats`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A job the agent asked the host to run, or is running itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u32);
+
+/// Something the runtime must do for the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Run a host command. Answer with [`Agent::job_output`] for each result item and
+    /// [`Agent::job_finished`] once at the end.
+    StartJob {
+        /// The job's id, to pass back with its output.
+        job: JobId,
+        /// The command name (registered with [`Agent::register_command`]).
+        command: String,
+        /// The words after the name, already split shell-style.
+        args: Vec<String>,
+    },
+    /// Stop a host job. The agent has already recorded its end; later output is refused.
+    CancelJob(JobId),
+    /// A job that was answered `Full` may produce output again.
+    JobWritable(JobId),
+}
+
+/// One output of the agent, drained with [`Agent::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The connection has bytes in [`Agent::tx_pending`] to write.
+    Transmit(ConnId),
+    /// A connection whose [`Agent::rx_space`] was empty can take bytes again; an
+    /// edge-triggered runtime must read now, without waiting for readiness.
+    ResumeRead(ConnId),
+    /// Flush what [`Agent::tx_pending`] still holds, close the socket, then call
+    /// [`Agent::handle_reset`] to release the connection.
+    Close(ConnId),
+    /// A record the agent logged; the runtime prints it (it is already in the log ring).
+    Log(LogRecord),
+    /// An effect for the runtime.
+    Effect(Effect),
+}
+
+/// Why [`Agent::job_output`] refused an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobError {
+    /// A consumer (or the `exec` response) cannot take more yet: hold the item and retry
+    /// after [`Effect::JobWritable`].
+    Full,
+    /// The job has ended or never existed: stop producing.
+    Gone,
+    /// The item is not a JSON object.
+    Invalid,
+}
+
+impl core::fmt::Display for JobError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            JobError::Full => "job output is full",
+            JobError::Gone => "job is gone",
+            JobError::Invalid => "job output must be a JSON object",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for JobError {}
+
+/// The agent.
+pub struct Agent {
+    cfg: Config,
+    rng: Xoshiro256PlusPlus,
+    wall: WallClock,
+    conns: Conns,
+    timers: TimerQueue,
+    out: VecDeque<Output>,
+    /// Connections to look at before the current input returns: a parked request may be
+    /// answerable, or buffered requests may be processable.
+    wake: Vec<ConnId>,
+    sessions: BTreeMap<SessionKey, Session>,
+    jobs: BTreeMap<u32, Job>,
+    next_job: u32,
+    registry: command::Registry,
+    log: LogRing,
+    stats: Stats,
+    /// Reused buffer for JSON bodies, so a response costs no allocation once warm.
+    scratch: Vec<u8>,
+}
+
+impl Agent {
+    /// A new agent. `seed` drives every random choice (session and consumer ids, later
+    /// gossip): the same seed and the same inputs give the same outputs.
+    pub fn new(config: Config, seed: u64, now: Instant) -> Self {
+        let wall = WallClock::new(config.host.unix_ms, now, config.host.utc_offset_secs);
+        let log = LogRing::new(config.limits.log_ring);
+        Agent {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            wall,
+            conns: Conns::default(),
+            timers: TimerQueue::default(),
+            out: VecDeque::new(),
+            wake: Vec::new(),
+            sessions: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            next_job: 1,
+            registry: command::Registry::default(),
+            log,
+            stats: Stats::default(),
+            scratch: Vec::new(),
+            cfg: config,
+        }
+    }
+
+    // ----- getters -------------------------------------------------------------------
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live sessions (one-time `exec` sessions included while they run).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Live jobs.
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Open connections on a listener.
+    pub fn connection_count(&self, listener: Listener) -> usize {
+        self.conns.open_count(listener)
+    }
+
+    /// Entries in the timer queue (bounded by live objects; exposed for tests).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Whether the agent wants bytes from this connection now.
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn)
+            .is_some_and(|c| !c.closing && !c.read_closed && self.rx_window(c) > c.rx_len)
+    }
+
+    /// The peer address given at accept.
+    pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.get(conn).and_then(|c| c.peer)
+    }
+
+    /// Bytes queued for the connection and not yet written.
+    pub fn tx_pending(&self, conn: ConnId) -> &[u8] {
+        self.conns.get(conn).map_or(&[], |c| c.tx_pending())
+    }
+
+    /// Recent log records, oldest first.
+    pub fn log_records(&self) -> impl Iterator<Item = &LogRecord> {
+        self.log.iter()
+    }
+
+    /// The commands the agent knows, as (name, summary, usage), sorted by name.
+    pub fn commands(&self) -> Vec<CommandInfo> {
+        self.registry
+            .list()
+            .into_iter()
+            .map(|(n, s, u)| CommandInfo::new(n, s, u))
+            .collect()
+    }
+
+    // ----- mutators ------------------------------------------------------------------
+
+    /// Registers a host command; its jobs run through [`Effect::StartJob`].
+    pub fn register_command(&mut self, info: CommandInfo) -> Result<(), RegisterError> {
+        self.registry.register(info)
+    }
+
+    /// Re-anchors the wall clock: `unix_ms` is the wall time at `now`.
+    pub fn set_wall_clock(&mut self, unix_ms: u64, utc_offset_secs: i32, now: Instant) {
+        self.wall = WallClock::new(unix_ms, now, utc_offset_secs);
+    }
+
+    /// Applies a new configuration: log level, limits and timing take effect at once for
+    /// new work; host facts are kept.
+    pub fn apply_config(&mut self, mut config: Config, now: Instant) {
+        config.host = core::mem::take(&mut self.cfg.host);
+        self.log.set_capacity(config.limits.log_ring);
+        self.cfg = config;
+        self.stats.reloads += 1;
+        self.log(Level::Info, "agent: configuration reloaded", now);
+        self.settle(now);
+    }
+
+    // ----- inputs --------------------------------------------------------------------
+
+    /// A connection was accepted on `listener`.
+    pub fn accept(
+        &mut self,
+        listener: Listener,
+        peer: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<ConnId, Refused> {
+        if listener == Listener::Rpc {
+            return Err(Refused::Unsupported);
+        }
+        if self.conns.open_count(listener) >= self.cfg.limits.max_connections {
+            self.stats.connections_refused += 1;
+            return Err(Refused::TooManyConnections);
+        }
+        let id = self.conns.insert(listener, peer);
+        self.stats.connections_accepted += 1;
+        let _ = now;
+        Ok(id)
+    }
+
+    /// The window to read into. Empty means backpressure: stop reading until
+    /// [`Output::ResumeRead`].
+    pub fn rx_space(&mut self, conn: ConnId) -> &mut [u8] {
+        let Some(window) = self.conns.get(conn).map(|c| self.rx_window(c)) else {
+            return &mut [];
+        };
+        let Some(c) = self.conns.get_mut(conn) else {
+            return &mut [];
+        };
+        if c.closing || c.read_closed || window <= c.rx_len {
+            c.read_paused = !c.closing;
+            return &mut [];
+        }
+        c.rx_reserve(window);
+        let start = c.rx_len;
+        &mut c.rx[start..window]
+    }
+
+    /// `n` bytes were read into the window from [`Agent::rx_space`].
+    pub fn rx_commit(&mut self, conn: ConnId, n: usize, now: Instant) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            let n = n.min(c.rx.len() - c.rx_len);
+            c.rx_len += n;
+            self.stats.bytes_in += n as u64;
+            self.process_conn(conn, now);
+        }
+        self.settle(now);
+    }
+
+    /// Copies as much of `data` as the agent takes and processes it; returns how many bytes
+    /// were taken. Less than `data.len()` means backpressure: offer the rest after
+    /// [`Output::ResumeRead`]. Tests, simulations and fuzzers use this.
+    pub fn handle_stream(&mut self, conn: ConnId, data: &[u8], now: Instant) -> usize {
+        let mut taken = 0;
+        loop {
+            let space = self.rx_space(conn);
+            let n = space.len().min(data.len() - taken);
+            if n == 0 {
+                break;
+            }
+            space[..n].copy_from_slice(&data[taken..taken + n]);
+            taken += n;
+            self.rx_commit(conn, n, now);
+        }
+        taken
+    }
+
+    /// The peer finished sending (read returned 0).
+    pub fn handle_eof(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.read_closed = true;
+            self.process_conn(conn, now);
+        }
+        self.settle(now);
+    }
+
+    /// The socket is gone: reset by the peer, failed, or closed by the runtime after
+    /// [`Output::Close`]. The connection is released; whatever it was waiting for is
+    /// cancelled.
+    pub fn handle_reset(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conns.remove(conn) {
+            self.stats.connections_closed += 1;
+            self.unpark(conn, c.http.parked, now);
+        }
+        self.settle(now);
+    }
+
+    /// The runtime wrote `n` bytes of [`Agent::tx_pending`].
+    pub fn tx_consume(&mut self, conn: ConnId, n: usize, now: Instant) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            let was_over = c.tx_len() >= self.cfg.limits.max_tx;
+            let n = n.min(c.tx_len());
+            c.tx_start += n;
+            self.stats.bytes_out += n as u64;
+            if c.tx_start == c.tx.len() {
+                c.tx.clear();
+                c.tx_start = 0;
+            }
+            if was_over && c.tx_len() < self.cfg.limits.max_tx {
+                self.wake.push(conn);
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Timers due at or before `now` fire.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((_, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Pull(conn) => self.wake.push(conn),
+                Timer::ExecTimeout(job) => self.exec_timed_out(job, now),
+                Timer::Consumer(key, number) => self.consumer_timer(key, number, now),
+                Timer::Session(key) => self.session_timer(key, now),
+            }
+        }
+        self.settle(now);
+    }
+
+    /// A host job produced one result item: a JSON object with at least a `"type"`. The
+    /// agent adds `jobId` and orders the keys.
+    pub fn job_output(
+        &mut self,
+        job: JobId,
+        item: &serde_json::Value,
+        now: Instant,
+    ) -> Result<(), JobError> {
+        let r = self.host_output(job.0, item, now);
+        self.settle(now);
+        r
+    }
+
+    /// A host job ended with `status_code` (0 for success, -10 for bad arguments, 1 for a
+    /// failure) and an optional message.
+    pub fn job_finished(
+        &mut self,
+        job: JobId,
+        status_code: i32,
+        message: Option<&str>,
+        now: Instant,
+    ) {
+        if self.jobs.get(&job.0).is_some_and(|j| j.is_host()) {
+            self.end_job(job.0, status_code, message, false, now);
+        }
+        self.settle(now);
+    }
+
+    /// A log record from the runtime or application: goes to the ring and to `monitor`s.
+    pub fn log_record(&mut self, level: Level, text: &str, now: Instant) {
+        self.record(level, text, now, false);
+        self.settle(now);
+    }
+
+    // ----- outputs -------------------------------------------------------------------
+
+    /// The next output, if any. Drain until `None` after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The instant [`Agent::handle_timeout`] should be called at, if any.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- internals -----------------------------------------------------------------
+
+    fn random16(&mut self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        b
+    }
+
+    /// Logs an agent record: ring, monitors, and [`Output::Log`] for the runtime to print.
+    fn log(&mut self, level: Level, text: &str, now: Instant) {
+        self.record(level, text, now, true);
+    }
+
+    fn record(&mut self, level: Level, text: &str, now: Instant, emit: bool) {
+        if level < self.cfg.log_level {
+            return;
+        }
+        let line = log::format_line(self.wall.local(now), level, text);
+        let record = LogRecord {
+            level,
+            line: line.into(),
+        };
+        self.log.push(record.clone());
+        self.feed_monitors(&record, now);
+        if emit {
+            self.out.push_back(Output::Log(record));
+        }
+    }
+
+    /// Runs the work an input left behind until none is left: answers parked requests
+    /// that can be answered and processes buffered requests of woken connections.
+    fn settle(&mut self, now: Instant) {
+        while let Some(conn) = self.wake.pop() {
+            self.process_conn(conn, now);
+        }
+    }
+
+    fn emit(&mut self, output: Output) {
+        self.out.push_back(output);
+    }
+}

@@ -1,0 +1,39 @@
+//! Counters the agent keeps about itself, shown by `stats` (HTTP API and RPC alike).
+
+/// Monotonic counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections_accepted: u64,
+    /// Connections refused at accept.
+    pub connections_refused: u64,
+    /// Connections released.
+    pub connections_closed: u64,
+    /// Bytes committed from sockets.
+    pub bytes_in: u64,
+    /// Bytes consumed by the runtime's writes.
+    pub bytes_out: u64,
+    /// HTTP requests framed.
+    pub http_requests: u64,
+    /// HTTP requests answered with an error status (4xx/5xx).
+    pub http_errors: u64,
+    /// `/api` responses by state.
+    pub api_succeeded: u64,
+    /// `FAILED` responses.
+    pub api_failed: u64,
+    /// `REFUSED` responses.
+    pub api_refused: u64,
+    /// `INTERRUPTED` responses.
+    pub api_interrupted: u64,
+    /// Sessions created (one-time ones included).
+    pub sessions_created: u64,
+    /// Sessions removed by idle expiry.
+    pub sessions_expired: u64,
+    /// Consumers removed by idle expiry.
+    pub consumers_expired: u64,
+    /// Jobs started.
+    pub jobs_started: u64,
+    /// Configuration reloads.
+    pub reloads: u64,
+}

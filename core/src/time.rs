@@ -1,0 +1,166 @@
+//! Time as the core sees it: a monotonic [`Instant`] handed in by the runtime, and the one
+//! ordered timer queue every deadline of the agent lives in.
+//!
+//! The core never reads a clock. Each input carries `now`; the runtime arms a single timer
+//! for [`crate::Agent::poll_timeout`] and calls [`crate::Agent::handle_timeout`] when it fires.
+//! Entries are never removed eagerly: an entry names the object it is for, and when it fires
+//! the object is asked whether the deadline still holds. That keeps cancellation O(1) and the
+//! queue bounded by the number of live objects (each keeps at most one entry it re-arms).
+
+use alloc::collections::BinaryHeap;
+use core::cmp::{Ordering, Reverse};
+use core::ops::{Add, Sub};
+use core::time::Duration;
+
+/// A point on the runtime's monotonic clock, in microseconds since an origin of its choosing.
+///
+/// Runtimes convert their own clock (`std::time::Instant`, a virtual clock in tests) into this
+/// type; the origin only has to stay fixed for the agent's lifetime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    /// The origin.
+    pub const ZERO: Instant = Instant(0);
+
+    /// An instant `micros` microseconds after the origin.
+    pub const fn from_micros(micros: u64) -> Self {
+        Instant(micros)
+    }
+
+    /// An instant `millis` milliseconds after the origin.
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant(millis.saturating_mul(1000))
+    }
+
+    /// Microseconds since the origin.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Instant(self.0.saturating_add(micros))
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+/// What a timer entry is for. Each variant names an object whose own state says whether the
+/// deadline is still wanted when the entry fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// A parked `pull_results` on this connection (empty-poll or batch deadline).
+    Pull(crate::ConnId),
+    /// The `execTimeout` of an `exec` waiting on this job.
+    ExecTimeout(u32),
+    /// Consumer idle expiry; the consumer is found by session key and consumer number.
+    Consumer(crate::session::SessionKey, u32),
+    /// Session idle expiry.
+    Session(crate::session::SessionKey),
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Ties go to the entry scheduled first, so equal deadlines fire in insertion order
+        // and a run is reproducible from its inputs alone.
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The agent's single ordered timer queue.
+#[derive(Debug, Default)]
+pub(crate) struct TimerQueue {
+    heap: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.seq += 1;
+        self.heap.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            timer,
+        }));
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Removes and returns the earliest entry due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+        match self.heap.peek() {
+            Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| (e.at, e.timer)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_deadlines_fire_in_insertion_order() {
+        let mut q = TimerQueue::default();
+        let t = Instant::from_millis(5);
+        q.schedule(t, Timer::ExecTimeout(2));
+        q.schedule(Instant::from_millis(1), Timer::ExecTimeout(9));
+        q.schedule(t, Timer::ExecTimeout(1));
+        assert_eq!(q.next_deadline(), Some(Instant::from_millis(1)));
+        assert_eq!(q.pop_due(Instant::from_millis(0)), None);
+        let fired: alloc::vec::Vec<_> = core::iter::from_fn(|| q.pop_due(t)).collect();
+        assert_eq!(
+            fired,
+            [
+                (Instant::from_millis(1), Timer::ExecTimeout(9)),
+                (t, Timer::ExecTimeout(2)),
+                (t, Timer::ExecTimeout(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn instant_arithmetic_saturates() {
+        let a = Instant::from_micros(10);
+        assert_eq!(Instant::ZERO - a, Duration::ZERO);
+        assert_eq!(a + Duration::MAX, Instant::from_micros(u64::MAX));
+    }
+}
