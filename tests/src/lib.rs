@@ -1,1 +1,8 @@
-//! placeholder
+//! tandem's test support: an in-memory driver for `tandem-core` with a virtual clock, and
+//! an HTTP response reader shared by the in-memory and end-to-end tests.
+
+pub mod http;
+pub mod sim;
+
+pub use http::Response;
+pub use sim::Sim;

@@ -1,0 +1,222 @@
+//! The in-memory driver: one `Agent`, a virtual clock, and client-side byte buffers in place
+//! of sockets. It follows the call contract exactly (drain outputs after every input) and
+//! advances time by jumping to the agent's next deadline, as quinn's `Pair::drive` does.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tandem_core::{
+    Agent, CommandInfo, Config, ConnId, Effect, Instant, JobId, Listener, LogRecord, Output,
+};
+
+use crate::http::{Response, post_api, take_responses};
+
+/// Wall-clock time the simulated agent starts at: 2026-11-21 00:00:00 UTC.
+pub const START_UNIX_MS: u64 = 1_795_219_200_000;
+/// The pid the simulated host reports.
+pub const PID: u32 = 4242;
+
+#[derive(Debug, Default)]
+struct Client {
+    /// Bytes the agent sent to this client.
+    received: Vec<u8>,
+    /// Bytes the client sent that the agent has not taken yet (backpressure).
+    unsent: Vec<u8>,
+    /// The agent closed the connection.
+    closed: bool,
+}
+
+/// The in-memory driver.
+pub struct Sim {
+    /// The agent under test.
+    pub agent: Agent,
+    /// The virtual clock.
+    pub now: Instant,
+    clients: HashMap<ConnId, Client>,
+    /// Effects the agent emitted, in order, not yet looked at.
+    pub effects: Vec<Effect>,
+    /// Log records the agent emitted for printing.
+    pub logs: Vec<LogRecord>,
+    /// Every `Close` output, in order (to check each connection closes at most once).
+    pub closes: Vec<ConnId>,
+}
+
+impl Sim {
+    /// An agent with the default configuration.
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// An agent with `config` (host facts are filled in by the simulation).
+    pub fn with_config(mut config: Config) -> Self {
+        config.host.pid = PID;
+        config.host.unix_ms = START_UNIX_MS;
+        config.host.runtime = "sim".into();
+        let now = Instant::from_millis(1_000);
+        Sim {
+            agent: Agent::new(config, 7, now),
+            now,
+            clients: HashMap::new(),
+            effects: Vec::new(),
+            logs: Vec::new(),
+            closes: Vec::new(),
+        }
+    }
+
+    /// Registers a host command (answered by the test through `job_output`/`job_finished`).
+    pub fn register(&mut self, name: &str) {
+        self.agent
+            .register_command(CommandInfo::new(name, "test command", name))
+            .expect("register");
+    }
+
+    /// Opens an HTTP connection.
+    pub fn connect(&mut self) -> ConnId {
+        let c = self
+            .agent
+            .accept(Listener::Http, None, self.now)
+            .expect("accept");
+        self.clients.insert(c, Client::default());
+        self.drain();
+        c
+    }
+
+    /// Sends bytes on a connection; what the agent does not take now is offered again on
+    /// `ResumeRead`.
+    pub fn send(&mut self, c: ConnId, bytes: &[u8]) {
+        let client = self.clients.get_mut(&c).expect("known connection");
+        client.unsent.extend_from_slice(bytes);
+        self.push_unsent(c);
+        self.drain();
+    }
+
+    fn push_unsent(&mut self, c: ConnId) {
+        let Some(client) = self.clients.get_mut(&c) else {
+            return;
+        };
+        if client.unsent.is_empty() || client.closed {
+            return;
+        }
+        let data = std::mem::take(&mut client.unsent);
+        let n = self.agent.handle_stream(c, &data, self.now);
+        if let Some(client) = self.clients.get_mut(&c) {
+            client.unsent = data[n..].to_vec();
+        }
+    }
+
+    /// The client half-closes (EOF).
+    pub fn eof(&mut self, c: ConnId) {
+        self.agent.handle_eof(c, self.now);
+        self.drain();
+    }
+
+    /// The client resets the connection.
+    pub fn reset(&mut self, c: ConnId) {
+        self.agent.handle_reset(c, self.now);
+        if let Some(client) = self.clients.get_mut(&c) {
+            client.closed = true;
+        }
+        self.drain();
+    }
+
+    /// Drains outputs until the agent has none, acting on each like a runtime would.
+    pub fn drain(&mut self) {
+        while let Some(out) = self.agent.poll_output() {
+            match out {
+                Output::Transmit(c) => {
+                    let pending = self.agent.tx_pending(c).to_vec();
+                    if let Some(client) = self.clients.get_mut(&c) {
+                        client.received.extend_from_slice(&pending);
+                    }
+                    self.agent.tx_consume(c, pending.len(), self.now);
+                }
+                Output::Close(c) => {
+                    let pending = self.agent.tx_pending(c).to_vec();
+                    if let Some(client) = self.clients.get_mut(&c) {
+                        client.received.extend_from_slice(&pending);
+                        client.closed = true;
+                    }
+                    self.closes.push(c);
+                    self.agent.handle_reset(c, self.now);
+                }
+                Output::ResumeRead(c) => self.push_unsent(c),
+                Output::Log(r) => self.logs.push(r),
+                Output::Effect(e) => self.effects.push(e),
+            }
+        }
+    }
+
+    /// Advances the virtual clock by `d`, firing every deadline on the way in order.
+    pub fn advance(&mut self, d: Duration) {
+        let target = self.now + d;
+        while let Some(deadline) = self.agent.poll_timeout() {
+            if deadline > target {
+                break;
+            }
+            self.now = self.now.max(deadline);
+            self.agent.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = target;
+        self.agent.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// Complete responses received on `c` so far (removed from the buffer).
+    pub fn responses(&mut self, c: ConnId) -> Vec<Response> {
+        let client = self.clients.get_mut(&c).expect("known connection");
+        take_responses(&mut client.received)
+    }
+
+    /// Raw bytes received on `c` and not yet taken.
+    pub fn received(&mut self, c: ConnId) -> Vec<u8> {
+        std::mem::take(&mut self.clients.get_mut(&c).expect("known connection").received)
+    }
+
+    /// Whether the agent closed `c`.
+    pub fn is_closed(&self, c: ConnId) -> bool {
+        self.clients.get(&c).is_some_and(|cl| cl.closed)
+    }
+
+    /// Sends `POST /api` with `body` on `c`.
+    pub fn post(&mut self, c: ConnId, body: &str) {
+        self.send(c, &post_api(body));
+    }
+
+    /// One request on a fresh connection, answered without time passing.
+    pub fn api(&mut self, body: &str) -> serde_json::Value {
+        let c = self.connect();
+        self.post(c, body);
+        let mut r = self.responses(c);
+        assert_eq!(r.len(), 1, "expected an immediate answer to {body}");
+        r.remove(0).json()
+    }
+
+    /// One request on a fresh connection, returning the raw body text.
+    pub fn api_text(&mut self, body: &str) -> String {
+        let c = self.connect();
+        self.post(c, body);
+        let mut r = self.responses(c);
+        assert_eq!(r.len(), 1, "expected an immediate answer to {body}");
+        r.remove(0).text().to_string()
+    }
+
+    /// Takes the `StartJob` effects emitted so far: (job, command, args).
+    pub fn started_jobs(&mut self) -> Vec<(JobId, String, Vec<String>)> {
+        let mut out = Vec::new();
+        self.effects.retain(|e| match e {
+            Effect::StartJob { job, command, args } => {
+                out.push((*job, command.clone(), args.clone()));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
