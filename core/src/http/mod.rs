@@ -58,7 +58,7 @@ impl Agent {
             return c.rx.len().max(RX_PARKED);
         }
         match c.http.framer.pending() {
-            Some(head) => head.total_len(),
+            Some(head) => head.total_len().max(c.rx.len()),
             None => {
                 // Reading a head: grow in steps up to the head limit (431 beyond it).
                 let grown = if c.rx_len >= c.rx.len() {
@@ -128,6 +128,7 @@ impl Agent {
 
     /// The one place an HTTP connection's state advances.
     pub(crate) fn process_conn(&mut self, conn: ConnId, now: Instant) {
+        let mut slow_reader = false;
         loop {
             let Some(c) = self.conns.get_mut(conn) else {
                 return;
@@ -143,6 +144,7 @@ impl Agent {
             }
             if c.tx_len() >= self.cfg.limits.max_tx {
                 // Slow reader: answer nothing more until it drains (tx_consume wakes us).
+                slow_reader = true;
                 break;
             }
             let rx_len = c.rx_len;
@@ -176,18 +178,18 @@ impl Agent {
                 }
             }
         }
-        self.after_io(conn);
+        self.after_io(conn, slow_reader);
     }
 
     /// Closes a finished connection, and resumes reading one that was paused.
-    fn after_io(&mut self, conn: ConnId) {
+    fn after_io(&mut self, conn: ConnId, slow_reader: bool) {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
         if c.closing {
             return;
         }
-        if c.read_closed && c.http.parked.is_none() {
+        if c.read_closed && c.http.parked.is_none() && !slow_reader {
             // Nothing more will arrive; whatever is buffered is an incomplete request.
             self.close_conn(conn);
             return;
