@@ -186,6 +186,7 @@ pub struct Agent {
     stats: Stats,
     /// Reused buffer for JSON bodies, so a response costs no allocation once warm.
     scratch: Vec<u8>,
+    status_items: session::StatusItems,
 }
 
 impl Agent {
@@ -208,6 +209,7 @@ impl Agent {
             log,
             stats: Stats::default(),
             scratch: Vec::new(),
+            status_items: session::StatusItems::new(),
             cfg: config,
         }
     }

@@ -380,12 +380,7 @@ impl Agent {
     fn set_input_status(&mut self, key: SessionKey, status: InputStatus) {
         let limits = &self.cfg.limits;
         if let Some(s) = self.sessions.get_mut(&key) {
-            s.set_input_status(
-                status,
-                limits.history,
-                limits.consumer_queue,
-                &mut self.wake,
-            );
+            s.set_input_status(status, &self.status_items, limits, &mut self.wake);
         }
     }
 
@@ -438,7 +433,7 @@ impl Agent {
         };
         let cap = self.cfg.limits.consumer_queue;
         if let Some(s) = self.sessions.get_mut(&key) {
-            s.replay_into(number, cap);
+            s.replay_into(number, cap, &self.status_items);
         }
         let env = Env {
             consumer_id: Some(&consumer),

@@ -27,9 +27,33 @@ impl InputStatus {
     }
 }
 
+/// The three `input_status` items, built once: they are sent on every job start and end.
+#[derive(Debug)]
+pub(crate) struct StatusItems([Item; 3]);
+
+impl StatusItems {
+    pub(crate) fn new() -> Self {
+        StatusItems([
+            input_status(InputStatus::AllowInput),
+            input_status(InputStatus::AllowInterrupt),
+            input_status(InputStatus::Disabled),
+        ])
+    }
+
+    pub(crate) fn get(&self, status: InputStatus) -> Item {
+        let i = match status {
+            InputStatus::AllowInput => 0,
+            InputStatus::AllowInterrupt => 1,
+            InputStatus::Disabled => 2,
+        };
+        self.0[i].clone()
+    }
+}
+
 /// Serializes one item with the writer's alphabetical-key discipline.
 pub(crate) fn build(f: impl FnOnce(&mut Obj<'_>)) -> Item {
-    let mut out = Vec::new();
+    // Most items fit; growing from empty would cost several reallocations per item.
+    let mut out = Vec::with_capacity(128);
     object(&mut out, f);
     Arc::from(out)
 }
@@ -42,7 +66,7 @@ pub(crate) fn message(job: u32, text: &str) -> Item {
     })
 }
 
-pub(crate) fn input_status(status: InputStatus) -> Item {
+fn input_status(status: InputStatus) -> Item {
     build(|o| {
         o.str("inputStatus", status.as_str());
         o.u64("jobId", 0);

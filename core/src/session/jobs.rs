@@ -133,19 +133,21 @@ impl Agent {
             return;
         };
         let mut words = core::mem::take(&mut job.words);
-        let name = if words.is_empty() {
-            String::new()
-        } else {
-            words.remove(0)
-        };
         match job.run {
-            Run::Builtin(b) => self.run_builtin(id, b, &words, now),
-            Run::Monitor(_) => self.start_monitor(id, &words, now),
-            Run::Host => self.emit(Output::Effect(Effect::StartJob {
-                job: JobId(id),
-                command: name,
-                args: words,
-            })),
+            Run::Builtin(b) => self.run_builtin(id, b, words.get(1..).unwrap_or(&[]), now),
+            Run::Monitor(_) => self.start_monitor(id, words.get(1..).unwrap_or(&[]), now),
+            Run::Host => {
+                let command = if words.is_empty() {
+                    String::new()
+                } else {
+                    words.remove(0)
+                };
+                self.emit(Output::Effect(Effect::StartJob {
+                    job: JobId(id),
+                    command,
+                    args: words,
+                }));
+            }
         }
     }
 
@@ -264,8 +266,8 @@ impl Agent {
                 s.foreground = None;
                 s.set_input_status(
                     InputStatus::AllowInput,
-                    limits.history,
-                    limits.consumer_queue,
+                    &self.status_items,
+                    limits,
                     &mut self.wake,
                 );
             }

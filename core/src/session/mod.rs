@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use crate::ConnId;
 use crate::time::Instant;
-pub(crate) use items::{InputStatus, Item};
+pub(crate) use items::{InputStatus, Item, StatusItems};
 
 /// A session id as bytes: a UUID with dashes, 36 ASCII characters.
 pub(crate) type SessionKey = [u8; 36];
@@ -184,15 +184,15 @@ impl Session {
     }
 
     /// Gives a joining consumer `DISABLED`, the history, then the current input status.
-    pub(crate) fn replay_into(&mut self, number: u32, cap: usize) {
+    pub(crate) fn replay_into(&mut self, number: u32, cap: usize, statuses: &StatusItems) {
         let history: Vec<Item> = self.history.iter().cloned().collect();
         let status = self.input_status;
         if let Some(c) = self.consumer_mut(number) {
-            c.push(items::input_status(InputStatus::Disabled), cap);
+            c.push(statuses.get(InputStatus::Disabled), cap);
             for item in history {
                 c.push(item, cap);
             }
-            c.push(items::input_status(status), cap);
+            c.push(statuses.get(status), cap);
         }
     }
 
@@ -233,12 +233,13 @@ impl Session {
     pub(crate) fn set_input_status(
         &mut self,
         status: InputStatus,
-        history_cap: usize,
-        queue_cap: usize,
+        statuses: &StatusItems,
+        limits: &crate::Limits,
         woken: &mut Vec<ConnId>,
     ) {
         self.input_status = status;
-        self.publish(items::input_status(status), history_cap, queue_cap, woken);
+        let item = statuses.get(status);
+        self.publish(item, limits.history, limits.consumer_queue, woken);
     }
 
     /// True when some consumer could not take another item without dropping one.
