@@ -220,3 +220,137 @@ impl Default for Sim {
         Self::new()
     }
 }
+
+// ----- helpers for the conformance suite -----------------------------------------------
+// Appended for `tests/tests/conformance_*.rs`: session shortcuts, waiting on the virtual
+// clock, and reading result items as the exact bytes the agent wrote.
+
+impl Sim {
+    /// Wall-clock Unix milliseconds the agent sees at the current virtual instant.
+    pub fn unix_ms(&self) -> u64 {
+        START_UNIX_MS + (self.now.as_micros() / 1000 - 1_000)
+    }
+
+    /// Advances the virtual clock by `ms` milliseconds.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.advance(Duration::from_millis(ms));
+    }
+
+    /// `init_session` on a fresh connection: (sessionId, consumerId).
+    pub fn init_session(&mut self) -> (String, String) {
+        let v = self.api(r#"{"action":"init_session"}"#);
+        assert_eq!(v["state"], "SUCCEEDED", "{v}");
+        (
+            v["sessionId"].as_str().expect("sessionId").to_string(),
+            v["consumerId"].as_str().expect("consumerId").to_string(),
+        )
+    }
+
+    /// `join_session`: the new consumerId.
+    pub fn join_session(&mut self, sid: &str) -> String {
+        let v = self.api(&format!(
+            r#"{{"action":"join_session","sessionId":"{sid}"}}"#
+        ));
+        assert_eq!(v["state"], "SUCCEEDED", "{v}");
+        v["consumerId"].as_str().expect("consumerId").to_string()
+    }
+
+    /// Posts `pull_results` on a fresh connection and returns it (the answer may park).
+    pub fn start_pull(&mut self, sid: &str, cid: &str) -> ConnId {
+        let c = self.connect();
+        self.post(c, &pull_body(sid, cid));
+        c
+    }
+
+    /// Advances the clock deadline by deadline until `c` has a response, at most `limit`
+    /// past now; returns the first response. Panics if none came.
+    pub fn wait_response(&mut self, c: ConnId, limit: Duration) -> Response {
+        let end = self.now + limit;
+        loop {
+            let mut r = self.responses(c);
+            if !r.is_empty() {
+                return r.remove(0);
+            }
+            match self.agent.poll_timeout() {
+                Some(d) if d <= end => {
+                    let step = d.saturating_duration_since(self.now);
+                    self.advance(step);
+                }
+                _ => panic!("no response within {limit:?}"),
+            }
+        }
+    }
+
+    /// A whole `pull_results`, waiting on the virtual clock: the raw items it returned.
+    pub fn pull(&mut self, sid: &str, cid: &str) -> Vec<String> {
+        let c = self.start_pull(sid, cid);
+        let r = self.wait_response(c, Duration::from_secs(3600));
+        let text = r.text();
+        assert!(text.contains(r#""state":"SUCCEEDED""#), "{text}");
+        result_items(text)
+    }
+
+    /// `exec` of `command` in session `sid`, answered without time passing.
+    pub fn exec_in(&mut self, sid: &str, command: &str) -> serde_json::Value {
+        self.api(&format!(
+            r#"{{"action":"exec","command":{},"sessionId":"{sid}"}}"#,
+            serde_json::Value::from(command)
+        ))
+    }
+
+    /// `async_exec` of `command` in session `sid`.
+    pub fn async_exec(&mut self, sid: &str, command: &str) -> serde_json::Value {
+        self.api(&format!(
+            r#"{{"action":"async_exec","command":{},"sessionId":"{sid}"}}"#,
+            serde_json::Value::from(command)
+        ))
+    }
+
+    /// Takes the effects emitted so far.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+}
+
+/// The body of a `pull_results` request.
+pub fn pull_body(sid: &str, cid: &str) -> String {
+    format!(r#"{{"action":"pull_results","consumerId":"{cid}","sessionId":"{sid}"}}"#)
+}
+
+/// The items of the first `"results":[...]` array in a response body, each exactly as the
+/// agent wrote it.
+pub fn result_items(body: &str) -> Vec<String> {
+    let start = body.find(r#""results":["#).expect("a results array") + r#""results":["#.len();
+    let bytes = body.as_bytes();
+    let mut items = Vec::new();
+    let (mut depth, mut in_str, mut escaped, mut from) = (0usize, false, false, start);
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                if depth == 0 {
+                    from = i;
+                }
+                depth += 1;
+            }
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    items.push(body[from..=i].to_string());
+                }
+            }
+            b']' => break,
+            _ => {}
+        }
+    }
+    items
+}
