@@ -1,1 +1,25 @@
-//! placeholder
+//! tandem-smol: the smol-family runtime of the tandem node agent.
+//!
+//! The `tandem` binary is a thin shell around this library: [`cli`] parses the command line
+//! and dispatches subcommands, [`agent`] runs `tandem agent` (sockets, clock, signals, the
+//! config file) around one [`tandem_core::Agent`], and `host` implements the host commands
+//! (`sysinfo`, `dashboard`) that the core asks the runtime to run as effects.
+//!
+//! Everything runs on one thread: an `async_executor::LocalExecutor` driven by
+//! `async_io::block_on`, with the agent in an `Rc<RefCell<_>>` that is only ever borrowed
+//! between two `.await`s, never across one. `async-io` adds its one helper thread for the
+//! reactor; nothing else spawns threads.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod agent;
+pub mod cli;
+mod clock;
+mod host;
+mod logging;
+mod procfs;
+
+/// This runtime's name and version, as reported in `HostInfo::runtime`.
+pub const RUNTIME: &str = concat!("tandem-smol ", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,621 @@
+//! `tandem agent`: the driver that owns the sockets, the clock, the signals and the config
+//! file around one [`tandem_core::Agent`].
+//!
+//! One thread runs a `LocalExecutor` with these tasks:
+//! - an accept loop on the HTTP listener;
+//! - one task per connection, which reads into the agent's receive window, writes from its
+//!   transmit window, and otherwise sleeps on the connection's doorbell;
+//! - one timer task, which keeps a single `async_io::Timer` armed at `poll_timeout()`;
+//! - one signal task (SIGINT/SIGTERM stop the agent, SIGHUP reloads the config);
+//! - one task per running host job (see `host`).
+//!
+//! Invariants kept here:
+//! - The agent is borrowed only between two `.await`s, never across one, so tasks cannot
+//!   observe each other's borrows.
+//! - Every input is followed by [`Runtime::drain`] (the core's call contract): outputs are
+//!   dispatched at once, and the timer task is told the deadline may have moved.
+//! - A connection's bytes are written only by its own task, so writes stay in order; other
+//!   tasks ring its doorbell instead.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::{self, Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use async_executor::{LocalExecutor, Task};
+use async_io::{Async, Timer};
+use async_signal::{Signal, Signals};
+use futures_lite::{AsyncReadExt as _, StreamExt as _, future};
+use tandem_core::{Agent, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, Output};
+
+use crate::RUNTIME;
+use crate::cli::AgentOptions;
+use crate::clock::Clock;
+use crate::host;
+use crate::logging::{format_line, print_line};
+
+/// How long a closing connection may take to take its last bytes before it is dropped.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+/// After closing, how long unread request bytes are still read and thrown away. Closing a
+/// socket with unread input makes the kernel send RST, which can destroy the response we
+/// just wrote before the peer reads it (a pipelined request behind `Connection: close`, an
+/// unread oversized body).
+const LINGER: Duration = Duration::from_secs(1);
+/// The most bytes thrown away while lingering.
+const LINGER_MAX: usize = 64 * 1024;
+/// Reads a connection may do in a row before letting other tasks run.
+const READ_BUDGET: u32 = 16;
+/// Pause after a failed `accept` (EMFILE and friends) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A coalescing wake-up: any number of rings before a wait count as one.
+#[derive(Clone, Debug)]
+pub(crate) struct Bell {
+    tx: async_channel::Sender<()>,
+    rx: async_channel::Receiver<()>,
+}
+
+impl Bell {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        Bell { tx, rx }
+    }
+
+    /// Wakes the waiter, or the next one if nobody waits yet.
+    pub(crate) fn ring(&self) {
+        let _ = self.tx.try_send(());
+    }
+
+    /// Forgets a pending ring.
+    fn clear(&self) {
+        let _ = self.rx.try_recv();
+    }
+
+    /// Waits for a ring (at once if one is pending).
+    pub(crate) async fn wait(&self) {
+        // Both ends live in `self`, so the channel cannot close while we wait.
+        let _ = self.rx.recv().await;
+    }
+}
+
+/// The runtime's side of one connection.
+struct ConnEntry {
+    /// Rung for `Transmit`, `ResumeRead` and `Close`.
+    bell: Bell,
+    /// The agent emitted `Close`: flush, shut down, release.
+    close: Cell<bool>,
+}
+
+/// A running host job.
+pub(crate) struct HostJob {
+    /// Dropping the task cancels the job at its next `.await`.
+    task: Task<()>,
+    /// Rung on `Effect::JobWritable`.
+    writable: Bell,
+}
+
+/// Everything the tasks share.
+pub(crate) struct Runtime {
+    agent: RefCell<Agent>,
+    clock: Clock,
+    opts: AgentOptions,
+    conns: RefCell<HashMap<ConnId, Rc<ConnEntry>>>,
+    jobs: RefCell<HashMap<JobId, HostJob>>,
+    /// Rung after every drain: the next deadline may have changed.
+    timer_bell: Bell,
+    /// Rung by SIGINT/SIGTERM.
+    shutdown: Bell,
+    /// Weak, because tasks hold the runtime: dropping the executor must drop them all.
+    ex: Weak<LocalExecutor<'static>>,
+}
+
+/// Runs `tandem agent` until SIGINT or SIGTERM; returns the exit code.
+pub fn run(opts: AgentOptions) -> i32 {
+    let clock = Clock::start();
+    let mut config = match opts.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            print_line(&format!("==> Error loading configuration: {e}"));
+            return 1;
+        }
+    };
+    config.host = HostInfo {
+        pid: std::process::id(),
+        unix_ms: clock.unix_ms_at_start(),
+        utc_offset_secs: clock.utc_offset_secs(),
+        runtime: RUNTIME.into(),
+    };
+    // Session and consumer ids come from this seed, so it must not be guessable.
+    let seed = match getrandom::u64() {
+        Ok(s) => s,
+        Err(e) => {
+            print_line(&format!("==> Cannot read OS randomness: {e}"));
+            return 1;
+        }
+    };
+    let mut agent = Agent::new(config, seed, Instant::ZERO);
+    if let Err(e) = host::register(&mut agent) {
+        print_line(&format!("==> Cannot register host commands: {e:?}"));
+        return 1;
+    }
+    let ex = Rc::new(LocalExecutor::new());
+    let rt = Rc::new(Runtime {
+        agent: RefCell::new(agent),
+        clock,
+        opts,
+        conns: RefCell::new(HashMap::new()),
+        jobs: RefCell::new(HashMap::new()),
+        timer_bell: Bell::new(),
+        shutdown: Bell::new(),
+        ex: Rc::downgrade(&ex),
+    });
+    let code = async_io::block_on(ex.run(Rc::clone(&rt).serve()));
+    // Dropping the executor drops every task: sockets close, host jobs stop.
+    drop(ex);
+    if code == 0 {
+        rt.log(Level::Info, "agent: shutdown complete");
+    }
+    code
+}
+
+impl Runtime {
+    /// The agent's life: listen, start the tasks, wait for a stop signal.
+    async fn serve(self: Rc<Self>) -> i32 {
+        let Some(ex) = self.ex.upgrade() else {
+            return 1;
+        };
+        let addr = self.opts.http_addr;
+        let listener = match Async::<TcpListener>::bind(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                self.log(Level::Err, &format!("agent: cannot listen on {addr}: {e}"));
+                return 1;
+            }
+        };
+        let bound = listener.get_ref().local_addr().unwrap_or(addr);
+        // Handlers go in before "listening" is printed, so a supervisor (or a test) that
+        // signals as soon as it reads that line never hits the default action.
+        let signals = match Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
+            Ok(s) => s,
+            Err(e) => {
+                self.log(Level::Err, &format!("agent: cannot handle signals: {e}"));
+                return 1;
+            }
+        };
+        ex.spawn(Rc::clone(&self).timer_loop()).detach();
+        ex.spawn(Rc::clone(&self).signal_loop(signals)).detach();
+        ex.spawn(Rc::clone(&self).accept_loop(listener)).detach();
+        let (node, pid) = {
+            let agent = self.agent.borrow();
+            (agent.config().node_name.clone(), agent.config().host.pid)
+        };
+        self.log(
+            Level::Info,
+            &format!(
+                "agent: tandem v{} ({RUNTIME}) started: node {node:?}, pid {pid}",
+                tandem_core::VERSION
+            ),
+        );
+        self.log(
+            Level::Info,
+            &format!("agent: HTTP API listening on {bound}"),
+        );
+        self.shutdown.wait().await;
+        let open = self.conns.borrow().len();
+        let jobs = self.jobs.borrow().len();
+        self.log(
+            Level::Info,
+            &format!("agent: shutting down: closing {open} connections, stopping {jobs} jobs"),
+        );
+        0
+    }
+
+    // ----- the call contract ---------------------------------------------------------
+
+    /// Gives the agent one input, then drains its outputs.
+    pub(crate) fn input<R>(self: &Rc<Self>, f: impl FnOnce(&mut Agent, Instant) -> R) -> R {
+        let now = self.clock.now();
+        let r = f(&mut self.agent.borrow_mut(), now);
+        self.drain();
+        r
+    }
+
+    /// Drains `poll_output()` and acts on each output; then tells the timer task to look at
+    /// `poll_timeout()` again. Acting on an output may be an input itself (`handle_reset`
+    /// of a connection that has no task); its outputs join this same drain.
+    fn drain(self: &Rc<Self>) {
+        loop {
+            let Some(out) = self.agent.borrow_mut().poll_output() else {
+                break;
+            };
+            match out {
+                Output::Transmit(conn) | Output::ResumeRead(conn) => {
+                    if let Some(entry) = self.conns.borrow().get(&conn) {
+                        entry.bell.ring();
+                    }
+                }
+                Output::Close(conn) => {
+                    let entry = self.conns.borrow().get(&conn).cloned();
+                    match entry {
+                        Some(entry) => {
+                            entry.close.set(true);
+                            entry.bell.ring();
+                        }
+                        // No task owns it (it already ended): just release it.
+                        None => {
+                            let now = self.clock.now();
+                            self.agent.borrow_mut().handle_reset(conn, now);
+                        }
+                    }
+                }
+                Output::Log(record) => print_line(&record.line),
+                Output::Effect(effect) => self.effect(effect),
+            }
+        }
+        self.timer_bell.ring();
+    }
+
+    fn effect(self: &Rc<Self>, effect: Effect) {
+        match effect {
+            Effect::StartJob { job, command, args } => {
+                let Some(ex) = self.ex.upgrade() else {
+                    return; // shutting down
+                };
+                let writable = Bell::new();
+                let task = ex.spawn(host::run(
+                    Rc::clone(self),
+                    job,
+                    command,
+                    args,
+                    writable.clone(),
+                ));
+                // The task has not run yet (it runs when the executor polls it), so it
+                // cannot have finished and removed itself before this insert.
+                self.jobs
+                    .borrow_mut()
+                    .insert(job, HostJob { task, writable });
+            }
+            Effect::CancelJob(job) => {
+                let cancelled = self.jobs.borrow_mut().remove(&job);
+                // Dropped outside the borrow: dropping a task may run its destructors.
+                drop(cancelled);
+            }
+            Effect::JobWritable(job) => {
+                if let Some(j) = self.jobs.borrow().get(&job) {
+                    j.writable.ring();
+                }
+            }
+        }
+    }
+
+    /// A host job ended by itself: forget it without cancelling it.
+    pub(crate) fn job_done(&self, job: JobId) {
+        let done = self.jobs.borrow_mut().remove(&job);
+        if let Some(done) = done {
+            done.task.detach();
+        }
+    }
+
+    /// Logs a record of the runtime: stderr (at or above the configured level) and the
+    /// agent's log ring, from which `monitor` streams it.
+    pub(crate) fn log(self: &Rc<Self>, level: Level, text: &str) {
+        let now = self.clock.now();
+        if level >= self.agent.borrow().config().log_level {
+            let unix_ms = self.clock.unix_ms(now);
+            print_line(&format_line(
+                unix_ms,
+                self.clock.utc_offset_secs(),
+                level,
+                text,
+            ));
+        }
+        self.input(|agent, now| agent.log_record(level, text, now));
+    }
+
+    // ----- tasks ---------------------------------------------------------------------
+
+    /// Keeps one timer armed at the agent's next deadline.
+    async fn timer_loop(self: Rc<Self>) {
+        let mut timer = Timer::never();
+        loop {
+            // Clear before reading the deadline: a change after the read rings again.
+            self.timer_bell.clear();
+            match self.agent.borrow().poll_timeout() {
+                Some(deadline) => timer.set_at(self.clock.deadline_to_std(deadline)),
+                None => timer.clear(),
+            }
+            let fired = future::or(
+                async {
+                    (&mut timer).await;
+                    true
+                },
+                async {
+                    self.timer_bell.wait().await;
+                    false
+                },
+            )
+            .await;
+            if fired {
+                self.input(|agent, now| agent.handle_timeout(now));
+            }
+        }
+    }
+
+    async fn signal_loop(self: Rc<Self>, mut signals: Signals) {
+        while let Some(signal) = signals.next().await {
+            match signal {
+                Ok(Signal::Hup) => self.reload(),
+                Ok(signal) => {
+                    self.log(Level::Info, &format!("agent: caught signal {signal:?}"));
+                    self.shutdown.ring();
+                }
+                Err(e) => self.log(Level::Warn, &format!("agent: signal error: {e}")),
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the config file; a bad file is logged and the old config kept.
+    fn reload(self: &Rc<Self>) {
+        self.log(
+            Level::Info,
+            "agent: caught signal Hup, reloading configuration",
+        );
+        match self.opts.load_config() {
+            Ok(config) => self.input(|agent, now| agent.apply_config(config, now)),
+            Err(e) => self.log(
+                Level::Err,
+                &format!("agent: reload failed, keeping the running configuration: {e}"),
+            ),
+        }
+    }
+
+    async fn accept_loop(self: Rc<Self>, listener: Async<TcpListener>) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => self.accepted(stream, peer),
+                Err(e) => {
+                    self.log(Level::Warn, &format!("http: accept failed: {e}"));
+                    Timer::after(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    fn accepted(self: &Rc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
+        let now = self.clock.now();
+        let accepted = self
+            .agent
+            .borrow_mut()
+            .accept(Listener::Http, Some(peer), now);
+        let conn = match accepted {
+            Ok(conn) => conn,
+            Err(refused) => {
+                self.drain();
+                self.log(
+                    Level::Warn,
+                    &format!("http: refused connection from {peer}: {refused}"),
+                );
+                return; // dropping the stream closes it
+            }
+        };
+        // The entry exists before the drain, so outputs of the accept find the task.
+        let entry = Rc::new(ConnEntry {
+            bell: Bell::new(),
+            close: Cell::new(false),
+        });
+        self.conns.borrow_mut().insert(conn, Rc::clone(&entry));
+        self.drain();
+        self.log(
+            Level::Debug,
+            &format!("http: accepted connection from {peer}"),
+        );
+        // Responses are written whole; Nagle would only delay pipelined answers.
+        let _ = stream.get_ref().set_nodelay(true);
+        match self.ex.upgrade() {
+            Some(ex) => ex
+                .spawn(Rc::clone(self).connection(conn, stream, entry))
+                .detach(),
+            None => {
+                self.conns.borrow_mut().remove(&conn);
+                self.input(|agent, now| agent.handle_reset(conn, now));
+            }
+        }
+    }
+
+    /// One connection's task, from accept to release.
+    async fn connection(
+        self: Rc<Self>,
+        conn: ConnId,
+        stream: Async<TcpStream>,
+        entry: Rc<ConnEntry>,
+    ) {
+        let result = self.pump(conn, &stream, &entry).await;
+        if let Err(e) = &result {
+            let peer = stream.get_ref().peer_addr().ok();
+            self.log(
+                Level::Debug,
+                &format!("http: connection {peer:?} ended: {e}"),
+            );
+        }
+        let _ = stream.get_ref().shutdown(Shutdown::Write);
+        self.conns.borrow_mut().remove(&conn);
+        self.input(|agent, now| agent.handle_reset(conn, now));
+        if result.is_ok() {
+            linger(&stream).await;
+        }
+    }
+
+    /// Moves bytes between the socket and the agent until the agent closes the connection
+    /// (`Ok`, everything flushed) or the socket fails (`Err`).
+    async fn pump(
+        self: &Rc<Self>,
+        conn: ConnId,
+        stream: &Async<TcpStream>,
+        entry: &ConnEntry,
+    ) -> io::Result<()> {
+        let mut eof = false;
+        let mut close_deadline = None;
+        let mut budget = READ_BUDGET;
+        loop {
+            let closing = entry.close.get();
+            if closing && close_deadline.is_none() {
+                close_deadline = Some(std::time::Instant::now() + CLOSE_FLUSH);
+            }
+            match self.write_pending(conn, stream)? {
+                Flushed::All if closing => return Ok(()),
+                Flushed::All => {}
+                Flushed::Blocked => {
+                    match close_deadline {
+                        // Closing: nothing more will be queued, so only the socket matters,
+                        // but a peer that never reads must not keep us forever.
+                        Some(deadline) => {
+                            let timed_out = future::or(
+                                async { stream.writable().await.map(|()| false) },
+                                async {
+                                    Timer::at(deadline).await;
+                                    Ok(true)
+                                },
+                            )
+                            .await?;
+                            if timed_out {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "peer did not read its last response",
+                                ));
+                            }
+                        }
+                        // Also listen to the doorbell: a `Close` must start the deadline.
+                        None => {
+                            future::or(stream.writable(), async {
+                                entry.bell.wait().await;
+                                Ok(())
+                            })
+                            .await?;
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !eof {
+                match self.read_some(conn, stream)? {
+                    Got::Data => {
+                        budget -= 1;
+                        if budget == 0 {
+                            // A client that keeps bytes coming must not starve the others.
+                            budget = READ_BUDGET;
+                            future::yield_now().await;
+                        }
+                        continue;
+                    }
+                    Got::Eof => {
+                        eof = true;
+                        self.input(|agent, now| agent.handle_eof(conn, now));
+                        continue;
+                    }
+                    Got::WouldBlock => {
+                        future::or(stream.readable(), async {
+                            entry.bell.wait().await;
+                            Ok(())
+                        })
+                        .await?;
+                        budget = READ_BUDGET;
+                        continue;
+                    }
+                    // Backpressure: the agent rings `ResumeRead` when it has room again.
+                    Got::Paused => {}
+                }
+            }
+            entry.bell.wait().await;
+            budget = READ_BUDGET;
+        }
+    }
+
+    /// Writes what the agent has queued for `conn` until it is all written or the socket
+    /// would block. The agent's transmit window is written in place, no copy.
+    fn write_pending(
+        self: &Rc<Self>,
+        conn: ConnId,
+        stream: &Async<TcpStream>,
+    ) -> io::Result<Flushed> {
+        loop {
+            let written = {
+                let agent = self.agent.borrow();
+                let pending = agent.tx_pending(conn);
+                if pending.is_empty() {
+                    return Ok(Flushed::All);
+                }
+                let mut socket: &TcpStream = stream.get_ref();
+                socket.write(pending)
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.input(|agent, now| agent.tx_consume(conn, n, now)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One non-blocking read straight into the agent's receive window.
+    fn read_some(self: &Rc<Self>, conn: ConnId, stream: &Async<TcpStream>) -> io::Result<Got> {
+        let now = self.clock.now();
+        let got = {
+            let mut agent = self.agent.borrow_mut();
+            let space = agent.rx_space(conn);
+            if space.is_empty() {
+                return Ok(Got::Paused);
+            }
+            let mut socket: &TcpStream = stream.get_ref();
+            match socket.read(space) {
+                Ok(0) => Got::Eof,
+                Ok(n) => {
+                    agent.rx_commit(conn, n, now);
+                    Got::Data
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::WouldBlock),
+                // Retried by the caller's loop.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Got::Data),
+                Err(e) => return Err(e),
+            }
+        };
+        self.drain();
+        Ok(got)
+    }
+}
+
+/// What [`Runtime::write_pending`] achieved.
+enum Flushed {
+    All,
+    Blocked,
+}
+
+/// What [`Runtime::read_some`] found.
+enum Got {
+    Data,
+    Eof,
+    WouldBlock,
+    Paused,
+}
+
+/// Reads and discards what the peer still sends after we closed, for a short while, so the
+/// kernel does not answer it with RST (see [`LINGER`]).
+async fn linger(stream: &Async<TcpStream>) {
+    let discard = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        let mut reader = stream;
+        while total < LINGER_MAX {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    future::or(discard, async {
+        Timer::after(LINGER).await;
+    })
+    .await;
+}
