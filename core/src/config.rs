@@ -4,7 +4,9 @@
 //! `Config` deserializes from the JSON config file (`-config-file`), with every field
 //! optional; durations are given in milliseconds.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
+use core::net::SocketAddr;
 use core::time::Duration;
 use serde::Deserialize;
 
@@ -42,6 +44,14 @@ pub struct Limits {
     pub log_ring: usize,
     /// Bytes of one command line.
     pub max_command: usize,
+    /// Bytes of one RPC message (header or body); more closes the connection.
+    pub rpc_max_frame: usize,
+    /// Bytes of one msgpack string or bin, checked before anything is buffered.
+    pub rpc_max_str: usize,
+    /// Elements of one msgpack array or entries of one map.
+    pub rpc_max_container: usize,
+    /// Values in one RPC message, all nesting levels together.
+    pub rpc_max_values: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +70,10 @@ impl Default for Limits {
             exec_results: 500,
             log_ring: 256,
             max_command: 4096,
+            rpc_max_frame: 1024 * 1024,
+            rpc_max_str: 256 * 1024,
+            rpc_max_container: 4096,
+            rpc_max_values: 65_536,
         }
     }
 }
@@ -137,6 +151,18 @@ pub struct Config {
     /// Host facts (not read from the config file).
     #[serde(skip)]
     pub host: HostInfo,
+    /// The key RPC clients must give with `auth` (Serf's `rpc_auth`); none means open.
+    pub rpc_auth: Option<String>,
+    /// Server mode: this node also joins the WAN pool (tag `role=consul`).
+    pub server: bool,
+    /// The datacenter, published as tag `dc`.
+    pub datacenter: String,
+    /// User tags, published with the built-in ones.
+    pub tags: BTreeMap<String, String>,
+    /// The LAN gossip address this node advertises.
+    pub lan_addr: SocketAddr,
+    /// The WAN gossip address this node advertises (servers only).
+    pub wan_addr: SocketAddr,
 }
 
 impl Default for Config {
@@ -147,6 +173,12 @@ impl Default for Config {
             limits: Limits::default(),
             timing: Timing::default(),
             host: HostInfo::default(),
+            rpc_auth: None,
+            server: false,
+            datacenter: String::from("dc1"),
+            tags: BTreeMap::new(),
+            lan_addr: SocketAddr::from(([127, 0, 0, 1], 8301)),
+            wan_addr: SocketAddr::from(([127, 0, 0, 1], 8302)),
         }
     }
 }

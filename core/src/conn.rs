@@ -14,6 +14,9 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use crate::http::HttpConn;
+use crate::log::Level;
+use crate::rpc::RpcConn;
+use crate::rpc::commands::Filter;
 
 /// Size of the receive window offered to an idle connection.
 pub(crate) const RX_CHUNK: usize = 4096;
@@ -82,6 +85,7 @@ pub(crate) struct Conn {
     /// `Output::Close` was emitted; no more input is processed.
     pub(crate) closing: bool,
     pub(crate) http: HttpConn,
+    pub(crate) rpc: RpcConn,
 }
 
 impl Conn {
@@ -97,6 +101,7 @@ impl Conn {
             read_closed: false,
             closing: false,
             http: HttpConn::default(),
+            rpc: RpcConn::default(),
         }
     }
 
@@ -195,6 +200,35 @@ impl Conns {
             .get_mut(id.index as usize)
             .filter(|s| s.generation == id.generation)
             .and_then(|s| s.conn.as_mut())
+    }
+
+    fn live(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let id = ConnId {
+                index: i as u32,
+                generation: s.generation,
+            };
+            s.conn.as_ref().filter(|c| !c.closing).map(|c| (id, c))
+        })
+    }
+
+    /// RPC connections with a monitor: (connection, monitor Seq, level).
+    pub(crate) fn rpc_monitors(&self) -> impl Iterator<Item = (ConnId, u64, Level)> + '_ {
+        self.live()
+            .filter_map(|(id, c)| c.rpc.monitor.map(|(seq, level)| (id, seq, level)))
+    }
+
+    /// (connection, stream Seq) of every RPC event stream whose filter passes.
+    pub(crate) fn rpc_streams(&self, pass: impl Fn(&Filter) -> bool) -> Vec<(ConnId, u64)> {
+        let mut out = Vec::new();
+        for (id, c) in self.live() {
+            for s in &c.rpc.streams {
+                if pass(&s.filter) {
+                    out.push((id, s.seq));
+                }
+            }
+        }
+        out
     }
 
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {

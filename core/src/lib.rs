@@ -74,6 +74,8 @@ mod conn;
 mod http;
 mod json;
 mod log;
+mod members;
+mod rpc;
 mod session;
 mod stats;
 mod time;
@@ -123,6 +125,11 @@ pub enum Effect {
     CancelJob(JobId),
     /// A job that was answered `Full` may produce output again.
     JobWritable(JobId),
+    /// Re-read the configuration file and pass it to [`Agent::apply_config`] (RPC
+    /// `reload`; SIGHUP does the same).
+    Reload,
+    /// The agent has left (or was told to stop): close everything and exit.
+    Shutdown,
 }
 
 /// One output of the agent, drained with [`Agent::poll_output`].
@@ -187,6 +194,9 @@ pub struct Agent {
     /// Reused buffer for JSON bodies, so a response costs no allocation once warm.
     scratch: Vec<u8>,
     status_items: session::StatusItems,
+    membership: members::Membership,
+    /// The latest `now` seen, for records logged where no `now` is at hand.
+    last_now: Instant,
 }
 
 impl Agent {
@@ -210,6 +220,8 @@ impl Agent {
             stats: Stats::default(),
             scratch: Vec::new(),
             status_items: session::StatusItems::new(),
+            membership: members::Membership::default(),
+            last_now: now,
             cfg: config,
         }
     }
@@ -250,7 +262,7 @@ impl Agent {
     pub fn wants_read(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn)
-            .is_some_and(|c| !c.closing && !c.read_closed && self.rx_window(c) > c.rx_len)
+            .is_some_and(|c| !c.closing && !c.read_closed && self.window(c) > c.rx_len)
     }
 
     /// The peer address given at accept.
@@ -309,9 +321,6 @@ impl Agent {
         peer: Option<SocketAddr>,
         now: Instant,
     ) -> Result<ConnId, Refused> {
-        if listener == Listener::Rpc {
-            return Err(Refused::Unsupported);
-        }
         if self.conns.open_count(listener) >= self.cfg.limits.max_connections {
             self.stats.connections_refused += 1;
             return Err(Refused::TooManyConnections);
@@ -325,7 +334,7 @@ impl Agent {
     /// The window to read into. Empty means backpressure: stop reading until
     /// [`Output::ResumeRead`].
     pub fn rx_space(&mut self, conn: ConnId) -> &mut [u8] {
-        let Some(window) = self.conns.get(conn).map(|c| self.rx_window(c)) else {
+        let Some(window) = self.conns.get(conn).map(|c| self.window(c)) else {
             return &mut [];
         };
         let Some(c) = self.conns.get_mut(conn) else {
@@ -346,7 +355,7 @@ impl Agent {
             let n = n.min(c.rx.len() - c.rx_len);
             c.rx_len += n;
             self.stats.bytes_in += n as u64;
-            self.process_conn(conn, now);
+            self.process(conn, now);
         }
         self.settle(now);
     }
@@ -373,7 +382,7 @@ impl Agent {
     pub fn handle_eof(&mut self, conn: ConnId, now: Instant) {
         if let Some(c) = self.conns.get_mut(conn) {
             c.read_closed = true;
-            self.process_conn(conn, now);
+            self.process(conn, now);
         }
         self.settle(now);
     }
@@ -492,6 +501,7 @@ impl Agent {
         };
         self.log.push(record.clone());
         self.feed_monitors(&record, now);
+        self.rpc_feed_monitors(&record);
         if emit {
             self.out.push_back(Output::Log(record));
         }
@@ -501,7 +511,25 @@ impl Agent {
     /// that can be answered and processes buffered requests of woken connections.
     fn settle(&mut self, now: Instant) {
         while let Some(conn) = self.wake.pop() {
-            self.process_conn(conn, now);
+            self.process(conn, now);
+        }
+    }
+
+    /// Advances a connection with the protocol of its listener.
+    fn process(&mut self, conn: ConnId, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        match self.conns.get(conn).map(|c| c.listener) {
+            Some(Listener::Http) => self.process_conn(conn, now),
+            Some(Listener::Rpc) => self.process_rpc(conn, now),
+            None => {}
+        }
+    }
+
+    /// The receive window a connection may have now.
+    fn window(&self, c: &conn::Conn) -> usize {
+        match c.listener {
+            Listener::Http => self.rx_window(c),
+            Listener::Rpc => self.rpc_window(c),
         }
     }
 

@@ -36,4 +36,12 @@ pub struct Stats {
     pub jobs_started: u64,
     /// Configuration reloads.
     pub reloads: u64,
+    /// RPC requests run.
+    pub rpc_requests: u64,
+    /// RPC replies written (stream records not included).
+    pub rpc_replies: u64,
+    /// RPC connections closed for undecodable or over-limit input.
+    pub rpc_decode_errors: u64,
+    /// `monitor`/`stream` records dropped because the connection's output was full.
+    pub rpc_records_dropped: u64,
 }

@@ -48,7 +48,11 @@ impl Agent {
             }))),
             Builtin::Members => Ok(Some(items::build(|o| {
                 o.u64("jobId", jid);
-                o.arr("members", |a| a.obj(|m| self.write_self_member(m)));
+                o.arr("members", |a| {
+                    for m in self.member_views(false) {
+                        a.obj(|o| m.write_json(o));
+                    }
+                });
                 o.str("type", "members");
             }))),
             Builtin::Monitor => Ok(None),
@@ -202,23 +206,5 @@ impl Agent {
             ("http", http),
             ("runtime", runtime),
         ])
-    }
-
-    /// This node as a member, in Consul's field names (only this node until membership).
-    fn write_self_member(&self, m: &mut Obj<'_>) {
-        m.str("Addr", "127.0.0.1");
-        m.u64("DelegateCur", 4);
-        m.u64("DelegateMax", 5);
-        m.u64("DelegateMin", 2);
-        m.str("Name", &self.cfg.node_name);
-        m.u64("Port", 8301);
-        m.u64("ProtocolCur", 2);
-        m.u64("ProtocolMax", 5);
-        m.u64("ProtocolMin", 1);
-        m.str("Status", "alive");
-        m.obj("Tags", |t| {
-            t.str("build", VERSION);
-            t.str("role", "node");
-        });
     }
 }
