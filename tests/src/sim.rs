@@ -72,9 +72,14 @@ impl Sim {
 
     /// Opens an HTTP connection.
     pub fn connect(&mut self) -> ConnId {
+        self.connect_to(Listener::Http)
+    }
+
+    /// Opens a connection on the given listener (HTTP API or RPC).
+    pub fn connect_to(&mut self, listener: Listener) -> ConnId {
         let c = self
             .agent
-            .accept(Listener::Http, None, self.now)
+            .accept(listener, None, self.now)
             .expect("accept");
         self.clients.insert(c, Client::default());
         self.drain();
