@@ -287,6 +287,11 @@ impl Runtime {
                     j.writable.ring();
                 }
             }
+            Effect::Reload => self.reload("reload requested"),
+            Effect::Shutdown => {
+                self.log(Level::Info, "agent: shutdown requested");
+                self.shutdown.ring();
+            }
         }
     }
 
@@ -346,7 +351,7 @@ impl Runtime {
     async fn signal_loop(self: Rc<Self>, mut signals: Signals) {
         while let Some(signal) = signals.next().await {
             match signal {
-                Ok(Signal::Hup) => self.reload(),
+                Ok(Signal::Hup) => self.reload("caught signal Hup"),
                 Ok(signal) => {
                     self.log(Level::Info, &format!("agent: caught signal {signal:?}"));
                     self.shutdown.ring();
@@ -356,11 +361,12 @@ impl Runtime {
         }
     }
 
-    /// SIGHUP: re-read the config file; a bad file is logged and the old config kept.
-    fn reload(self: &Rc<Self>) {
+    /// SIGHUP or `Effect::Reload`: re-read the config file; a bad file is logged and the
+    /// running configuration kept.
+    fn reload(self: &Rc<Self>, why: &str) {
         self.log(
             Level::Info,
-            "agent: caught signal Hup, reloading configuration",
+            &format!("agent: {why}, reloading configuration"),
         );
         match self.opts.load_config() {
             Ok(config) => self.input(|agent, now| agent.apply_config(config, now)),

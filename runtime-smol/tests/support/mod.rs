@@ -1,0 +1,208 @@
+//! End-to-end harness: runs the real `tandem` binary on an ephemeral loopback port, reads
+//! its stderr on a thread, and speaks HTTP to it over real sockets.
+//!
+//! Every agent is killed and reaped by [`RunningAgent`]'s `Drop`, so a failing (panicking)
+//! test leaves no process behind. Waits poll with a deadline; none is a timing assertion.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use tandem_tests::http::{Response, post_api, take_responses};
+
+/// The `tandem` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tandem");
+
+/// How long any single wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Lines the agent wrote to stderr, shared with the reader thread.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// A `tandem agent` child process.
+pub struct RunningAgent {
+    child: Child,
+    /// The bound HTTP port, read from the "listening on" line.
+    pub port: u16,
+    log: Arc<Log>,
+}
+
+impl RunningAgent {
+    /// Starts `tandem agent -http-addr 127.0.0.1:0 <extra>` and waits until it listens.
+    pub fn start(extra: &[&str]) -> RunningAgent {
+        let mut child = Command::new(BIN)
+            .args(["agent", "-http-addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandem");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Log::default());
+        let reader_log = Arc::clone(&log);
+        // The pipe must be drained all the time, or the agent blocks on a full stderr.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                reader_log.lines.lock().unwrap().push(line);
+                reader_log.grew.notify_all();
+            }
+        });
+        let mut agent = RunningAgent {
+            child,
+            port: 0,
+            log,
+        };
+        let line = agent.wait_log("agent: HTTP API listening on ");
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        agent.port = port;
+        agent
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_after(0, needle)
+    }
+
+    /// Waits until a stderr line at index `from` or later contains `needle`.
+    pub fn wait_log_after(&self, from: usize, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().skip(from).find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no stderr line containing {needle:?} in time; stderr so far:\n{}",
+                lines.join("\n")
+            );
+            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold `child`).
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the agent to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent still running after {within:?}; stderr:\n{}",
+                self.log_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A new connection to the HTTP API.
+    pub fn connect(&self) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// `POST /api` with `body` on a fresh connection; the parsed JSON answer.
+    pub fn api(&self, body: &str) -> serde_json::Value {
+        let mut c = self.connect();
+        c.send(&post_api(body));
+        let r = c.response();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.raw));
+        r.json()
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One client connection.
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Writes bytes in one `write_all`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads until one whole response is in; returns it (later bytes stay buffered).
+    pub fn response(&mut self) -> Response {
+        loop {
+            let mut got = take_responses(&mut self.buf);
+            if !got.is_empty() {
+                let first = got.remove(0);
+                // Put back what came after the first response, re-serialized as sent.
+                let mut rest: Vec<u8> = got.into_iter().flat_map(|r| r.raw).collect();
+                rest.extend_from_slice(&self.buf);
+                self.buf = rest;
+                return first;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).expect("read a response");
+            assert!(
+                n > 0,
+                "connection closed before a whole response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Fails with an install hint when a tool the test needs is missing.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| Path::new(&dir).join(name).is_file())
+    });
+    assert!(
+        found,
+        "`{name}` is required by this end-to-end test but is not on PATH: \
+         install it (apt-get install -y {name})"
+    );
+}
