@@ -2,7 +2,7 @@
 //! file around one [`tandem_core::Agent`].
 //!
 //! One thread runs a `LocalExecutor` with these tasks:
-//! - an accept loop on the HTTP listener;
+//! - an accept loop per listener (HTTP API, agent RPC);
 //! - one task per connection, which reads into the agent's receive window, writes from its
 //!   transmit window, and otherwise sleeps on the connection's doorbell;
 //! - one timer task, which keeps a single `async_io::Timer` armed at `poll_timeout()`;
@@ -47,6 +47,10 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_MAX: usize = 64 * 1024;
 /// Reads a connection may do in a row before letting other tasks run.
 const READ_BUDGET: u32 = 16;
+/// How long queued output may take to drain at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+/// How often that is checked (shutdown only; never in steady state).
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 /// Pause after a failed `accept` (EMFILE and friends) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -166,15 +170,12 @@ impl Runtime {
         let Some(ex) = self.ex.upgrade() else {
             return 1;
         };
-        let addr = self.opts.http_addr;
-        let listener = match Async::<TcpListener>::bind(addr) {
-            Ok(l) => l,
-            Err(e) => {
-                self.log(Level::Err, &format!("agent: cannot listen on {addr}: {e}"));
-                return 1;
-            }
+        let Some((rpc, rpc_addr)) = self.bind(Listener::Rpc, self.opts.rpc_addr) else {
+            return 1;
         };
-        let bound = listener.get_ref().local_addr().unwrap_or(addr);
+        let Some((http, http_addr)) = self.bind(Listener::Http, self.opts.http_addr) else {
+            return 1;
+        };
         // Handlers go in before "listening" is printed, so a supervisor (or a test) that
         // signals as soon as it reads that line never hits the default action.
         let signals = match Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
@@ -186,7 +187,10 @@ impl Runtime {
         };
         ex.spawn(Rc::clone(&self).timer_loop()).detach();
         ex.spawn(Rc::clone(&self).signal_loop(signals)).detach();
-        ex.spawn(Rc::clone(&self).accept_loop(listener)).detach();
+        let accepting = [
+            ex.spawn(Rc::clone(&self).accept_loop(rpc, Listener::Rpc)),
+            ex.spawn(Rc::clone(&self).accept_loop(http, Listener::Http)),
+        ];
         let (node, pid) = {
             let agent = self.agent.borrow();
             (agent.config().node_name.clone(), agent.config().host.pid)
@@ -198,18 +202,58 @@ impl Runtime {
                 tandem_core::VERSION
             ),
         );
+        self.log(Level::Info, &format!("agent: RPC listening on {rpc_addr}"));
+        // Printed last: once it is out, both listeners are up.
         self.log(
             Level::Info,
-            &format!("agent: HTTP API listening on {bound}"),
+            &format!("agent: HTTP API listening on {http_addr}"),
         );
         self.shutdown.wait().await;
+        // Stop accepting (dropping the accept tasks closes the listeners), then give the
+        // connections a moment to take answers already queued, such as the reply to the
+        // RPC `leave` that asked for this shutdown.
+        drop(accepting);
         let open = self.conns.borrow().len();
         let jobs = self.jobs.borrow().len();
         self.log(
             Level::Info,
             &format!("agent: shutting down: closing {open} connections, stopping {jobs} jobs"),
         );
+        let deadline = std::time::Instant::now() + SHUTDOWN_FLUSH;
+        while self.unflushed() && std::time::Instant::now() < deadline {
+            Timer::after(SHUTDOWN_POLL).await;
+        }
         0
+    }
+
+    fn bind(
+        self: &Rc<Self>,
+        listener: Listener,
+        addr: SocketAddr,
+    ) -> Option<(Async<TcpListener>, SocketAddr)> {
+        match Async::<TcpListener>::bind(addr) {
+            Ok(l) => {
+                let bound = l.get_ref().local_addr().unwrap_or(addr);
+                Some((l, bound))
+            }
+            Err(e) => {
+                let what = protocol(listener);
+                self.log(
+                    Level::Err,
+                    &format!("agent: cannot listen for {what} on {addr}: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether any connection still has output queued.
+    fn unflushed(&self) -> bool {
+        let agent = self.agent.borrow();
+        self.conns
+            .borrow()
+            .keys()
+            .any(|&conn| !agent.tx_pending(conn).is_empty())
     }
 
     // ----- the call contract ---------------------------------------------------------
@@ -377,31 +421,30 @@ impl Runtime {
         }
     }
 
-    async fn accept_loop(self: Rc<Self>, listener: Async<TcpListener>) {
+    async fn accept_loop(self: Rc<Self>, socket: Async<TcpListener>, listener: Listener) {
         loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => self.accepted(stream, peer),
+            match socket.accept().await {
+                Ok((stream, peer)) => self.accepted(listener, stream, peer),
                 Err(e) => {
-                    self.log(Level::Warn, &format!("http: accept failed: {e}"));
+                    let what = protocol(listener);
+                    self.log(Level::Warn, &format!("{what}: accept failed: {e}"));
                     Timer::after(ACCEPT_BACKOFF).await;
                 }
             }
         }
     }
 
-    fn accepted(self: &Rc<Self>, stream: Async<TcpStream>, peer: SocketAddr) {
+    fn accepted(self: &Rc<Self>, listener: Listener, stream: Async<TcpStream>, peer: SocketAddr) {
+        let what = protocol(listener);
         let now = self.clock.now();
-        let accepted = self
-            .agent
-            .borrow_mut()
-            .accept(Listener::Http, Some(peer), now);
+        let accepted = self.agent.borrow_mut().accept(listener, Some(peer), now);
         let conn = match accepted {
             Ok(conn) => conn,
             Err(refused) => {
                 self.drain();
                 self.log(
                     Level::Warn,
-                    &format!("http: refused connection from {peer}: {refused}"),
+                    &format!("{what}: refused connection from {peer}: {refused}"),
                 );
                 return; // dropping the stream closes it
             }
@@ -415,9 +458,9 @@ impl Runtime {
         self.drain();
         self.log(
             Level::Debug,
-            &format!("http: accepted connection from {peer}"),
+            &format!("{what}: accepted connection from {peer}"),
         );
-        // Responses are written whole; Nagle would only delay pipelined answers.
+        // Answers are written whole; Nagle would only delay pipelined ones.
         let _ = stream.get_ref().set_nodelay(true);
         match self.ex.upgrade() {
             Some(ex) => ex
@@ -589,6 +632,14 @@ impl Runtime {
         };
         self.drain();
         Ok(got)
+    }
+}
+
+/// The log prefix of a listener's protocol.
+fn protocol(listener: Listener) -> &'static str {
+    match listener {
+        Listener::Http => "http",
+        Listener::Rpc => "rpc",
     }
 }
 

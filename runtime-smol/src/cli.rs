@@ -18,6 +18,8 @@ use crate::RUNTIME;
 
 /// Default address of the HTTP API (Arthas' port on loopback).
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
+/// Default address of the agent RPC (Consul's RPC port on loopback).
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
 
 const TOP_USAGE: &str = "\
 Usage: tandem [--version] [--help] <command> [<args>]
@@ -218,6 +220,12 @@ const AGENT_FLAGS: &[FlagSpec] = &[
                port 0 picks a free port (the log says which).",
     },
     FlagSpec {
+        name: "rpc-addr",
+        value: Some("<address>"),
+        help: "Address the agent RPC (msgpack, Consul/Serf) listens on. Default \
+               127.0.0.1:8400; port 0 picks a free port (the log says which).",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
@@ -241,6 +249,8 @@ const AGENT_FLAGS: &[FlagSpec] = &[
 pub struct AgentOptions {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Where the agent RPC listens.
+    pub rpc_addr: SocketAddr,
     /// The JSON config file, re-read on SIGHUP.
     pub config_file: Option<PathBuf>,
     /// `-node`: overrides the file's `node_name`.
@@ -261,6 +271,7 @@ impl AgentOptions {
         }
         let mut opts = AgentOptions {
             http_addr: resolve("http-addr", DEFAULT_HTTP_ADDR)?,
+            rpc_addr: resolve("rpc-addr", DEFAULT_RPC_ADDR)?,
             config_file: None,
             node: None,
             log_level: None,
@@ -269,6 +280,7 @@ impl AgentOptions {
             let value = value.unwrap_or_default();
             match flag {
                 "http-addr" => opts.http_addr = resolve(flag, &value)?,
+                "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
                 "config-file" => opts.config_file = Some(PathBuf::from(value)),
                 "node" => opts.node = Some(value),
                 "log-level" => {
@@ -330,11 +342,12 @@ mod tests {
     #[test]
     fn agent_flags_take_one_or_two_dashes_and_inline_values() {
         let opts = AgentOptions::parse(&words(
-            "-http-addr 127.0.0.1:0 --node n1 -log-level=debug --config-file=/x.json",
+            "-http-addr 127.0.0.1:0 --rpc-addr=127.0.0.1:0 --node n1 -log-level=debug --config-file=/x.json",
         ))
         .unwrap()
         .unwrap();
         assert_eq!(opts.http_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(opts.rpc_addr, "127.0.0.1:0".parse().unwrap());
         assert_eq!(opts.node.as_deref(), Some("n1"));
         assert_eq!(opts.log_level, Some(Level::Debug));
         assert_eq!(opts.config_file, Some(PathBuf::from("/x.json")));
@@ -344,6 +357,7 @@ mod tests {
     fn agent_defaults_to_the_arthas_port_on_loopback() {
         let opts = AgentOptions::parse(&[]).unwrap().unwrap();
         assert_eq!(opts.http_addr, DEFAULT_HTTP_ADDR.parse().unwrap());
+        assert_eq!(opts.rpc_addr, DEFAULT_RPC_ADDR.parse().unwrap());
         assert_eq!(opts.log_level, None);
     }
 

@@ -493,3 +493,45 @@ fn command_line_errors_exit_one_and_help_exits_zero() {
             .starts_with(&format!("tandem v{}", tandem_core::VERSION))
     );
 }
+
+// ----- the agent RPC listener -----------------------------------------------------------
+
+/// A msgpack string (fixstr; the test only needs short ones).
+fn mp_str(out: &mut Vec<u8>, s: &str) {
+    assert!(s.len() < 32);
+    out.push(0xa0 | s.len() as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A request header `{"Command": command, "Seq": seq}`.
+fn rpc_header(out: &mut Vec<u8>, command: &str, seq: u8) {
+    assert!(seq < 128);
+    out.push(0x82);
+    mp_str(out, "Command");
+    mp_str(out, command);
+    mp_str(out, "Seq");
+    out.push(seq);
+}
+
+#[test]
+fn rpc_leave_answers_then_the_agent_exits_zero() {
+    let mut agent = RunningAgent::start(&[]);
+    let mut c = agent.connect_rpc();
+    let mut req = Vec::new();
+    rpc_header(&mut req, "handshake", 0);
+    req.push(0x81);
+    mp_str(&mut req, "Version");
+    req.push(1);
+    rpc_header(&mut req, "leave", 1);
+    c.send(&req);
+    // Both replies arrive before the agent closes the connection on its way out.
+    let got = c.read_to_end();
+    let replies = got
+        .windows(b"Error".len())
+        .filter(|w| w == b"Error")
+        .count();
+    assert_eq!(replies, 2, "{got:?}");
+    let status = agent.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    agent.wait_log("agent: shutdown complete");
+}

@@ -33,14 +33,23 @@ pub struct RunningAgent {
     child: Child,
     /// The bound HTTP port, read from the "listening on" line.
     pub port: u16,
+    /// The bound agent RPC port.
+    pub rpc_port: u16,
     log: Arc<Log>,
 }
 
 impl RunningAgent {
-    /// Starts `tandem agent -http-addr 127.0.0.1:0 <extra>` and waits until it listens.
+    /// Starts `tandem agent -http-addr 127.0.0.1:0 -rpc-addr 127.0.0.1:0 <extra>` and waits
+    /// until it listens.
     pub fn start(extra: &[&str]) -> RunningAgent {
         let mut child = Command::new(BIN)
-            .args(["agent", "-http-addr", "127.0.0.1:0"])
+            .args([
+                "agent",
+                "-http-addr",
+                "127.0.0.1:0",
+                "-rpc-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -61,16 +70,21 @@ impl RunningAgent {
         let mut agent = RunningAgent {
             child,
             port: 0,
+            rpc_port: 0,
             log,
         };
-        let line = agent.wait_log("agent: HTTP API listening on ");
-        let port = line
-            .rsplit(':')
+        // The HTTP line comes last, so both ports are known once it is seen.
+        agent.port = agent.port_in("agent: HTTP API listening on ");
+        agent.rpc_port = agent.port_in("agent: RPC listening on ");
+        agent
+    }
+
+    fn port_in(&self, needle: &str) -> u16 {
+        let line = self.wait_log(needle);
+        line.rsplit(':')
             .next()
             .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        agent.port = port;
-        agent
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
     }
 
     /// The child's pid.
@@ -132,13 +146,12 @@ impl RunningAgent {
 
     /// A new connection to the HTTP API.
     pub fn connect(&self) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client::connect(self.port)
+    }
+
+    /// A new connection to the agent RPC.
+    pub fn connect_rpc(&self) -> Client {
+        Client::connect(self.rpc_port)
     }
 
     /// `POST /api` with `body` on a fresh connection; the parsed JSON answer.
@@ -166,6 +179,23 @@ pub struct Client {
 }
 
 impl Client {
+    fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads until the peer closes; returns everything read.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut all = std::mem::take(&mut self.buf);
+        self.stream.read_to_end(&mut all).expect("read to EOF");
+        all
+    }
+
     /// Writes bytes in one `write_all`.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
