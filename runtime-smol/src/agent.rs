@@ -307,6 +307,10 @@ impl Runtime {
                 let Some(ex) = self.ex.upgrade() else {
                     return; // shutting down
                 };
+                self.log(
+                    Level::Debug,
+                    &format!("host: job {} started: {command} {}", job.0, args.join(" ")),
+                );
                 let writable = Bell::new();
                 let task = ex.spawn(host::run(
                     Rc::clone(self),
@@ -323,8 +327,11 @@ impl Runtime {
             }
             Effect::CancelJob(job) => {
                 let cancelled = self.jobs.borrow_mut().remove(&job);
-                // Dropped outside the borrow: dropping a task may run its destructors.
-                drop(cancelled);
+                if cancelled.is_some() {
+                    // Dropped outside the borrow: dropping a task may run its destructors.
+                    drop(cancelled);
+                    self.log(Level::Debug, &format!("host: job {} cancelled", job.0));
+                }
             }
             Effect::JobWritable(job) => {
                 if let Some(j) = self.jobs.borrow().get(&job) {

@@ -66,10 +66,14 @@ pub(crate) async fn run(
         "dashboard" => dashboard(&job_ctx, &args).await,
         other => End::Status(1, Some(format!("{other}: no host implementation"))),
     };
+    rt.job_done(job);
     if let End::Status(code, message) = end {
         rt.input(|agent, now| agent.job_finished(job, code, message.as_deref(), now));
+        rt.log(
+            tandem_core::Level::Debug,
+            &format!("host: job {} finished with status {code}", job.0),
+        );
     }
-    rt.job_done(job);
 }
 
 /// What a running job needs to talk to the agent.

@@ -294,7 +294,7 @@ fn exec_dashboard_with_a_count_gives_that_many_samples() {
 
 #[test]
 fn async_dashboard_is_stopped_by_interrupt_job() {
-    let agent = RunningAgent::start(&[]);
+    let agent = RunningAgent::start(&["-log-level", "debug"]);
     let init = agent.api(r#"{"action":"init_session"}"#);
     let sid = init["sessionId"].as_str().unwrap().to_string();
     let cid = init["consumerId"].as_str().unwrap().to_string();
@@ -332,6 +332,8 @@ fn async_dashboard_is_stopped_by_interrupt_job() {
         status,
         &json!({"interrupted":true,"jobId":job,"statusCode":0,"type":"status"})
     );
+    // The runtime stopped the sampling task itself, not just the agent's record of it.
+    agent.wait_log(&format!("host: job {job} cancelled"));
     // The foreground slot is free again: another job may start.
     let r = agent.api(&format!(
         r#"{{"action":"async_exec","command":"sysinfo","sessionId":"{sid}"}}"#
@@ -437,19 +439,12 @@ fn sigint_exits_zero() {
 
 #[test]
 fn sighup_reloads_the_config_file() {
-    let dir = std::env::temp_dir().join(format!(
-        "tandem-e2e-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("agent.json");
-    std::fs::write(&path, r#"{"node_name":"n1","log_level":"INFO"}"#).unwrap();
-    let agent = RunningAgent::start(&["-config-file", path.to_str().unwrap()]);
+    let cfg = ConfigFile::new(r#"{"node_name":"n1","log_level":"INFO"}"#);
+    let agent = RunningAgent::start(&["-config-file", cfg.path()]);
 
     // At INFO, creating a session logs nothing (it is a DEBUG record).
     agent.api(r#"{"action":"init_session"}"#);
-    std::fs::write(&path, r#"{"node_name":"n1","log_level":"debug"}"#).unwrap();
+    cfg.write(r#"{"node_name":"n1","log_level":"debug"}"#);
     agent.signal(libc::SIGHUP);
     agent.wait_log("agent: configuration reloaded");
     // stderr is one ordered stream: had the first session been logged, it would be here.
@@ -463,13 +458,12 @@ fn sighup_reloads_the_config_file() {
     agent.wait_log_after(from, "[DEBUG] http: session");
 
     // A bad file is reported and the agent keeps serving with the config it has.
-    std::fs::write(&path, "{ not json").unwrap();
+    cfg.write("{ not json");
     let from = agent.log_lines().len();
     agent.signal(libc::SIGHUP);
     agent.wait_log_after(from, "[ERR] agent: reload failed");
     let r = agent.api(r#"{"action":"exec","command":"version"}"#);
     assert_eq!(r["state"], "SUCCEEDED");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -534,4 +528,87 @@ fn rpc_leave_answers_then_the_agent_exits_zero() {
     let status = agent.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{status}");
     agent.wait_log("agent: shutdown complete");
+}
+
+// ----- host jobs under backpressure -----------------------------------------------------
+
+/// A config file in a fresh temporary directory, removed on drop.
+struct ConfigFile(std::path::PathBuf);
+
+impl ConfigFile {
+    fn new(json: &str) -> ConfigFile {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tandem-e2e-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.json");
+        std::fs::write(&path, json).unwrap();
+        ConfigFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    fn write(&self, json: &str) {
+        std::fs::write(&self.0, json).unwrap();
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[test]
+fn a_host_job_blocked_on_a_full_exec_is_cancelled_at_the_exec_timeout() {
+    let cfg = ConfigFile::new(r#"{"limits":{"exec_results":2}}"#);
+    let agent = RunningAgent::start(&["-config-file", cfg.path(), "-log-level", "debug"]);
+    // The third sample is refused `Full` and held; only the timeout ends the job.
+    let r = agent.api(r#"{"action":"exec","command":"dashboard -i 10 -n 5","execTimeout":300}"#);
+    assert_eq!(r["state"], "INTERRUPTED", "{r}");
+    assert_eq!(r["body"]["timeExpired"], true);
+    let items = results(&r);
+    assert_eq!(
+        types(&items),
+        ["dashboard", "dashboard", "status"],
+        "{items:?}"
+    );
+    assert_eq!(items[2]["interrupted"], true);
+    let job = r["body"]["jobId"].as_u64().unwrap();
+    agent.wait_log(&format!("host: job {job} cancelled"));
+}
+
+#[test]
+fn a_host_job_waits_for_a_full_consumer_and_then_finishes() {
+    let cfg = ConfigFile::new(r#"{"limits":{"consumer_queue":4}}"#);
+    let agent = RunningAgent::start(&["-config-file", cfg.path()]);
+    let init = agent.api(r#"{"action":"init_session"}"#);
+    let sid = init["sessionId"].as_str().unwrap().to_string();
+    let cid = init["consumerId"].as_str().unwrap().to_string();
+    let pull = format!(r#"{{"action":"pull_results","sessionId":"{sid}","consumerId":"{cid}"}}"#);
+    assert_eq!(
+        types(&results(&agent.api(&pull))).len(),
+        3,
+        "the welcome items"
+    );
+    let r = agent.api(&format!(
+        r#"{{"action":"async_exec","command":"dashboard -i 10 -n 8","sessionId":"{sid}"}}"#
+    ));
+    let job = r["body"]["jobId"].as_u64().unwrap();
+    // Eight samples do not fit a queue of four: the job must be held back by `Full` and
+    // resumed by `JobWritable` as the queue is pulled, or its status never comes.
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen: Vec<Value> = Vec::new();
+    while !seen.iter().any(|i| i["type"] == "status") {
+        assert!(Instant::now() < deadline, "job never finished: {seen:?}");
+        seen.extend(results(&agent.api(&pull)));
+    }
+    let status = seen.iter().find(|i| i["type"] == "status").unwrap();
+    assert_eq!(status, &json!({"jobId":job,"statusCode":0,"type":"status"}));
+    let samples = seen.iter().filter(|i| i["type"] == "dashboard").count();
+    assert!(samples >= 4, "most samples got through: {seen:?}");
 }
