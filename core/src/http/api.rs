@@ -98,6 +98,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// Accepts a JSON object and nothing else, to word the parse error for other bodies.
+struct ObjectOnly;
+
+impl<'de> Deserialize<'de> for ObjectOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ObjectOnly;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<ObjectOnly, A::Error> {
+                while m.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(ObjectOnly)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// `execTimeout`: a number or a numeric string (spec §2).
 #[derive(Debug)]
 struct Timeout(i64);
@@ -265,6 +285,14 @@ impl Agent {
     pub(crate) fn api(&mut self, conn: ConnId, body: &[u8], now: Instant) {
         if body.trim_ascii().is_empty() {
             return self.fail(conn, None, msg::EMPTY_BODY);
+        }
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            // serde would take a JSON array positionally; fastjson takes objects only.
+            let e = match serde_json::from_slice::<ObjectOnly>(body) {
+                Err(e) => e,
+                Ok(ObjectOnly) => return self.fail(conn, None, msg::EMPTY_BODY),
+            };
+            return self.fail(conn, None, &format!("{}{e}", msg::PARSE_FAILED));
         }
         let req: ApiRequest<'_> = match serde_json::from_slice(body) {
             Ok(r) => r,

@@ -48,6 +48,10 @@ pub(crate) struct HttpConn {
     /// Version and persistence of the request being answered.
     pub(crate) http10: bool,
     pub(crate) keep_alive: bool,
+    /// A `HEAD` request: its answer has a head only.
+    pub(crate) head_method: bool,
+    /// Bytes of the request being handled still in the receive buffer (0 once consumed).
+    pub(crate) current_len: usize,
 }
 
 impl Agent {
@@ -98,18 +102,26 @@ impl Agent {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
-        let keep = c.http.keep_alive && !c.read_closed && status != Status::BadRequest;
+        // After EOF, requests pipelined before it are still answered; the last one says
+        // `Connection: close`.
+        let more_buffered = c.rx_len > c.http.current_len;
+        let keep =
+            c.http.keep_alive && status != Status::BadRequest && !(c.read_closed && !more_buffered);
         let persist = match (keep, c.http.http10) {
             (false, _) => Persist::Close,
             (true, true) => Persist::KeepAlive,
             (true, false) => Persist::Default,
         };
         let http10 = c.http.http10;
+        let head_method = c.http.head_method;
         if status != Status::Ok {
             self.stats.http_errors += 1;
         }
         self.tx_write(conn, |tx| {
-            response::write(tx, http10, status, ctype, persist, body)
+            response::write(tx, http10, status, ctype, persist, body);
+            if head_method {
+                tx.truncate(tx.len() - body.len());
+            }
         });
         if persist == Persist::Close {
             self.close_conn(conn);
@@ -164,15 +176,18 @@ impl Agent {
                 Step::Request(head) => {
                     c.http.http10 = head.http10;
                     c.http.keep_alive = head.keep_alive;
+                    c.http.head_method = head.method == codec::Method::Other("HEAD".into());
                     self.stats.http_requests += 1;
                     // Borrow the body out of the connection while the agent handles it;
                     // taking the buffer avoids a copy and gives it back unchanged.
                     let rx = core::mem::take(&mut c.rx);
+                    c.http.current_len = head.total_len();
                     let body = rx.get(head.head_len..head.total_len()).unwrap_or(&[]);
                     self.handle_request(conn, &head, body, now);
                     if let Some(c) = self.conns.get_mut(conn) {
                         c.rx = rx;
                         c.rx_consume(head.total_len());
+                        c.http.current_len = 0;
                         c.http.framer.reset();
                     }
                 }

@@ -241,10 +241,27 @@ impl Agent {
             }
         }
         let status = items::status(id, code, message, interrupted);
-        match self.jobs.get_mut(&id).map(|j| &mut j.sink) {
+        let history = self.cfg.limits.history;
+        match self.jobs.get_mut(&id) {
             // The status always goes in, whatever the cap: it is the end marker.
-            Some(Sink::Exec(e)) => e.results.push(status),
-            _ => self.job_item(id, status),
+            Some(Job {
+                sink: Sink::Exec(e),
+                ..
+            }) => e.results.push(status),
+            // A host job's accepted items must not be pushed out by its own end.
+            Some(
+                job @ Job {
+                    sink: Sink::Stream,
+                    run: Run::Host,
+                    ..
+                },
+            ) => {
+                if let Some(s) = self.sessions.get_mut(&job.session) {
+                    s.publish_end(status, history, &mut self.wake);
+                }
+            }
+            Some(_) => self.job_item(id, status),
+            None => {}
         }
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -262,7 +279,10 @@ impl Agent {
         let limits = &self.cfg.limits;
         if let Some(s) = self.sessions.get_mut(&key) {
             s.jobs.retain(|&j| j != id);
-            if s.foreground == Some(id) {
+            if s.foreground == Some(id) && host {
+                s.foreground = None;
+                s.allow_input_after_host_job(&self.status_items, limits.history, &mut self.wake);
+            } else if s.foreground == Some(id) {
                 s.foreground = None;
                 s.set_input_status(
                     InputStatus::AllowInput,

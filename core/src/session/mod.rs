@@ -18,6 +18,9 @@ use crate::ConnId;
 use crate::time::Instant;
 pub(crate) use items::{InputStatus, Item, StatusItems};
 
+/// The queue capacity that means "a job's end item: never evict" in `publish`.
+const END: usize = usize::MAX;
+
 /// A session id as bytes: a UUID with dashes, 36 ASCII characters.
 pub(crate) type SessionKey = [u8; 36];
 
@@ -98,8 +101,7 @@ impl Consumer {
 
     /// Appends an item; beyond `cap` items the oldest goes into the front gap.
     fn push(&mut self, item: Item, cap: usize) {
-        self.queue.push_back(Entry::Item(item));
-        self.items += 1;
+        self.push_end(item);
         while self.items > cap.max(1) {
             let gap_first = matches!(self.queue.front(), Some(Entry::Gap(_)));
             let oldest = usize::from(gap_first);
@@ -112,6 +114,14 @@ impl Consumer {
                 _ => self.queue.push_front(Entry::Gap(1)),
             }
         }
+    }
+
+    /// Appends a job's end item (`status`, `ALLOW_INPUT`) without evicting: a host's items
+    /// were accepted because they fit, and its own ending must not push them out. Each job
+    /// ends once, so this exceeds the bound by at most two items per job.
+    fn push_end(&mut self, item: Item) {
+        self.queue.push_back(Entry::Item(item));
+        self.items += 1;
     }
 
     /// Entries ready to be pulled (a gap counts as one).
@@ -223,11 +233,30 @@ impl Session {
             self.history.push_back(item.clone());
         }
         for c in &mut self.consumers {
-            c.push(item.clone(), queue_cap);
+            match queue_cap {
+                END => c.push_end(item.clone()),
+                cap => c.push(item.clone(), cap),
+            }
             if let Some(conn) = c.pull {
                 woken.push(conn);
             }
         }
+    }
+
+    /// Ends the foreground job of a host command: `ALLOW_INPUT`, never evicting.
+    pub(crate) fn allow_input_after_host_job(
+        &mut self,
+        statuses: &StatusItems,
+        history_cap: usize,
+        woken: &mut Vec<ConnId>,
+    ) {
+        self.input_status = InputStatus::AllowInput;
+        self.publish_end(statuses.get(InputStatus::AllowInput), history_cap, woken);
+    }
+
+    /// Appends a host job's end item: like `publish`, but never evicting (see `push_end`).
+    pub(crate) fn publish_end(&mut self, item: Item, history_cap: usize, woken: &mut Vec<ConnId>) {
+        self.publish(item, history_cap, END, woken);
     }
 
     pub(crate) fn set_input_status(
