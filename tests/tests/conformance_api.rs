@@ -318,7 +318,7 @@ fn bad_json_fails_with_the_parse_prefix_and_no_request_id() {
 }
 
 #[test]
-#[ignore = "core bug: a JSON array body is deserialized positionally into a request and dispatched"]
+
 fn json_array_body_is_a_parse_failure_not_a_positional_request() {
     let mut sim = Sim::new();
     for body in [

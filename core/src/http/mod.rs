@@ -106,7 +106,7 @@ impl Agent {
         // `Connection: close`.
         let more_buffered = c.rx_len > c.http.current_len;
         let keep =
-            c.http.keep_alive && status != Status::BadRequest && !(c.read_closed && !more_buffered);
+            c.http.keep_alive && status != Status::BadRequest && (more_buffered || !c.read_closed);
         let persist = match (keep, c.http.http10) {
             (false, _) => Persist::Close,
             (true, true) => Persist::KeepAlive,
