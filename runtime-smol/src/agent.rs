@@ -107,8 +107,10 @@ pub(crate) struct Runtime {
     opts: AgentOptions,
     conns: RefCell<HashMap<ConnId, Rc<ConnEntry>>>,
     jobs: RefCell<HashMap<JobId, HostJob>>,
-    /// Rung after every drain: the next deadline may have changed.
+    /// Rung after a drain that moved the agent's next deadline away from `armed`.
     timer_bell: Bell,
+    /// The deadline the timer task last armed (`None`: disarmed).
+    armed: Cell<Option<Instant>>,
     /// Rung by SIGINT/SIGTERM.
     shutdown: Bell,
     /// Weak, because tasks hold the runtime: dropping the executor must drop them all.
@@ -152,6 +154,7 @@ pub fn run(opts: AgentOptions) -> i32 {
         conns: RefCell::new(HashMap::new()),
         jobs: RefCell::new(HashMap::new()),
         timer_bell: Bell::new(),
+        armed: Cell::new(None),
         shutdown: Bell::new(),
         ex: Rc::downgrade(&ex),
     });
@@ -266,8 +269,9 @@ impl Runtime {
         r
     }
 
-    /// Drains `poll_output()` and acts on each output; then tells the timer task to look at
-    /// `poll_timeout()` again. Acting on an output may be an input itself (`handle_reset`
+    /// Drains `poll_output()` and acts on each output; then, if `poll_timeout()` moved, tells
+    /// the timer task to re-arm (most inputs leave the deadline where it was, and re-arming
+    /// an `async_io::Timer` costs a trip through the reactor). Acting on an output may be an input itself (`handle_reset`
     /// of a connection that has no task); its outputs join this same drain.
     fn drain(self: &Rc<Self>) {
         loop {
@@ -298,7 +302,9 @@ impl Runtime {
                 Output::Effect(effect) => self.effect(effect),
             }
         }
-        self.timer_bell.ring();
+        if self.agent.borrow().poll_timeout() != self.armed.get() {
+            self.timer_bell.ring();
+        }
     }
 
     fn effect(self: &Rc<Self>, effect: Effect) {
@@ -378,7 +384,9 @@ impl Runtime {
         loop {
             // Clear before reading the deadline: a change after the read rings again.
             self.timer_bell.clear();
-            match self.agent.borrow().poll_timeout() {
+            let deadline = self.agent.borrow().poll_timeout();
+            self.armed.set(deadline);
+            match deadline {
                 Some(deadline) => timer.set_at(self.clock.deadline_to_std(deadline)),
                 None => timer.clear(),
             }

@@ -376,6 +376,29 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
 }
 
 #[test]
+fn connection_close_answers_then_closes_cleanly_despite_unread_bytes() {
+    let agent = RunningAgent::start(&[]);
+    let mut c = agent.connect();
+    let body = r#"{"action":"exec","command":"version"}"#;
+    let mut req = format!(
+        "POST /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    // Bytes after a `Connection: close` request are never parsed by the agent: they get no
+    // answer, and the runtime drains them while closing (a close with unread input would
+    // be a reset, which can destroy an answer still in flight) so the client sees a FIN.
+    req.extend(std::iter::repeat_n(b'x', 32 * 1024));
+    c.send(&req);
+    let mut all = c.read_to_end();
+    let responses = support::take_responses(&mut all);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].header("connection"), Some("close"));
+    assert_eq!(results(&responses[0].json())[0]["type"], "version");
+    assert!(all.is_empty(), "nothing after the answer");
+}
+
+#[test]
 fn other_paths_are_404() {
     let agent = RunningAgent::start(&[]);
     let mut c = agent.connect();
