@@ -13,7 +13,7 @@
 //! - The agent is borrowed only between two `.await`s, never across one, so tasks cannot
 //!   observe each other's borrows.
 //! - Every input is followed by [`Runtime::drain`] (the core's call contract): outputs are
-//!   dispatched at once, and the timer task is told the deadline may have moved.
+//!   dispatched at once, and the timer task is told when the next deadline moved.
 //! - A connection's bytes are written only by its own task, so writes stay in order; other
 //!   tasks ring its doorbell instead.
 
@@ -111,13 +111,13 @@ pub(crate) struct Runtime {
     timer_bell: Bell,
     /// The deadline the timer task last armed (`None`: disarmed).
     armed: Cell<Option<Instant>>,
-    /// Rung by SIGINT/SIGTERM.
+    /// Rung by SIGINT/SIGTERM and by `Effect::Shutdown` (RPC `leave`).
     shutdown: Bell,
     /// Weak, because tasks hold the runtime: dropping the executor must drop them all.
     ex: Weak<LocalExecutor<'static>>,
 }
 
-/// Runs `tandem agent` until SIGINT or SIGTERM; returns the exit code.
+/// Runs `tandem agent` until SIGINT, SIGTERM or a `leave`; returns the exit code.
 pub fn run(opts: AgentOptions) -> i32 {
     let clock = Clock::start();
     let mut config = match opts.load_config() {
