@@ -635,3 +635,37 @@ fn a_host_job_waits_for_a_full_consumer_and_then_finishes() {
     let samples = seen.iter().filter(|i| i["type"] == "dashboard").count();
     assert!(samples >= 4, "most samples got through: {seen:?}");
 }
+
+#[test]
+fn connections_over_the_limit_are_closed_at_once() {
+    let cfg = ConfigFile::new(r#"{"limits":{"max_connections":1}}"#);
+    let agent = RunningAgent::start(&["-config-file", cfg.path()]);
+    let mut first = agent.connect();
+    first.send(&post_api(r#"{"action":"exec","command":"version"}"#));
+    assert_eq!(first.response().status, 200, "the first one is served");
+    // The second is refused by the agent and closed by the runtime without an answer.
+    let mut second = agent.connect();
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(&mut second.stream, &mut byte).unwrap_or(0);
+    assert_eq!(n, 0, "refused connections get no bytes, only a close");
+    agent.wait_log("http: refused connection from 127.0.0.1:");
+    // Once the first goes away, there is room again.
+    drop(first);
+    let deadline = Instant::now() + DEADLINE;
+    let body = r#"{"action":"exec","command":"version"}"#;
+    let closing = format!(
+        "POST /api HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    loop {
+        let mut c = agent.connect();
+        // Still refused, the write may meet a reset: that is a retry, not a failure.
+        let _ = std::io::Write::write_all(&mut c.stream, closing.as_bytes());
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c.stream, &mut buf);
+        if support::take_responses(&mut buf).len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after the first closed");
+    }
+}
