@@ -591,7 +591,7 @@ fn a_host_job_blocked_on_a_full_exec_is_cancelled_at_the_exec_timeout() {
     let cfg = ConfigFile::new(r#"{"limits":{"exec_results":2}}"#);
     let agent = RunningAgent::start(&["-config-file", cfg.path(), "-log-level", "debug"]);
     // The third sample is refused `Full` and held; only the timeout ends the job.
-    let r = agent.api(r#"{"action":"exec","command":"dashboard -i 10 -n 5","execTimeout":300}"#);
+    let r = agent.api(r#"{"action":"exec","command":"dashboard -i 10 -n 5","execTimeout":1000}"#);
     assert_eq!(r["state"], "INTERRUPTED", "{r}");
     assert_eq!(r["body"]["timeExpired"], true);
     let items = results(&r);
