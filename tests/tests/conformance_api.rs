@@ -78,6 +78,43 @@ fn request_id_with_escapes_is_echoed_as_the_same_string() {
 }
 
 #[test]
+fn the_web_consoles_blank_fields_mean_absent_but_a_blank_request_id_is_echoed() {
+    let mut sim = Sim::new();
+    // The bundled web console sends every field, "" when not applicable.
+    let text = sim.api_text(
+        r#"{"action":"exec","command":"echo x","consumerId":"","requestId":"","sessionId":"","execTimeout":""}"#,
+    );
+    let sid = sid_of(&text);
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"body":{{"command":"echo x","jobId":1,"jobStatus":"TERMINATED","results":[{{"jobId":1,"message":"x","type":"message"}},{{"jobId":1,"statusCode":0,"type":"status"}}],"timeExpired":false}},"requestId":"","sessionId":"{sid}","state":"SUCCEEDED"}}"#
+        )
+    );
+    assert_eq!(sim.agent.session_count(), 0);
+    // A blank sessionId on exec is a one-time session too, whitespace included.
+    let v = sim.api(r#"{"action":"exec","command":"version","sessionId":"  "}"#);
+    assert_eq!(v["state"], "SUCCEEDED");
+    assert_eq!(sim.agent.session_count(), 0);
+}
+
+#[test]
+fn the_mcp_clients_string_timeout_health_check_succeeds() {
+    let mut sim = Sim::new();
+    let text = sim.api_text(
+        r#"{"action":"exec","command":"version","requestId":"health_check","execTimeout":"5000"}"#,
+    );
+    let sid = sid_of(&text);
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"body":{{"command":"version","jobId":1,"jobStatus":"TERMINATED","results":[{{"jobId":1,"type":"version","version":"{}"}},{{"jobId":1,"statusCode":0,"type":"status"}}],"timeExpired":false}},"requestId":"health_check","sessionId":"{sid}","state":"SUCCEEDED"}}"#,
+            tandem_core::VERSION
+        )
+    );
+}
+
+#[test]
 fn action_is_case_insensitive_and_trimmed() {
     let mut sim = Sim::new();
     for action in ["exec", " Exec ", "EXEC", "\teXeC\n"] {
@@ -318,7 +355,6 @@ fn bad_json_fails_with_the_parse_prefix_and_no_request_id() {
 }
 
 #[test]
-
 fn json_array_body_is_a_parse_failure_not_a_positional_request() {
     let mut sim = Sim::new();
     for body in [

@@ -773,3 +773,77 @@ fn interrupt_job_of_a_host_job_cancels_it_and_streams_its_interrupted_status() {
     sim.advance(Duration::from_millis(2000));
     assert_eq!(sim.responses(c)[0].text(), pull_answer(&sid, &cid, &[]));
 }
+
+#[test]
+fn interrupt_job_stops_a_running_exec_which_answers_with_its_interrupted_status() {
+    let mut sim = Sim::new();
+    let (sid, cid) = sim.init_session();
+    sim.pull(&sid, &cid);
+    let c = sim.connect();
+    sim.post(
+        c,
+        &format!(r#"{{"action":"exec","command":"monitor","requestId":"e","sessionId":"{sid}"}}"#),
+    );
+    sim.advance_ms(40);
+    let v = sim.api(&format!(
+        r#"{{"action":"interrupt_job","sessionId":"{sid}"}}"#
+    ));
+    assert_eq!(
+        v,
+        serde_json::json!({"body":{"jobId":1,"jobStatus":"TERMINATED"},"state":"SUCCEEDED"})
+    );
+    assert_eq!(
+        sim.responses(c)[0].text(),
+        format!(
+            r#"{{"body":{{"command":"monitor","jobId":1,"jobStatus":"TERMINATED","results":[{{"interrupted":true,"jobId":1,"statusCode":0,"type":"status"}}],"timeExpired":false}},"requestId":"e","sessionId":"{sid}","state":"SUCCEEDED"}}"#
+        )
+    );
+    assert_eq!(sim.pull(&sid, &cid), [ALLOW_INTERRUPT, ALLOW_INPUT]);
+}
+
+#[test]
+fn exec_of_a_background_line_waits_for_its_job_and_leaves_the_foreground_free() {
+    let mut sim = Sim::new();
+    let (sid, _) = sim.init_session();
+    let c = sim.connect();
+    sim.post(
+        c,
+        &format!(
+            r#"{{"action":"exec","command":"monitor &","execTimeout":400,"sessionId":"{sid}"}}"#
+        ),
+    );
+    assert_eq!(sim.async_exec(&sid, "echo free")["state"], "SCHEDULED");
+    sim.advance_ms(399);
+    assert!(sim.responses(c).is_empty());
+    sim.advance_ms(1);
+    let v = sim.responses(c)[0].json();
+    assert_eq!(v["state"], "INTERRUPTED");
+    assert_eq!(v["body"]["timeout"], 400);
+    // A background line that ends by itself is answered at once.
+    let v = sim.exec_in(&sid, "echo done &");
+    assert_eq!(v["state"], "SUCCEEDED");
+    assert_eq!(v["body"]["results"][0]["message"], "done");
+}
+
+#[test]
+fn a_pull_answered_by_close_session_echoes_its_request_id() {
+    let mut sim = Sim::new();
+    let (sid, cid) = sim.init_session();
+    sim.pull(&sid, &cid);
+    let c = sim.connect();
+    sim.post(
+        c,
+        &format!(
+            r#"{{"action":"pull_results","consumerId":"{cid}","requestId":"long","sessionId":"{sid}"}}"#
+        ),
+    );
+    sim.api(&format!(
+        r#"{{"action":"close_session","sessionId":"{sid}"}}"#
+    ));
+    assert_eq!(
+        sim.responses(c)[0].text(),
+        format!(
+            r#"{{"body":{{"results":[]}},"consumerId":"{cid}","requestId":"long","sessionId":"{sid}","state":"SUCCEEDED"}}"#
+        )
+    );
+}
