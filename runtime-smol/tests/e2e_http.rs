@@ -669,3 +669,31 @@ fn connections_over_the_limit_are_closed_at_once() {
         assert!(Instant::now() < deadline, "no room after the first closed");
     }
 }
+
+#[test]
+fn monitor_streams_the_runtimes_own_records() {
+    let agent = RunningAgent::start(&[]);
+    let init = agent.api(r#"{"action":"init_session"}"#);
+    let sid = init["sessionId"].as_str().unwrap().to_string();
+    let cid = init["consumerId"].as_str().unwrap().to_string();
+    let pull = format!(r#"{{"action":"pull_results","sessionId":"{sid}","consumerId":"{cid}"}}"#);
+    let r = agent.api(&format!(
+        r#"{{"action":"async_exec","command":"monitor","sessionId":"{sid}"}}"#
+    ));
+    assert_eq!(r["state"], "SCHEDULED");
+    // A record only the runtime writes: the reload after SIGHUP (no config file: the flags
+    // alone are re-applied).
+    agent.signal(libc::SIGHUP);
+    let deadline = Instant::now() + DEADLINE;
+    let wanted = "[INFO] agent: caught signal Hup, reloading configuration";
+    loop {
+        let items = results(&agent.api(&pull));
+        if items
+            .iter()
+            .any(|i| i["type"] == "log" && i["log"].as_str().unwrap().ends_with(wanted))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "monitor never showed {wanted:?}");
+    }
+}
