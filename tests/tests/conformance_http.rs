@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tandem_core::{Config, Effect, Limits, Listener};
+use tandem_core::{Agent, Config, Effect, Instant, Limits, Listener, Output};
 use tandem_tests::Sim;
 use tandem_tests::http::{post_api, take_responses};
 use tandem_tests::sim::pull_body;
@@ -225,6 +225,65 @@ fn a_parked_exec_holds_the_requests_behind_it() {
         r[1].text(),
         r#"{"message":"unknown action: x","requestId":"2","state":"FAILED"}"#
     );
+}
+
+#[test]
+fn a_large_request_behind_a_parked_pull_waits_then_is_answered() {
+    let mut sim = Sim::new();
+    let (sid, cid) = sim.init_session();
+    sim.pull(&sid, &cid);
+    let c = sim.connect();
+    let rid = "r".repeat(6000);
+    let mut bytes = post_api(&pull_body(&sid, &cid));
+    bytes.extend_from_slice(&post_api(&format!(
+        r#"{{"action":"x","requestId":"{rid}"}}"#
+    )));
+    sim.send(c, &bytes);
+    sim.advance_ms(1999);
+    assert!(sim.received(c).is_empty());
+    sim.advance_ms(1);
+    let r = sim.responses(c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].json()["body"]["results"], serde_json::json!([]));
+    assert_eq!(
+        r[1].text(),
+        format!(r#"{{"message":"unknown action: x","requestId":"{rid}","state":"FAILED"}}"#)
+    );
+}
+
+#[test]
+fn a_slow_reader_gets_no_more_answers_until_it_drains() {
+    let config = Config {
+        limits: Limits {
+            max_tx: 200,
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let now = Instant::from_millis(1_000);
+    let mut agent = Agent::new(config, 7, now);
+    let c = agent.accept(Listener::Http, None, now).unwrap();
+    let mut bytes = Vec::new();
+    for _ in 0..5 {
+        bytes.extend_from_slice(&post_api(UNKNOWN_BODY));
+    }
+    assert_eq!(agent.handle_stream(c, &bytes, now), bytes.len());
+    while agent.poll_output().is_some() {}
+    let one = ok_json(UNKNOWN);
+    // The answer that crosses max_tx is written whole; nothing after it.
+    assert_eq!(raw(agent.tx_pending(c).to_vec()), one.repeat(2));
+    let n = agent.tx_pending(c).len();
+    agent.tx_consume(c, n, now);
+    let mut transmits = 0;
+    while let Some(out) = agent.poll_output() {
+        transmits += usize::from(out == Output::Transmit(c));
+    }
+    assert_eq!(transmits, 1);
+    assert_eq!(raw(agent.tx_pending(c).to_vec()), one.repeat(2));
+    let n = agent.tx_pending(c).len();
+    agent.tx_consume(c, n, now);
+    while agent.poll_output().is_some() {}
+    assert_eq!(raw(agent.tx_pending(c).to_vec()), one);
 }
 
 #[test]
@@ -460,6 +519,26 @@ fn a_body_of_exactly_the_default_max_body_is_accepted() {
     sim.post(c, &body);
     assert_eq!(raw(sim.received(c)), ok_json(UNKNOWN));
     assert!(!sim.is_closed(c));
+}
+
+#[test]
+fn an_oversized_body_announced_with_expect_gets_413_not_100() {
+    let mut sim = Sim::new();
+    let c = sim.connect();
+    let max = sim.agent.config().limits.max_body;
+    sim.send(
+        c,
+        format!(
+            "POST /api HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            max + 1
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        raw(sim.received(c)),
+        error_close("413 Payload Too Large", "Payload Too Large")
+    );
+    assert!(sim.is_closed(c));
 }
 
 #[test]
@@ -771,6 +850,29 @@ fn eof_after_requests_pipelined_behind_a_parked_pull_answers_them_all() {
     );
     assert_eq!(r[1].header("Connection"), Some("close"));
     assert!(sim.is_closed(c));
+}
+
+#[test]
+fn eof_while_an_exec_is_parked_answers_it_then_closes() {
+    let mut sim = Sim::new();
+    let c = sim.connect();
+    sim.post(
+        c,
+        r#"{"action":"exec","command":"monitor","execTimeout":300}"#,
+    );
+    sim.eof(c);
+    assert_eq!(
+        sim.agent.job_count(),
+        1,
+        "EOF is not a reset: the job runs on"
+    );
+    sim.advance_ms(300);
+    let r = sim.responses(c);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].json()["state"], "INTERRUPTED");
+    assert_eq!(r[0].header("Connection"), Some("close"));
+    assert!(sim.is_closed(c));
+    assert_eq!(sim.agent.session_count(), 0);
 }
 
 #[test]

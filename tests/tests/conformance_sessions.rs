@@ -847,3 +847,34 @@ fn a_pull_answered_by_close_session_echoes_its_request_id() {
         )
     );
 }
+
+#[test]
+fn welcome_time_is_local_time_while_session_times_stay_epoch() {
+    let mut sim = Sim::new();
+    sim.agent.set_wall_clock(START_UNIX_MS, 8 * 3600, sim.now);
+    let (sid, cid) = sim.init_session();
+    assert_eq!(sim.pull(&sid, &cid)[1], welcome("2026-11-21 08:00:00.000"));
+    let v = sim.api(&format!(
+        r#"{{"action":"session_info","sessionId":"{sid}"}}"#
+    ));
+    assert_eq!(v["body"]["createTime"], START_UNIX_MS);
+    assert_eq!(v["body"]["lastAccessTime"], START_UNIX_MS + 100);
+}
+
+#[test]
+fn async_exec_of_bad_arguments_is_scheduled_and_streams_the_minus_10_status() {
+    let mut sim = Sim::new();
+    let (sid, cid) = sim.init_session();
+    sim.pull(&sid, &cid);
+    let v = sim.async_exec(&sid, "version --all");
+    assert_eq!(v["state"], "SCHEDULED");
+    assert_eq!(
+        sim.pull(&sid, &cid),
+        [
+            r#"{"command":"version --all","jobId":1,"state":"SCHEDULED","type":"command"}"#,
+            ALLOW_INTERRUPT,
+            r#"{"jobId":1,"message":"usage: version","statusCode":-10,"type":"status"}"#,
+            ALLOW_INPUT,
+        ]
+    );
+}
