@@ -258,7 +258,9 @@ impl Agent {
         self.timers.len()
     }
 
-    /// Whether the agent wants bytes from this connection now.
+    /// Whether the agent wants bytes from this connection now. This is a getter: a runtime
+    /// that stops reading must learn it from an empty [`Agent::rx_space`], which is what
+    /// arms the later [`Output::ResumeRead`].
     pub fn wants_read(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn)
@@ -458,9 +460,12 @@ impl Agent {
     }
 
     /// A log record from the runtime or application: goes to the ring and to `monitor`s.
-    pub fn log_record(&mut self, level: Level, text: &str, now: Instant) {
-        self.record(level, text, now, false);
+    /// Returns the record as formatted (`2026/11/21 10:00:00 [INFO] text`) for the runtime
+    /// to print, or `None` when its level is below the configured one.
+    pub fn log_record(&mut self, level: Level, text: &str, now: Instant) -> Option<LogRecord> {
+        let record = self.record(level, text, now, false);
         self.settle(now);
+        record
     }
 
     // ----- outputs -------------------------------------------------------------------
@@ -490,9 +495,9 @@ impl Agent {
         self.record(level, text, now, true);
     }
 
-    fn record(&mut self, level: Level, text: &str, now: Instant, emit: bool) {
+    fn record(&mut self, level: Level, text: &str, now: Instant, emit: bool) -> Option<LogRecord> {
         if level < self.cfg.log_level {
-            return;
+            return None;
         }
         let line = log::format_line(self.wall.local(now), level, text);
         let record = LogRecord {
@@ -503,8 +508,9 @@ impl Agent {
         self.feed_monitors(&record, now);
         self.rpc_feed_monitors(&record);
         if emit {
-            self.out.push_back(Output::Log(record));
+            self.out.push_back(Output::Log(record.clone()));
         }
+        Some(record)
     }
 
     /// Runs the work an input left behind until none is left: answers parked requests

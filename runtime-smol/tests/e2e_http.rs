@@ -587,13 +587,14 @@ impl Drop for ConfigFile {
 }
 
 #[test]
-fn a_host_job_blocked_on_a_full_exec_is_cancelled_at_the_exec_timeout() {
+fn a_host_job_filling_an_exec_response_is_ended_at_once_and_cancelled() {
     let cfg = ConfigFile::new(r#"{"limits":{"exec_results":2}}"#);
     let agent = RunningAgent::start(&["-config-file", cfg.path(), "-log-level", "debug"]);
-    // The third sample is refused `Full` and held; only the timeout ends the job.
-    let r = agent.api(r#"{"action":"exec","command":"dashboard -i 10 -n 5","execTimeout":1000}"#);
-    assert_eq!(r["state"], "INTERRUPTED", "{r}");
-    assert_eq!(r["body"]["timeExpired"], true);
+    // The third sample does not fit: the job ends there (no waiting for the timeout), the
+    // status says why, and the runtime is told to cancel the host task.
+    let r = agent.api(r#"{"action":"exec","command":"dashboard -i 10 -n 5","execTimeout":30000}"#);
+    assert_eq!(r["state"], "SUCCEEDED", "{r}");
+    assert_eq!(r["body"]["timeExpired"], false);
     let items = results(&r);
     assert_eq!(
         types(&items),
@@ -601,6 +602,10 @@ fn a_host_job_blocked_on_a_full_exec_is_cancelled_at_the_exec_timeout() {
         "{items:?}"
     );
     assert_eq!(items[2]["interrupted"], true);
+    assert_eq!(
+        items[2]["message"],
+        "result limit reached: exec collects at most 2 items"
+    );
     let job = r["body"]["jobId"].as_u64().unwrap();
     agent.wait_log(&format!("host: job {job} cancelled"));
 }

@@ -246,12 +246,18 @@ impl Item {
                 let n = r.u8()?;
                 let mut tags = BTreeMap::new();
                 let mut budget = TAGS_LIMIT;
+                let mut prev: Option<&str> = None;
                 for _ in 0..n {
                     let k = r.str8(255)?;
                     let v = r.str8(255)?;
                     budget = budget
                         .checked_sub(2 + k.len() + v.len())
                         .ok_or(CodecError::TooLong)?;
+                    // Keys in strictly increasing order: one encoding per tag set.
+                    if prev.is_some_and(|p| p >= k) {
+                        return Err(CodecError::BadTag);
+                    }
+                    prev = Some(k);
                     tags.insert(String::from(k), String::from(v));
                 }
                 Item::Meta(Meta {

@@ -182,7 +182,7 @@ impl Agent {
         &mut self,
         id: u32,
         value: &serde_json::Value,
-        _now: Instant,
+        now: Instant,
     ) -> Result<(), JobError> {
         let serde_json::Value::Object(fields) = value else {
             return Err(JobError::Invalid);
@@ -205,6 +205,16 @@ impl Agent {
             Sink::Exec(e) => e.results.len() >= limits.exec_results,
         };
         if full {
+            if let Sink::Exec(_) = job.sink {
+                // Nobody drains an `exec` response before the job ends, so waiting would
+                // only run into the timeout: end the job now and say why.
+                let msg = alloc::format!(
+                    "result limit reached: exec collects at most {} items",
+                    limits.exec_results
+                );
+                self.end_job(id, 0, Some(&msg), true, now);
+                return Err(JobError::Gone);
+            }
             job.blocked = true;
             return Err(JobError::Full);
         }

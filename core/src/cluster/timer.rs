@@ -1,0 +1,171 @@
+//! The cluster's one ordered timer queue: foca's timers of both pools and the cluster's own.
+//!
+//! foca must see its timers in order (caio/foca#26: an indirect probe delivered after the
+//! next probe tick ends the cycle early with `IncompleteProbeCycle`). Entries are ordered by
+//! deadline, then by foca's own `Timer` order for equal deadlines (`SendIndirectProbe`
+//! before `ProbeRandomMember`, ...), cluster timers after foca's, then by insertion, so a
+//! run is reproducible from its inputs alone. The order is a total order on
+//! `(at, rank, seq)`, which a `BinaryHeap` needs.
+
+use alloc::collections::BinaryHeap;
+use core::cmp::{Ordering, Reverse};
+
+use super::identity::NodeId;
+use super::{JoinId, Pool};
+use crate::time::Instant;
+
+/// What an entry is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// A foca timer, handed back to that pool's foca.
+    Foca(Pool, foca::Timer<NodeId>),
+    /// Re-announce to a join's unanswered addresses, or report it at its deadline.
+    Join(JoinId),
+    /// The leave has propagated: go silent.
+    Leave,
+    /// Ask for metas still missing or stale.
+    Pull(Pool),
+    /// Reap members down for longer than `reap_after`.
+    Reap(Pool),
+    /// Reconnect while the pool has no live member.
+    Reconnect(Pool),
+}
+
+impl Task {
+    /// foca's order for timers due at the same instant (its private `Timer::seq`, which
+    /// its `Ord` implements), then the cluster's own.
+    fn rank(&self) -> u8 {
+        match self {
+            Task::Foca(_, t) => match t {
+                foca::Timer::SendIndirectProbe { .. } => 0,
+                foca::Timer::ProbeRandomMember(_) => 1,
+                foca::Timer::ChangeSuspectToDown { .. } => 2,
+                foca::Timer::PeriodicAnnounce(_) => 3,
+                foca::Timer::PeriodicGossip(_) => 4,
+                foca::Timer::RemoveDown(_) => 5,
+                foca::Timer::PeriodicAnnounceDown(_) => 6,
+            },
+            Task::Join(_) => 7,
+            Task::Leave => 8,
+            Task::Pull(_) => 9,
+            Task::Reap(_) => 10,
+            Task::Reconnect(_) => 11,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    rank: u8,
+    seq: u64,
+    task: Task,
+}
+
+impl Entry {
+    fn key(&self) -> (Instant, u8, u64) {
+        (self.at, self.rank, self.seq)
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// The queue.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+}
+
+impl Timers {
+    pub(crate) fn schedule(&mut self, at: Instant, task: Task) {
+        self.seq += 1;
+        let rank = task.rank();
+        self.heap.push(Reverse(Entry {
+            at,
+            rank,
+            seq: self.seq,
+            task,
+        }));
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Removes and returns the first entry due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Task> {
+        match self.heap.peek() {
+            Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| e.task),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use core::net::SocketAddr;
+
+    #[test]
+    fn equal_deadlines_follow_focas_order_then_insertion() {
+        let id = NodeId::new(SocketAddr::from(([10, 0, 0, 1], 1)), 0);
+        let mut q = Timers::default();
+        let t = Instant::from_millis(1000);
+        q.schedule(t, Task::Reap(Pool::Lan));
+        q.schedule(t, Task::Foca(Pool::Lan, foca::Timer::ProbeRandomMember(0)));
+        q.schedule(
+            t,
+            Task::Foca(
+                Pool::Lan,
+                foca::Timer::SendIndirectProbe {
+                    probed_id: id,
+                    token: 0,
+                },
+            ),
+        );
+        q.schedule(t, Task::Pull(Pool::Wan));
+        q.schedule(t, Task::Pull(Pool::Lan));
+        q.schedule(Instant::from_millis(999), Task::Leave);
+        assert_eq!(q.pop_due(Instant::from_millis(998)), None);
+        let order: Vec<Task> = core::iter::from_fn(|| q.pop_due(t)).collect();
+        assert_eq!(
+            order,
+            [
+                Task::Leave,
+                Task::Foca(
+                    Pool::Lan,
+                    foca::Timer::SendIndirectProbe {
+                        probed_id: id,
+                        token: 0
+                    }
+                ),
+                Task::Foca(Pool::Lan, foca::Timer::ProbeRandomMember(0)),
+                Task::Pull(Pool::Wan),
+                Task::Pull(Pool::Lan),
+                Task::Reap(Pool::Lan),
+            ]
+        );
+        assert_eq!(q.len(), 0);
+    }
+}
