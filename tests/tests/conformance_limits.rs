@@ -149,7 +149,7 @@ fn exec_results_beyond_the_cap_are_counted_by_a_gap_before_the_status() {
 }
 
 #[test]
-fn a_host_exec_beyond_the_results_cap_is_told_full() {
+fn a_host_exec_that_fills_the_response_ends_at_once_with_the_reason() {
     let mut sim = limits(Limits {
         exec_results: 2,
         ..Limits::default()
@@ -165,15 +165,27 @@ fn a_host_exec_beyond_the_results_cap_is_told_full() {
             Ok(())
         );
     }
+    // Nobody drains an exec response before its job ends: waiting would only time out.
     assert_eq!(
         sim.agent
             .job_output(job, &json!({"type":"x","n":2}), sim.now),
-        Err(JobError::Full)
+        Err(JobError::Gone)
     );
-    sim.agent.job_finished(job, 0, None, sim.now);
     sim.drain();
-    let v = sim.responses(c)[0].json();
-    assert_eq!(v["body"]["results"].as_array().unwrap().len(), 3);
+    assert_eq!(sim.take_effects(), [tandem_core::Effect::CancelJob(job)]);
+    let text = sim.responses(c)[0].text().to_string();
+    let sid = serde_json::from_str::<Value>(&text).unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let j = job.0;
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"body":{{"command":"gen","jobId":{j},"jobStatus":"TERMINATED","results":[{{"jobId":{j},"n":0,"type":"x"}},{{"jobId":{j},"n":1,"type":"x"}},{{"interrupted":true,"jobId":{j},"message":"result limit reached: exec collects at most 2 items","statusCode":0,"type":"status"}}],"timeExpired":false}},"sessionId":"{sid}","state":"SUCCEEDED"}}"#
+        )
+    );
+    assert_eq!(sim.agent.session_count(), 0);
 }
 
 /// What the agent still holds once every request has been answered and every session
