@@ -192,6 +192,18 @@ fn exec_timeout_absent_zero_or_negative_means_30_seconds() {
 }
 
 #[test]
+fn async_exec_ignores_exec_timeout() {
+    let mut sim = Sim::new();
+    let (sid, _) = sim.init_session();
+    let v = sim.api(&format!(
+        r#"{{"action":"async_exec","command":"monitor","execTimeout":10,"sessionId":"{sid}"}}"#
+    ));
+    assert_eq!(v["state"], "SCHEDULED");
+    sim.advance_ms(60_000);
+    assert_eq!(sim.agent.job_count(), 1, "still running after a minute");
+}
+
+#[test]
 fn configured_exec_timeout_is_the_default() {
     let mut sim = Sim::with_config(Config {
         timing: Timing {

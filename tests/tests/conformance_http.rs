@@ -834,6 +834,18 @@ fn a_request_sent_one_byte_at_a_time_is_answered() {
 }
 
 #[test]
+fn an_empty_line_before_a_pipelined_request_is_ignored() {
+    let mut sim = Sim::new();
+    let c = sim.connect();
+    let mut bytes = post_api(UNKNOWN_BODY);
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(&post_api(UNKNOWN_BODY));
+    sim.send(c, &bytes);
+    assert_eq!(raw(sim.received(c)), ok_json(UNKNOWN).repeat(2));
+    assert!(!sim.is_closed(c));
+}
+
+#[test]
 fn bare_lf_line_endings_are_accepted() {
     let mut sim = Sim::new();
     let c = sim.connect();
