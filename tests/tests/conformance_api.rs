@@ -115,6 +115,19 @@ fn the_mcp_clients_string_timeout_health_check_succeeds() {
 }
 
 #[test]
+fn strings_are_escaped_exactly_as_a_compact_json_writer_does() {
+    let mut sim = Sim::new();
+    let mut rid: String = (0u8..0x20).map(char::from).collect();
+    rid.push_str("\"\\/\u{7f}é\u{2028}😀");
+    let sent = Value::from(rid.as_str()).to_string();
+    let text = sim.api_text(&format!(r#"{{"action":"nope","requestId":{sent}}}"#));
+    assert_eq!(
+        text,
+        format!(r#"{{"message":"unknown action: nope","requestId":{sent},"state":"FAILED"}}"#)
+    );
+}
+
+#[test]
 fn action_is_case_insensitive_and_trimmed() {
     let mut sim = Sim::new();
     for action in ["exec", " Exec ", "EXEC", "\teXeC\n"] {
