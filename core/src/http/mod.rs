@@ -176,7 +176,8 @@ impl Agent {
                 Step::Request(head) => {
                     c.http.http10 = head.http10;
                     c.http.keep_alive = head.keep_alive;
-                    c.http.head_method = head.method == codec::Method::Other("HEAD".into());
+                    c.http.head_method =
+                        matches!(&head.method, codec::Method::Other(m) if m == "HEAD");
                     self.stats.http_requests += 1;
                     // Borrow the body out of the connection while the agent handles it;
                     // taking the buffer avoids a copy and gives it back unchanged.
