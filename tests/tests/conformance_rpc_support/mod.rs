@@ -261,6 +261,20 @@ pub fn values(buf: &[u8]) -> Vec<V> {
     out
 }
 
+/// Asserts that `bytes` are a sequence of values written exactly as Go's codec writes
+/// them (§4.1): decoding and re-encoding with Go's rules gives the same bytes back. This
+/// pins the smallest integer forms, str8 for 32–255-byte strings and bin for bytes.
+#[track_caller]
+pub fn assert_go_encoded(bytes: &[u8]) {
+    let again: Vec<u8> = values(bytes).iter().flat_map(enc).collect();
+    assert!(
+        again == bytes,
+        "not as Go writes it\n got: {}\n  go: {}",
+        to_hex(bytes),
+        to_hex(&again)
+    );
+}
+
 /// Encodes as Go's codec does (§4.1): smallest unsigned forms, fixstr then str8/16/32,
 /// bin8 and up.
 pub fn enc(v: &V) -> Vec<u8> {
@@ -307,14 +321,25 @@ fn enc_into(out: &mut Vec<u8>, v: &V) {
                 out.extend_from_slice(&u.to_be_bytes());
             }
         },
-        V::I(i) => {
-            if *i >= -32 {
-                out.push(*i as i8 as u8);
-            } else {
+        // Go writes a non-negative signed value in the unsigned forms (v0.5.x), a negative
+        // one in the smallest signed form.
+        V::I(i) if *i >= 0 => enc_into(out, &V::U(*i as u64)),
+        V::I(i) => match *i {
+            -32..=-1 => out.push(*i as i8 as u8),
+            -0x80..=-33 => out.extend_from_slice(&[0xd0, *i as i8 as u8]),
+            -0x8000..=-0x81 => {
+                out.push(0xd1);
+                out.extend_from_slice(&(*i as i16).to_be_bytes());
+            }
+            -0x8000_0000..=-0x8001 => {
+                out.push(0xd2);
+                out.extend_from_slice(&(*i as i32).to_be_bytes());
+            }
+            _ => {
                 out.push(0xd3);
                 out.extend_from_slice(&i.to_be_bytes());
             }
-        }
+        },
         V::F(f) => {
             out.push(0xcb);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
