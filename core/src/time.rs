@@ -3,12 +3,11 @@
 //!
 //! The core never reads a clock. Each input carries `now`; the runtime arms a single timer
 //! for [`crate::Agent::poll_timeout`] and calls [`crate::Agent::handle_timeout`] when it fires.
-//! Entries are never removed eagerly: an entry names the object it is for, and when it fires
-//! the object is asked whether the deadline still holds. That keeps cancellation O(1) and the
-//! queue bounded by the number of live objects (each keeps at most one entry it re-arms).
+//! An entry names the object it is for; when it fires, the object is asked whether the
+//! deadline still holds (so a spurious entry is harmless), and owners cancel entries they no
+//! longer need, which keeps the queue bounded by the number of live objects.
 
-use alloc::collections::BinaryHeap;
-use core::cmp::{Ordering, Reverse};
+use alloc::collections::BTreeMap;
 use core::ops::{Add, Sub};
 use core::time::Duration;
 
@@ -73,63 +72,51 @@ pub(crate) enum Timer {
     Session(crate::session::SessionKey),
 }
 
-#[derive(Debug)]
-struct Entry {
+/// Names one scheduled entry, so its owner can cancel it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TimerKey {
     at: Instant,
     seq: u64,
-    timer: Timer,
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Ties go to the entry scheduled first, so equal deadlines fire in insertion order
-        // and a run is reproducible from its inputs alone.
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// The agent's single ordered timer queue.
+/// The agent's single ordered timer queue. Entries are ordered by deadline, then by the
+/// order they were scheduled in, so equal deadlines fire in insertion order and a run is
+/// reproducible from its inputs alone. Owners cancel entries they no longer need, so the
+/// queue holds at most one or two entries per live object.
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<Entry>>,
+    entries: BTreeMap<TimerKey, Timer>,
     seq: u64,
 }
 
 impl TimerQueue {
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
-        self.heap.push(Reverse(Entry {
-            at,
-            seq: self.seq,
-            timer,
-        }));
+        let key = TimerKey { at, seq: self.seq };
+        self.entries.insert(key, timer);
+        key
+    }
+
+    pub(crate) fn cancel(&mut self, key: Option<TimerKey>) {
+        if let Some(key) = key {
+            self.entries.remove(&key);
+        }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        self.entries.first_key_value().map(|(k, _)| k.at)
     }
 
     /// Removes and returns the earliest entry due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
-        match self.heap.peek() {
-            Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| (e.at, e.timer)),
+        match self.entries.first_key_value() {
+            Some((k, _)) if k.at <= now => self.entries.pop_first().map(|(k, t)| (k.at, t)),
             _ => None,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.entries.len()
     }
 }
 
@@ -155,6 +142,17 @@ mod tests {
                 (t, Timer::ExecTimeout(1)),
             ]
         );
+    }
+
+    #[test]
+    fn cancelled_entries_are_gone() {
+        let mut q = TimerQueue::default();
+        let a = q.schedule(Instant::from_millis(1), Timer::ExecTimeout(1));
+        q.schedule(Instant::from_millis(2), Timer::ExecTimeout(2));
+        q.cancel(Some(a));
+        q.cancel(None);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next_deadline(), Some(Instant::from_millis(2)));
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn expect_100_continue_with_the_body_already_sent_gets_just_the_answer() {
 }
 
 #[test]
-#[ignore = "core bug: an HTTP/1.0 request with Expect: 100-continue is sent an interim 100 (RFC 9110 10.1.1: must ignore)"]
+
 fn http10_expect_100_continue_is_ignored() {
     let mut sim = Sim::new();
     let c = sim.connect();
@@ -377,7 +377,7 @@ fn http10_expect_100_continue_is_ignored() {
 }
 
 #[test]
-#[ignore = "core bug: 100 Continue is written in the previous request's HTTP version"]
+
 fn continue_after_an_http10_keep_alive_request_is_written_as_http11() {
     let mut sim = Sim::new();
     let c = sim.connect();
@@ -740,7 +740,7 @@ fn head_api_answer_has_no_body() {
 }
 
 #[test]
-#[ignore = "core bug: the HEAD flag of the previous request strips the body of a framing-error answer"]
+
 fn a_framing_error_after_a_head_request_still_has_its_body() {
     let mut sim = Sim::new();
     let c = sim.connect();

@@ -191,7 +191,7 @@ fn a_host_exec_that_fills_the_response_ends_at_once_with_the_reason() {
 /// What the agent still holds once every request has been answered and every session
 /// closed: nothing but the timer entries of live objects.
 #[test]
-#[ignore = "core bug: every exec leaves its ExecTimeout timer entry queued for execTimeout after the answer"]
+
 fn timers_do_not_pile_up_behind_answered_requests() {
     let mut sim = Sim::new();
     let c = sim.connect();
@@ -211,7 +211,7 @@ fn timers_do_not_pile_up_behind_answered_requests() {
 }
 
 #[test]
-#[ignore = "core bug: every pull answered early leaves its pull-timeout timer entry queued for 2 s"]
+
 fn timers_do_not_pile_up_behind_early_answered_pulls() {
     let mut sim = Sim::new();
     let (sid, cid) = sim.init_session();

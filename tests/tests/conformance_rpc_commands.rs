@@ -587,7 +587,7 @@ fn every_command_before_auth_is_refused_and_runs_nothing() {
 }
 
 #[test]
-#[ignore = "core bug: an unknown command before auth gets `Unsupported command` + close; Serf's auth gate answers `Authentication required` first"]
+
 fn an_unknown_command_before_auth_is_refused_for_auth() {
     let mut sim = with_auth();
     let c = handshaken(&mut sim);

@@ -371,8 +371,10 @@ impl Agent {
             .insert(key, Session::new(key, created, now, one_time));
         self.stats.sessions_created += 1;
         if !one_time {
-            self.timers
+            let t = self
+                .timers
                 .schedule(now + self.cfg.timing.session_timeout(), Timer::Session(key));
+            self.set_session_timer(key, t);
         }
         Some(key)
     }
@@ -391,10 +393,10 @@ impl Agent {
         }
         let c = s.add_consumer(random, now);
         let (number, id) = (c.number, c.id.clone());
-        self.timers.schedule(
+        c.timer = Some(self.timers.schedule(
             now + self.cfg.timing.consumer_timeout(),
             Timer::Consumer(key, number),
-        );
+        ));
         Some((number, id))
     }
 
@@ -517,6 +519,9 @@ impl Agent {
             c.pull = Some(conn);
             c.last_pull = now;
         }
+        let timeout = self
+            .timers
+            .schedule(now + self.cfg.timing.pull_timeout(), Timer::Pull(conn));
         if let Some(c) = self.conns.get_mut(conn) {
             c.http.parked = Some(Parked::Pull {
                 session: key,
@@ -524,10 +529,9 @@ impl Agent {
                 started: now,
                 first_item: None,
                 request_id: rid.map(String::from),
+                timers: [Some(timeout), None],
             });
         }
-        self.timers
-            .schedule(now + self.cfg.timing.pull_timeout(), Timer::Pull(conn));
         // Items may be waiting already; `process_conn` looks at the parked pull next.
     }
 
@@ -608,6 +612,7 @@ impl Agent {
             dropped: 0,
             timeout_ms,
             timed_out: false,
+            timer: None,
         });
         let job = match self.create_job(key, command.unwrap_or(""), sink) {
             Ok(job) => job,
@@ -624,10 +629,17 @@ impl Agent {
         if let Some(c) = self.conns.get_mut(conn) {
             c.http.parked = Some(Parked::Exec { job });
         }
-        self.timers.schedule(
+        let t = self.timers.schedule(
             now + core::time::Duration::from_millis(timeout_ms),
             Timer::ExecTimeout(job),
         );
+        if let Some(crate::session::jobs::Job {
+            sink: Sink::Exec(e),
+            ..
+        }) = self.jobs.get_mut(&job)
+        {
+            e.timer = Some(t);
+        }
         self.run_job(job, now);
     }
 
@@ -810,11 +822,20 @@ impl Agent {
             .unwrap_or_default();
         for (conn, number) in pulls {
             let parked = self.conns.get_mut(conn).and_then(|c| c.http.parked.take());
-            if let Some(Parked::Pull { request_id, .. }) = parked {
+            if let Some(Parked::Pull {
+                request_id, timers, ..
+            }) = parked
+            {
+                timers.into_iter().for_each(|t| self.timers.cancel(t));
                 self.answer_pull(conn, key, number, request_id.as_deref(), now);
             }
         }
-        self.sessions.remove(&key);
+        if let Some(s) = self.sessions.remove(&key) {
+            self.timers.cancel(s.timer);
+            for c in &s.consumers {
+                self.timers.cancel(c.timer);
+            }
+        }
         let text = format!("http: session {} closed", key_str(&key));
         self.log(Level::Debug, &text, now);
     }
@@ -855,14 +876,16 @@ impl Agent {
         };
         let due = c.last_pull + timeout;
         if c.pull.is_some() {
-            self.timers
-                .schedule(now + timeout, Timer::Consumer(key, number));
+            c.timer = Some(
+                self.timers
+                    .schedule(now + timeout, Timer::Consumer(key, number)),
+            );
         } else if now >= due {
             s.consumers.retain(|c| c.number != number);
             self.stats.consumers_expired += 1;
             self.notify_writable(key);
         } else {
-            self.timers.schedule(due, Timer::Consumer(key, number));
+            c.timer = Some(self.timers.schedule(due, Timer::Consumer(key, number)));
         }
     }
 
@@ -876,14 +899,22 @@ impl Agent {
         let busy = s.foreground.is_some() || s.consumers.iter().any(|c| c.pull.is_some());
         let due = s.last_access + timeout;
         if busy {
-            self.timers.schedule(now + timeout, Timer::Session(key));
+            let t = self.timers.schedule(now + timeout, Timer::Session(key));
+            self.set_session_timer(key, t);
         } else if now >= due {
             self.stats.sessions_expired += 1;
             let text = format!("http: session {} expired", key_str(&key));
             self.log(Level::Info, &text, now);
             self.close_session(key, now);
         } else {
-            self.timers.schedule(due, Timer::Session(key));
+            let t = self.timers.schedule(due, Timer::Session(key));
+            self.set_session_timer(key, t);
+        }
+    }
+
+    fn set_session_timer(&mut self, key: SessionKey, t: crate::time::TimerKey) {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.timer = Some(t);
         }
     }
 }

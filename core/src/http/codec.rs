@@ -246,7 +246,8 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, HttpError> {
         } else {
             !close
         },
-        expect_continue: expect_continue && body_len > 0,
+        // HTTP/1.0 clients cannot read an interim response (RFC 9110 §10.1.1).
+        expect_continue: expect_continue && body_len > 0 && !http10,
     })
 }
 

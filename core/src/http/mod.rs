@@ -35,6 +35,8 @@ pub(crate) enum Parked {
         /// When this poll first saw an item; the batch closes `pull_batch` later.
         first_item: Option<Instant>,
         request_id: Option<String>,
+        /// The empty-poll timeout and the batch deadline, cancelled once answered.
+        timers: [Option<crate::time::TimerKey>; 2],
     },
     /// `exec` waiting for its job to end.
     Exec { job: u32 },
@@ -164,11 +166,14 @@ impl Agent {
             match step {
                 Step::NeedMore => break,
                 Step::SendContinue => {
-                    let http10 = c.http.http10;
-                    self.tx_write(conn, |tx| response::write_continue(tx, http10));
+                    // Only HTTP/1.1 heads ask for it (see `codec`), whatever came before.
+                    self.tx_write(conn, |tx| response::write_continue(tx, false));
                 }
                 Step::Error(e) => {
+                    // A malformed request has no version or method to honour.
                     c.http.keep_alive = false;
+                    c.http.http10 = false;
+                    c.http.head_method = false;
                     let status = e.status();
                     self.respond(conn, status, response::TEXT, status.text());
                     return;
@@ -251,6 +256,7 @@ impl Agent {
                 consumer,
                 started,
                 first_item,
+                timers,
                 ..
             }) => {
                 let (key, number, started) = (*session, *consumer, *started);
@@ -268,14 +274,19 @@ impl Agent {
                         let first = *first_item.get_or_insert(now);
                         let close = first + timing.pull_batch();
                         if first == now && close > now {
-                            self.timers.schedule(close, crate::time::Timer::Pull(conn));
+                            timers[1] =
+                                Some(self.timers.schedule(close, crate::time::Timer::Pull(conn)));
                         }
                         now >= close
                     }
                 };
                 if due {
                     let parked = c.http.parked.take();
-                    if let Some(Parked::Pull { request_id, .. }) = parked {
+                    if let Some(Parked::Pull {
+                        request_id, timers, ..
+                    }) = parked
+                    {
+                        timers.into_iter().for_each(|t| self.timers.cancel(t));
                         self.answer_pull(conn, key, number, request_id.as_deref(), now);
                     }
                 }
@@ -298,8 +309,12 @@ impl Agent {
     pub(crate) fn unpark(&mut self, _conn: ConnId, parked: Option<Parked>, now: Instant) {
         match parked {
             Some(Parked::Pull {
-                session, consumer, ..
+                session,
+                consumer,
+                timers,
+                ..
             }) => {
+                timers.into_iter().for_each(|t| self.timers.cancel(t));
                 if let Some(c) = self
                     .sessions
                     .get_mut(&session)

@@ -207,10 +207,11 @@ impl Agent {
         let Some(c) = self.conns.get_mut(conn) else {
             return Ok(true);
         };
-        let error = if c.rpc.handshaken {
-            msg::HANDSHAKE_DONE
-        } else if version != 1 {
+        // The version is checked first, as Serf and Consul do.
+        let error = if version != 1 {
             msg::UNSUPPORTED_VERSION
+        } else if c.rpc.handshaken {
+            msg::HANDSHAKE_DONE
         } else {
             c.rpc.handshaken = true;
             ""

@@ -217,20 +217,24 @@ impl Agent {
             self.close_conn(conn);
             return true;
         }
-        let Some(cmd) = cmd else {
-            self.rpc_reply(conn, seq, wire::msg::UNSUPPORTED_COMMAND, None);
-            self.close_conn(conn);
-            return true;
-        };
-        if self.cfg.rpc_auth.is_some() && !authed && !matches!(cmd, Cmd::Handshake | Cmd::Auth) {
+        // The auth gate comes before the command is looked up, as in Serf.
+        if self.cfg.rpc_auth.is_some()
+            && !authed
+            && !matches!(cmd, Some(Cmd::Handshake | Cmd::Auth))
+        {
             self.rpc_reply(conn, seq, wire::msg::AUTH_REQUIRED, None);
-            if cmd.has_body()
+            if cmd.is_some_and(Cmd::has_body)
                 && let Some(c) = self.conns.get_mut(conn)
             {
                 c.rpc.phase = Phase::Discard;
             }
             return true;
         }
+        let Some(cmd) = cmd else {
+            self.rpc_reply(conn, seq, wire::msg::UNSUPPORTED_COMMAND, None);
+            self.close_conn(conn);
+            return true;
+        };
         if cmd.has_body() {
             if let Some(c) = self.conns.get_mut(conn) {
                 c.rpc.phase = Phase::Body(cmd, seq);

@@ -179,6 +179,16 @@ impl Scanner {
                     (1 + len_bytes, count * per)
                 }
             };
+            if let Shape::Children(n) = shape {
+                let entries = if matches!(Marker::from_u8(b), Marker::FixMap(_)) {
+                    n / 2
+                } else {
+                    n
+                };
+                if entries > limits.max_container as u64 {
+                    return Scan::Invalid(ScanError::TooLarge);
+                }
+            }
             let end = self.pos + advance;
             if end > limits.max_frame {
                 return Scan::Invalid(ScanError::TooLarge);

@@ -36,6 +36,8 @@ pub(crate) struct ExecSink {
     pub(crate) dropped: u64,
     pub(crate) timeout_ms: u64,
     pub(crate) timed_out: bool,
+    /// The `execTimeout` timer, cancelled when the response is written.
+    pub(crate) timer: Option<crate::time::TimerKey>,
 }
 
 /// How a job runs.
@@ -331,6 +333,9 @@ impl Agent {
     /// Forgets an answered (or abandoned) `exec` job and its one-time session.
     pub(crate) fn finish_exec(&mut self, id: u32) -> Option<Job> {
         let job = self.jobs.remove(&id)?;
+        if let Sink::Exec(e) = &job.sink {
+            self.timers.cancel(e.timer);
+        }
         if self.sessions.get(&job.session).is_some_and(|s| s.one_time) {
             self.sessions.remove(&job.session);
         }

@@ -85,6 +85,8 @@ pub(crate) struct Consumer {
     pub(crate) last_pull: Instant,
     /// The connection whose `pull_results` is parked on this consumer.
     pub(crate) pull: Option<ConnId>,
+    /// Its idle-expiry timer.
+    pub(crate) timer: Option<crate::time::TimerKey>,
 }
 
 impl Consumer {
@@ -96,6 +98,7 @@ impl Consumer {
             items: 0,
             last_pull: now,
             pull: None,
+            timer: None,
         }
     }
 
@@ -165,6 +168,8 @@ pub(crate) struct Session {
     pub(crate) jobs: Vec<u32>,
     /// Made by `exec` without a `sessionId`; removed when that request is answered.
     pub(crate) one_time: bool,
+    /// Its idle-expiry timer.
+    pub(crate) timer: Option<crate::time::TimerKey>,
 }
 
 impl Session {
@@ -180,6 +185,7 @@ impl Session {
             foreground: None,
             jobs: Vec::new(),
             one_time,
+            timer: None,
         }
     }
 
