@@ -68,6 +68,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod cluster;
 mod command;
 mod config;
 mod conn;

@@ -139,8 +139,8 @@ pub(crate) fn log10_milli(n: usize) -> u64 {
         }
     }
     let log2_q16 = (u64::from(int) << 16) | frac;
-    // log10(2) = 0.30103
-    log2_q16 * 30103 / (100 * 65536)
+    // × log10(2) = 0.30103, rounded: the truncated fraction would make log10(100) 1.999.
+    (log2_q16 * 30103 + 50 * 65536) / (100 * 65536)
 }
 
 /// Bounds on what the cluster holds.
@@ -262,9 +262,9 @@ mod tests {
         assert_eq!(lan.suspicion_timeout(100), Duration::from_secs(8));
         assert_eq!(lan.max_transmissions(1), 4);
         assert_eq!(lan.max_transmissions(50), 8);
-        assert_eq!(lan.max_transmissions(1000), 16);
+        assert_eq!(lan.max_transmissions(999), 12);
         let c = lan.foca_config(1000, Duration::from_secs(60));
         assert_eq!(c.max_packet_size.get(), 1400 - FOCA_PREFIX);
-        assert_eq!(c.suspect_to_down_after.as_millis(), 11_999);
+        assert_eq!(c.suspect_to_down_after, Duration::from_secs(12));
     }
 }

@@ -1,0 +1,1389 @@
+//! Cluster membership: Serf's member list, events and commands over foca's SWIM, sans IO.
+//!
+//! A [`Cluster`] holds a LAN pool and, on servers, a WAN pool; each pool is one foca
+//! instance. foca answers "who is alive"; what members say about themselves (name, tags,
+//! "I am leaving") and user events travel as foca custom broadcasts, newest version wins.
+//! Because foca has no `left` state, a graceful leave first broadcasts a leave record, waits
+//! `leave_propagate_delay`, then goes silent: peers that hold the record show `left`, not
+//! `failed`. A member that joins after a name or tag change was disseminated asks the owner
+//! for its meta directly (a PULL datagram, answered with PUSH); every foca datagram carries
+//! the sender's meta version, so a missed update is noticed on the next contact.
+//!
+//! # The call contract
+//!
+//! The cluster consumes datagrams and timer ticks and never reads a clock, a socket or a
+//! global RNG. After **any** input ([`Cluster::handle_datagram`], [`Cluster::handle_timeout`],
+//! or a command: [`Cluster::join`], [`Cluster::leave`], [`Cluster::force_leave`],
+//! [`Cluster::set_tags`], [`Cluster::user_event`]) the runtime drains, in this order:
+//!
+//! 1. [`Cluster::poll_datagram`] (or [`Cluster::peek_datagram`] + [`Cluster::pop_datagram`])
+//!    until `None`, sending each to its address from the pool's socket;
+//! 2. [`Cluster::poll_event`] and [`Cluster::poll_join`] until `None`;
+//! 3. [`Cluster::poll_timeout`], to arm its timer.
+//!
+//! `now` never goes backwards; early or spurious [`Cluster::handle_timeout`] calls are
+//! harmless. The same seed and the same inputs give the same outputs, byte for byte.
+//!
+//! # Bounds
+//!
+//! Every table is bounded by [`ClusterLimits`]: members per pool (packets that would add
+//! more are dropped), queued datagrams and events (the newest is dropped and counted),
+//! joins in progress, the user-event window. Decoding hostile datagrams never panics and
+//! allocates at most the datagram's size.
+//!
+//! # What tandem reports
+//!
+//! Members report [`PROTOCOL`] `[1, 5, 2]` and [`DELEGATE`] `[2, 5, 4]` (Consul 0.7's values;
+//! tandem speaks one protocol and does not negotiate). Tags always include `role` (`consul`
+//! for a server, `node` for a client), `dc`, `build` and `vsn`, which `consul members` reads.
+
+mod codec;
+mod config;
+mod event;
+mod gossip;
+mod identity;
+mod member;
+mod outbox;
+mod pool;
+mod timer;
+mod wire;
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::net::SocketAddr;
+
+use foca::OwnedNotification;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt as _, SeedableRng as _};
+
+pub use config::{ClusterConfig, ClusterLimits, PoolTiming};
+pub use event::{ClusterError, ClusterEvent, JoinError, JoinOutcome, MemberEvent, UserEvent};
+pub use member::{DELEGATE, MemberStatus, MemberView, PROTOCOL};
+pub use wire::{NAME_LIMIT, TAGS_LIMIT, USER_EVENT_LIMIT};
+
+use gossip::{Inbound, fresher};
+use identity::NodeId;
+use member::{Record, SelfState, Shown, transition};
+use outbox::Outbox;
+use pool::{FocaT, Io, PoolState, Want};
+use timer::{Task, Timers};
+use wire::{Frame, Item, Leave, Meta, Pull, UserItem};
+
+use crate::time::Instant;
+
+/// A gossip pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pool {
+    /// The datacenter's pool (Serf LAN, port 8301): every agent.
+    Lan,
+    /// The servers' pool across datacenters (Serf WAN, port 8302).
+    Wan,
+}
+
+impl Pool {
+    /// `LAN` or `WAN`, as Consul's keyring responses name pools.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Lan => "LAN",
+            Pool::Wan => "WAN",
+        }
+    }
+}
+
+/// A join in progress, reported by [`Cluster::poll_join`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JoinId(pub u32);
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Datagrams handed to [`Cluster::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Datagrams queued for sending.
+    pub datagrams_out: u64,
+    /// Datagrams dropped because the outgoing ring was full.
+    pub datagrams_dropped: u64,
+    /// Datagrams that did not decode (or came for a pool this node is not in).
+    pub bad_datagrams: u64,
+    /// Packets foca refused, and foca timer errors.
+    pub foca_errors: u64,
+    /// Packets dropped because they would add members beyond `limits.max_members`.
+    pub members_refused: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Meta PULLs sent.
+    pub pulls_sent: u64,
+    /// Meta PULLs answered.
+    pub pulls_answered: u64,
+}
+
+/// How many members of a pool have each status (the `serf_lan` stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// `alive`, this node included while it is.
+    pub alive: usize,
+    /// `leaving`.
+    pub leaving: usize,
+    /// `left`.
+    pub left: usize,
+    /// `failed`.
+    pub failed: usize,
+}
+
+impl StatusCounts {
+    /// All members shown.
+    pub fn total(&self) -> usize {
+        self.alive + self.leaving + self.left + self.failed
+    }
+}
+
+/// Most addresses one join tries (more are ignored).
+const MAX_JOIN_ADDRS: usize = 64;
+/// Most metas pulled per pull tick.
+const PULLS_PER_TICK: usize = 64;
+/// Most addresses remembered for reconnecting.
+const RECONNECT_ADDRS: usize = 16;
+
+struct JoinAttempt {
+    id: JoinId,
+    pool: Pool,
+    /// Address, and whether it answered.
+    targets: Vec<(SocketAddr, bool)>,
+    deadline: Instant,
+}
+
+/// The cluster membership engine. See the [module docs](self) for the call contract.
+///
+/// Methods fall into four groups, as in quinn-proto's `Connection`: getters (`&self`),
+/// `handle_*` inputs, commands from the agent (`join`, `leave`, `force_leave`,
+/// `set_tags`, `user_event`), and the `poll_*` outputs.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    lan: PoolState,
+    wan: Option<PoolState>,
+    timers: Timers,
+    out: Outbox,
+    events: VecDeque<ClusterEvent>,
+    joins: Vec<JoinAttempt>,
+    done_joins: VecDeque<JoinOutcome>,
+    next_join: u32,
+    state: SelfState,
+    /// Tags set at runtime over the configured ones, and configured tags deleted.
+    runtime_tags: BTreeMap<String, String>,
+    deleted_tags: BTreeSet<String>,
+    stats: ClusterStats,
+    /// foca's notifications from the current call, handled right after it.
+    notes: VecDeque<OwnedNotification<NodeId>>,
+    rng: Xoshiro256PlusPlus,
+    /// Scratch for member addresses in a packet being admitted.
+    addr_scratch: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    /// A cluster of one: this node, alive, in the LAN pool and (for a server) the WAN pool.
+    /// Its own `member-join` events are the first events. `seed` drives every random
+    /// choice (foca's probe order, reconnect targets).
+    pub fn new(config: ClusterConfig, seed: u64, now: Instant) -> Self {
+        let mut parent = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let members = config.expected_members.max(1);
+        let lan = PoolState::new(
+            NodeId::new(config.lan_addr, 0),
+            config.node_name.clone(),
+            config.lan.clone(),
+            members,
+            config.reap_after,
+            Xoshiro256PlusPlus::from_rng(&mut parent),
+            &config.limits,
+        );
+        let wan = config.server.then(|| {
+            PoolState::new(
+                NodeId::new(config.wan_addr, 0),
+                format!("{}.{}", config.node_name, config.datacenter),
+                config.wan.clone(),
+                members,
+                config.reap_after,
+                Xoshiro256PlusPlus::from_rng(&mut parent),
+                &config.limits,
+            )
+        });
+        let mut cluster = Cluster {
+            out: Outbox::new(config.limits.max_datagrams),
+            lan,
+            wan,
+            timers: Timers::default(),
+            events: VecDeque::new(),
+            joins: Vec::new(),
+            done_joins: VecDeque::new(),
+            next_join: 1,
+            state: SelfState::Active,
+            runtime_tags: BTreeMap::new(),
+            deleted_tags: BTreeSet::new(),
+            stats: ClusterStats::default(),
+            notes: VecDeque::new(),
+            rng: Xoshiro256PlusPlus::from_rng(&mut parent),
+            addr_scratch: Vec::new(),
+            cfg: config,
+        };
+        for pool in cluster.pools() {
+            cluster.broadcast_meta(pool, now);
+            cluster.settle(pool, now);
+            let every = cluster.cfg.reconnect_interval;
+            cluster.timers.schedule(now + every, Task::Reconnect(pool));
+        }
+        cluster
+    }
+
+    // ----- getters -------------------------------------------------------------------
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Whether this node is in `pool` (the WAN pool is for servers only).
+    pub fn has_pool(&self, pool: Pool) -> bool {
+        self.pool(pool).is_some()
+    }
+
+    /// This node's address in `pool`.
+    pub fn local_addr(&self, pool: Pool) -> Option<SocketAddr> {
+        self.pool(pool).map(|p| p.me().addr)
+    }
+
+    /// This node's tags as members see them.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::new();
+        let role = if self.cfg.server { "consul" } else { "node" };
+        tags.insert(String::from("role"), String::from(role));
+        tags.insert(String::from("dc"), self.cfg.datacenter.clone());
+        tags.insert(String::from("build"), self.cfg.build.clone());
+        tags.insert(String::from("vsn"), self.cfg.vsn.clone());
+        for (k, v) in &self.cfg.tags {
+            tags.insert(k.clone(), v.clone());
+        }
+        for k in &self.deleted_tags {
+            tags.remove(k);
+        }
+        for (k, v) in &self.runtime_tags {
+            tags.insert(k.clone(), v.clone());
+        }
+        tags
+    }
+
+    /// The members of `pool`, this node included, sorted by address. Empty for a pool this
+    /// node is not in (Consul's `members-wan` on a client).
+    pub fn members(&self, pool: Pool) -> Vec<MemberView> {
+        let Some(p) = self.pool(pool) else {
+            return Vec::new();
+        };
+        let state = self.state;
+        p.gossip.with(|g| {
+            p.records
+                .iter()
+                .filter(|(_, r)| !r.pruned)
+                .filter_map(|(addr, r)| {
+                    let meta = g.metas.get(addr)?;
+                    Some(MemberView::new(meta, r.status(g.leaves.get(addr), state)))
+                })
+                .collect()
+        })
+    }
+
+    /// How many members of `pool` have each status, without building the views.
+    pub fn status_counts(&self, pool: Pool) -> StatusCounts {
+        let mut c = StatusCounts::default();
+        let Some(p) = self.pool(pool) else {
+            return c;
+        };
+        p.gossip.with(|g| {
+            for (addr, r) in &p.records {
+                if r.pruned || !g.metas.contains_key(addr) {
+                    continue;
+                }
+                match r.status(g.leaves.get(addr), self.state) {
+                    MemberStatus::Alive => c.alive += 1,
+                    MemberStatus::Leaving => c.leaving += 1,
+                    MemberStatus::Left => c.left += 1,
+                    MemberStatus::Failed => c.failed += 1,
+                }
+            }
+        });
+        c
+    }
+
+    /// The user-event Lamport clock (Serf's `event_time`).
+    pub fn event_ltime(&self) -> u64 {
+        self.lan.gossip.with(|g| g.events.clock)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            datagrams_out: self.out.sent,
+            datagrams_dropped: self.out.dropped,
+            ..self.stats
+        }
+    }
+
+    /// Datagrams waiting in the outgoing ring.
+    pub fn datagrams_queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Entries in the timer queue (bounded by live members; exposed for tests).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// True while a leave is announced and propagating.
+    pub fn is_leaving(&self) -> bool {
+        self.state == SelfState::Leaving
+    }
+
+    /// True once a [`Cluster::leave`] has propagated and this node went silent: drain
+    /// [`Cluster::poll_datagram`] once more, then shut down.
+    pub fn ready_to_shutdown(&self) -> bool {
+        self.state == SelfState::Left
+    }
+
+    // ----- inputs --------------------------------------------------------------------
+
+    /// A datagram arrived on `pool`'s socket from `from`.
+    pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
+        self.stats.datagrams_in += 1;
+        let max = self
+            .pool(pool)
+            .map_or(0, |p| p.timing.max_packet_size);
+        if data.len() > max {
+            self.stats.bad_datagrams += 1;
+            return;
+        }
+        match Frame::decode(data) {
+            Ok(Frame::Foca {
+                meta_version,
+                packet,
+            }) => self.on_foca(pool, from, meta_version, packet, now),
+            Ok(Frame::Pull(pull)) => self.on_pull(pool, from, pull, now),
+            Ok(Frame::Push(items)) => self.on_push(pool, &items, now),
+            Err(_) => self.stats.bad_datagrams += 1,
+        }
+    }
+
+    /// Timers due at or before `now` fire, in deadline order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(task) = self.timers.pop_due(now) {
+            match task {
+                Task::Foca(pool, timer) => {
+                    let r = self.foca_call(pool, now, |f, io| f.handle_timer(timer, io));
+                    if matches!(r, Some(Err(_))) {
+                        self.stats.foca_errors += 1;
+                    }
+                    self.settle(pool, now);
+                }
+                Task::Join(id) => self.join_tick(id, now),
+                Task::Leave => self.leave_tick(now),
+                Task::Pull(pool) => self.pull_tick(pool, now),
+                Task::Reap(pool) => self.reap_tick(pool, now),
+                Task::Reconnect(pool) => self.reconnect_tick(pool, now),
+            }
+        }
+    }
+
+    // ----- commands ------------------------------------------------------------------
+
+    /// Joins the cluster `addrs` belong to: announces to each, again every `join_retry`
+    /// until it answers or `join_timeout` passes. [`Cluster::poll_join`] then reports how
+    /// many answered; partial success is no error. An empty list reports 0 at once.
+    pub fn join(
+        &mut self,
+        pool: Pool,
+        addrs: &[SocketAddr],
+        now: Instant,
+    ) -> Result<JoinId, ClusterError> {
+        if pool == Pool::Wan && !self.cfg.server {
+            return Err(ClusterError::NotServer);
+        }
+        if self.state != SelfState::Active {
+            return Err(ClusterError::Left);
+        }
+        if self.joins.len() >= self.cfg.limits.max_joins {
+            return Err(ClusterError::TooManyJoins);
+        }
+        let Some(p) = self.pool_mut(pool) else {
+            return Err(ClusterError::NotServer);
+        };
+        let me = p.me().addr;
+        let mut targets: Vec<(SocketAddr, bool)> = Vec::new();
+        for a in addrs {
+            if targets.len() < MAX_JOIN_ADDRS && !targets.iter().any(|(t, _)| t == a) {
+                // Joining ourselves succeeds at once, as memberlist's push-pull with itself.
+                targets.push((*a, *a == me));
+            }
+        }
+        p.join_addrs = targets
+            .iter()
+            .filter(|(a, _)| *a != me)
+            .map(|(a, _)| *a)
+            .take(RECONNECT_ADDRS)
+            .collect();
+        let id = JoinId(self.next_join);
+        self.next_join = self.next_join.wrapping_add(1);
+        self.joins.push(JoinAttempt {
+            id,
+            pool,
+            targets,
+            deadline: now + self.cfg.join_timeout,
+        });
+        if !self.finish_join_if_answered(id) {
+            self.announce_unanswered(id, now);
+            self.schedule_join(id, now);
+        }
+        Ok(id)
+    }
+
+    /// Leaves gracefully: broadcasts a leave record (peers show `leaving`), and after
+    /// `leave_propagate_delay` goes silent (peers show `left`), then
+    /// [`Cluster::ready_to_shutdown`] turns true. A second call does nothing.
+    pub fn leave(&mut self, now: Instant) {
+        if self.state != SelfState::Active {
+            return;
+        }
+        self.state = SelfState::Leaving;
+        for pool in self.pools() {
+            let Some(p) = self.pool_mut(pool) else {
+                continue;
+            };
+            let me = p.me();
+            let record = Item::Leave(Leave {
+                id: me,
+                prune: false,
+                forced: false,
+            });
+            add_broadcast(&mut p.foca, &record);
+            let _ = self.foca_call(pool, now, |f, io| f.gossip(io));
+            self.settle(pool, now);
+            self.sync(pool, me.addr);
+        }
+        let at = now + self.cfg.leave_propagate_delay;
+        self.timers.schedule(at, Task::Leave);
+    }
+
+    /// Turns a failed member named `name` into `left`, in every pool, and tells the
+    /// cluster; with `prune` it is also removed from the member list (`member-reap`). A
+    /// member that is alive is left alone (it would refute, as in Serf), and an unknown
+    /// name is no error.
+    pub fn force_leave(&mut self, name: &str, prune: bool, now: Instant) -> Result<(), ClusterError> {
+        for pool in self.pools() {
+            let Some(p) = self.pool_mut(pool) else {
+                continue;
+            };
+            let targets: Vec<NodeId> = p.gossip.with(|g| {
+                p.records
+                    .iter()
+                    .filter(|(_, r)| !r.is_self && !r.active && !r.pruned)
+                    .filter(|(addr, _)| g.metas.get(*addr).is_some_and(|m| m.name == name))
+                    .map(|(_, r)| r.id)
+                    .collect()
+            });
+            for id in targets {
+                let record = Item::Leave(Leave {
+                    id,
+                    prune,
+                    forced: true,
+                });
+                add_broadcast(&mut p.foca, &record);
+            }
+            self.settle(pool, now);
+        }
+        Ok(())
+    }
+
+    /// Changes this node's tags: deletes `delete`, then sets `set` (Serf's order). Peers
+    /// see a `member-update`. Refused, changing nothing, if the tags would encode to more
+    /// than [`TAGS_LIMIT`] bytes.
+    pub fn set_tags(
+        &mut self,
+        set: &[(String, String)],
+        delete: &[String],
+        now: Instant,
+    ) -> Result<(), ClusterError> {
+        let (old_runtime, old_deleted) = (self.runtime_tags.clone(), self.deleted_tags.clone());
+        for k in delete {
+            self.runtime_tags.remove(k);
+            self.deleted_tags.insert(k.clone());
+        }
+        for (k, v) in set {
+            self.deleted_tags.remove(k);
+            self.runtime_tags.insert(k.clone(), v.clone());
+        }
+        let tags = self.tags();
+        let too_long = tags.iter().any(|(k, v)| k.len() > 255 || v.len() > 255);
+        if too_long || wire::tags_len(&tags) > TAGS_LIMIT {
+            self.runtime_tags = old_runtime;
+            self.deleted_tags = old_deleted;
+            return Err(ClusterError::TagsTooLarge);
+        }
+        for pool in self.pools() {
+            if let Some(p) = self.pool_mut(pool) {
+                p.version = p.version.wrapping_add(1);
+            }
+            self.broadcast_meta(pool, now);
+            self.settle(pool, now);
+        }
+        Ok(())
+    }
+
+    /// Sends a user event to every node of the LAN pool, this one included (as a
+    /// [`ClusterEvent::User`]). Refused if name plus payload exceed [`USER_EVENT_LIMIT`].
+    pub fn user_event(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        coalesce: bool,
+        now: Instant,
+    ) -> Result<(), ClusterError> {
+        if name.len() + payload.len() > USER_EVENT_LIMIT {
+            return Err(ClusterError::UserEventTooLarge);
+        }
+        if self.state == SelfState::Left {
+            return Err(ClusterError::Left);
+        }
+        let p = &mut self.lan;
+        let item = Item::User(UserItem {
+            origin: p.me(),
+            ltime: p.gossip.with(|g| g.events.clock),
+            coalesce,
+            name: String::from(name),
+            payload: Vec::from(payload),
+        });
+        add_broadcast(&mut p.foca, &item);
+        self.settle(Pool::Lan, now);
+        Ok(())
+    }
+
+    // ----- outputs -------------------------------------------------------------------
+
+    /// The next datagram to send, without taking it: send `bytes` to `to` from `pool`'s
+    /// socket, then [`Cluster::pop_datagram`]. On `WouldBlock`, leave it queued.
+    #[must_use]
+    pub fn peek_datagram(&self) -> Option<(Pool, SocketAddr, &[u8])> {
+        self.out.peek()
+    }
+
+    /// Drops the datagram [`Cluster::peek_datagram`] returned (its buffer is reused).
+    pub fn pop_datagram(&mut self) {
+        self.out.pop();
+    }
+
+    /// The next datagram to send, taken: `(pool, to, bytes)`.
+    #[must_use]
+    pub fn poll_datagram(&mut self) -> Option<(Pool, SocketAddr, Vec<u8>)> {
+        self.out.take()
+    }
+
+    /// The next member or user event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next finished join. Never dropped: at most `limits.max_joins` are pending.
+    #[must_use]
+    pub fn poll_join(&mut self) -> Option<JoinOutcome> {
+        self.done_joins.pop_front()
+    }
+
+    /// When [`Cluster::handle_timeout`] should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- internals: pools and foca ----------------------------------------------------
+
+    fn pools(&self) -> Vec<Pool> {
+        let mut v = Vec::from([Pool::Lan]);
+        if self.wan.is_some() {
+            v.push(Pool::Wan);
+        }
+        v
+    }
+
+    fn pool(&self, pool: Pool) -> Option<&PoolState> {
+        match pool {
+            Pool::Lan => Some(&self.lan),
+            Pool::Wan => self.wan.as_ref(),
+        }
+    }
+
+    fn pool_mut(&mut self, pool: Pool) -> Option<&mut PoolState> {
+        match pool {
+            Pool::Lan => Some(&mut self.lan),
+            Pool::Wan => self.wan.as_mut(),
+        }
+    }
+
+    /// Runs `f` on the pool's foca with a runtime adapter over the cluster's queues.
+    /// Callers follow it with [`Cluster::settle`].
+    fn foca_call<R>(
+        &mut self,
+        pool: Pool,
+        now: Instant,
+        f: impl FnOnce(&mut FocaT, &mut Io<'_>) -> R,
+    ) -> Option<R> {
+        let Cluster {
+            lan,
+            wan,
+            timers,
+            out,
+            notes,
+            ..
+        } = self;
+        let p = match pool {
+            Pool::Lan => lan,
+            Pool::Wan => wan.as_mut()?,
+        };
+        let mut io = Io {
+            pool,
+            now,
+            version: p.version,
+            timers,
+            out,
+            notes,
+        };
+        Some(f(&mut p.foca, &mut io))
+    }
+
+    /// Handles what the last foca call (or local broadcast) left behind: notifications
+    /// first (foca applies membership updates before custom broadcasts), then the items the
+    /// handler stored, until neither produces more. Then re-derives foca's timing from the
+    /// member count.
+    fn settle(&mut self, pool: Pool, now: Instant) {
+        loop {
+            if let Some(note) = self.notes.pop_front() {
+                self.on_note(pool, note, now);
+                continue;
+            }
+            let batch = match self.pool(pool) {
+                Some(p) => p.gossip.with(|g| core::mem::take(&mut g.inbox)),
+                None => Vec::new(),
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for item in batch {
+                self.on_inbound(pool, item, now);
+            }
+        }
+        self.retune(pool);
+    }
+
+    fn retune(&mut self, pool: Pool) {
+        let expected = self.cfg.expected_members;
+        let reap_after = self.cfg.reap_after;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        let n = (p.foca.num_members() + 1).max(expected);
+        let tuned = (
+            p.timing.max_transmissions(n),
+            p.timing.suspicion_timeout(n),
+        );
+        if tuned != p.tuned && p.foca.set_config(p.timing.foca_config(n, reap_after)).is_ok() {
+            p.tuned = tuned;
+        }
+    }
+
+    fn on_note(&mut self, pool: Pool, note: OwnedNotification<NodeId>, now: Instant) {
+        let reap_after = self.cfg.reap_after;
+        match note {
+            OwnedNotification::MemberUp(id) => {
+                let Some(p) = self.pool_mut(pool) else {
+                    return;
+                };
+                let rec = p
+                    .records
+                    .entry(id.addr)
+                    .or_insert_with(|| Record::new(id, false));
+                if rec.is_self {
+                    return;
+                }
+                rec.id = id;
+                rec.active = true;
+                rec.down_since = None;
+                if rec.pruned {
+                    // A new life after a prune is a new member.
+                    rec.pruned = false;
+                    rec.shown = None;
+                }
+                self.want_meta_of(pool, id, now);
+                self.sync(pool, id.addr);
+            }
+            OwnedNotification::MemberDown(id) => {
+                let Some(p) = self.pool_mut(pool) else {
+                    return;
+                };
+                if let Some(rec) = p.records.get_mut(&id.addr).filter(|r| !r.is_self) {
+                    rec.active = false;
+                    rec.down_since = Some(now);
+                    self.schedule_reap(pool, now + reap_after);
+                }
+                self.sync(pool, id.addr);
+            }
+            OwnedNotification::Rename(old, new) => {
+                let Some(p) = self.pool_mut(pool) else {
+                    return;
+                };
+                if let Some(rec) = p.records.get_mut(&old.addr).filter(|r| !r.is_self) {
+                    rec.id = new;
+                }
+                self.want_meta_of(pool, new, now);
+                self.sync(pool, new.addr);
+            }
+            OwnedNotification::Rejoin(new) => {
+                // We were declared down while alive and came back as `new`: our meta and
+                // records follow the new identity, and peers learn it with a fresh meta.
+                let Some(p) = self.pool_mut(pool) else {
+                    return;
+                };
+                p.gossip.with(|g| g.me = new);
+                if let Some(rec) = p.records.get_mut(&new.addr) {
+                    rec.id = new;
+                }
+                self.broadcast_meta(pool, now);
+            }
+            OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {}
+        }
+    }
+
+    fn on_inbound(&mut self, pool: Pool, item: Inbound, now: Instant) {
+        match item {
+            Inbound::Meta(addr) => {
+                if let Some(p) = self.pool_mut(pool) {
+                    let have = p.have(&addr);
+                    let done = p.wanted.get(&addr).is_some_and(|w| {
+                        !w.force && have.is_some_and(|h| fresher(h, w.need) != Ordering::Less)
+                    });
+                    if done {
+                        p.wanted.remove(&addr);
+                    }
+                }
+                self.sync(pool, addr);
+            }
+            Inbound::Leave(addr) => self.sync(pool, addr),
+            Inbound::User(u) => self.push_event(ClusterEvent::User(UserEvent {
+                ltime: u.ltime,
+                name: u.name,
+                payload: u.payload,
+                coalesce: u.coalesce,
+            })),
+            Inbound::SelfStale(version) => self.refute(pool, version, now),
+        }
+    }
+
+    /// A peer holds a meta of ours at `version`: go above it and re-broadcast.
+    fn refute(&mut self, pool: Pool, version: u32, now: Instant) {
+        if let Some(p) = self.pool_mut(pool) {
+            if version >= p.version {
+                p.version = version.wrapping_add(1);
+                self.broadcast_meta(pool, now);
+            }
+        }
+    }
+
+    /// Queues our meta as a custom broadcast (stored locally too).
+    fn broadcast_meta(&mut self, pool: Pool, now: Instant) {
+        let tags = self.tags();
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        let meta = Item::Meta(Meta {
+            id: p.me(),
+            version: p.version,
+            name: p.name.clone(),
+            tags,
+        });
+        add_broadcast(&mut p.foca, &meta);
+        let _ = now;
+    }
+
+    /// Brings a member's shown status up to date and emits the event the change means:
+    /// the only place member events are produced.
+    fn sync(&mut self, pool: Pool, addr: SocketAddr) {
+        let state = self.state;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        let Some(rec) = p.records.get_mut(&addr) else {
+            return;
+        };
+        if rec.pruned {
+            return;
+        }
+        let (meta, leave) = p
+            .gossip
+            .with(|g| (g.metas.get(&addr).cloned(), g.leaves.get(&addr).copied()));
+        let Some(meta) = meta else {
+            return;
+        };
+        let status = rec.status(leave.as_ref(), state);
+        let now_shown = Shown {
+            status,
+            fresh: meta.freshness(),
+        };
+        let before = rec.shown;
+        let kind = transition(before, now_shown);
+        rec.shown = Some(now_shown);
+        let prune = !rec.is_self
+            && status == MemberStatus::Left
+            && leave.is_some_and(|l| l.prune && l.id.bump == rec.id.bump);
+        if prune {
+            rec.pruned = true;
+        }
+        let view = MemberView::new(&meta, status);
+        if let Some(kind) = kind {
+            self.push_event(ClusterEvent::Member {
+                kind,
+                pool,
+                members: Vec::from([view.clone()]),
+            });
+        }
+        if prune && before.is_some() {
+            self.push_event(ClusterEvent::Member {
+                kind: MemberEvent::Reap,
+                pool,
+                members: Vec::from([view]),
+            });
+        }
+    }
+
+    fn push_event(&mut self, event: ClusterEvent) {
+        if let ClusterEvent::User(new) = &event {
+            if new.coalesce {
+                // Serf's coalescing: a queued event of the same name is replaced by a newer one.
+                let queued = self.events.iter_mut().rev().find_map(|e| match e {
+                    ClusterEvent::User(old) if old.coalesce && old.name == new.name => Some(old),
+                    _ => None,
+                });
+                if let Some(old) = queued {
+                    if new.ltime > old.ltime {
+                        *old = new.clone();
+                    }
+                    return;
+                }
+            }
+        }
+        if self.events.len() >= self.cfg.limits.max_events {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    fn schedule_reap(&mut self, pool: Pool, at: Instant) {
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.reap_at.is_none_or(|t| at < t) {
+            p.reap_at = Some(at);
+            self.timers.schedule(at, Task::Reap(pool));
+        }
+    }
+
+    fn reap_tick(&mut self, pool: Pool, now: Instant) {
+        let reap_after = self.cfg.reap_after;
+        let state = self.state;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        p.reap_at = None;
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (addr, rec) in &p.records {
+            if let (false, Some(since)) = (rec.active || rec.is_self, rec.down_since) {
+                let at = since + reap_after;
+                if at <= now {
+                    due.push(*addr);
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        let mut reaped = Vec::new();
+        for addr in due {
+            let Some(rec) = p.records.remove(&addr) else {
+                continue;
+            };
+            p.wanted.remove(&addr);
+            p.answered.remove(&addr);
+            let (meta, leave) = p
+                .gossip
+                .with(|g| (g.metas.remove(&addr), g.leaves.remove(&addr)));
+            if let (Some(meta), Some(_), false) = (meta, rec.shown, rec.pruned) {
+                reaped.push(MemberView::new(&meta, rec.status(leave.as_ref(), state)));
+            }
+        }
+        for view in reaped {
+            self.push_event(ClusterEvent::Member {
+                kind: MemberEvent::Reap,
+                pool,
+                members: Vec::from([view]),
+            });
+        }
+        if let Some(at) = next {
+            self.schedule_reap(pool, at);
+        }
+    }
+
+    // ----- internals: datagrams ------------------------------------------------------
+
+    fn on_foca(
+        &mut self,
+        pool: Pool,
+        from: SocketAddr,
+        meta_version: u32,
+        packet: &[u8],
+        now: Instant,
+    ) {
+        let mut addrs = core::mem::take(&mut self.addr_scratch);
+        addrs.clear();
+        let peeked = codec::peek(packet, |a| addrs.push(a));
+        let admitted = match &peeked {
+            Ok(pk) => self.admits(pool, pk.header.src.addr, &addrs),
+            Err(_) => false,
+        };
+        self.addr_scratch = addrs;
+        let src = match peeked {
+            Ok(pk) if admitted => pk.header.src,
+            Ok(_) => {
+                self.stats.members_refused += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.bad_datagrams += 1;
+                return;
+            }
+        };
+        let r = self.foca_call(pool, now, |f, io| f.handle_data(packet, io));
+        match r {
+            Some(Ok(())) => {}
+            Some(Err(_)) => self.stats.foca_errors += 1,
+            None => {
+                self.stats.bad_datagrams += 1;
+                return;
+            }
+        }
+        self.settle(pool, now);
+        self.mark_join_answer(pool, from, src.addr, now);
+        self.check_advertised(pool, src, meta_version, now);
+    }
+
+    /// Whether a packet from `src` carrying members `addrs` keeps the pool within
+    /// `max_members`. Exact only near the limit, where it is worth the walk.
+    fn admits(&self, pool: Pool, src: SocketAddr, addrs: &[SocketAddr]) -> bool {
+        let max = self.cfg.limits.max_members;
+        let Some(p) = self.pool(pool) else {
+            return false;
+        };
+        let known = p.foca.iter_membership_state().len();
+        if known + 1 + addrs.len() <= max {
+            return true;
+        }
+        let me = p.me().addr;
+        let mut members: BTreeSet<SocketAddr> =
+            p.foca.iter_membership_state().map(|m| m.id().addr).collect();
+        for a in core::iter::once(&src).chain(addrs) {
+            if *a != me {
+                members.insert(*a);
+            }
+        }
+        members.len() <= max
+    }
+
+    /// Compares the meta version a member advertises with ours of it.
+    fn check_advertised(&mut self, pool: Pool, src: NodeId, version: u32, now: Instant) {
+        let grace = self.cfg.pull_interval;
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        if src.addr == p.me().addr {
+            return;
+        }
+        let theirs = (src.bump, version);
+        match p.have(&src.addr) {
+            None => self.want(pool, src.addr, theirs, now + grace, false),
+            Some(have) => match fresher(have, theirs) {
+                // A broadcast may still be on its way; ask if it does not come.
+                Ordering::Less => self.want(pool, src.addr, theirs, now + grace, false),
+                // It restarted and forgot its versions: tell it what we hold.
+                Ordering::Greater if have.0 == src.bump => {
+                    self.want(pool, src.addr, have, now, true);
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// Wants the meta of a member foca reports, unless we hold one for its identity.
+    fn want_meta_of(&mut self, pool: Pool, id: NodeId, now: Instant) {
+        let grace = self.cfg.pull_interval;
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let stale = p
+            .have(&id.addr)
+            .is_none_or(|h| identity::bump_cmp(h.0, id.bump) == Ordering::Less);
+        if stale {
+            self.want(pool, id.addr, (id.bump, 0), now + grace, false);
+        }
+    }
+
+    fn want(&mut self, pool: Pool, addr: SocketAddr, need: (u16, u32), at: Instant, force: bool) {
+        let max = self.cfg.limits.max_members;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.wanted.len() >= max && !p.wanted.contains_key(&addr) {
+            return;
+        }
+        let w = p.wanted.entry(addr).or_insert(Want {
+            need,
+            at,
+            force,
+            sent: None,
+        });
+        if fresher(need, w.need) == Ordering::Greater {
+            w.need = need;
+        }
+        w.at = w.at.min(at);
+        w.force |= force;
+        let at = w.at;
+        if p.pull_at.is_none_or(|t| at < t) {
+            p.pull_at = Some(at);
+            self.timers.schedule(at, Task::Pull(pool));
+        }
+    }
+
+    fn pull_tick(&mut self, pool: Pool, now: Instant) {
+        let interval = self.cfg.pull_interval;
+        let max_len;
+        let mut sends: Vec<(SocketAddr, Pull)> = Vec::new();
+        {
+            let Some(p) = self.pool_mut(pool) else {
+                return;
+            };
+            p.pull_at = None;
+            max_len = p.timing.max_packet_size;
+            let me = p.me();
+            let version = p.version;
+            let due: Vec<SocketAddr> = p
+                .wanted
+                .iter()
+                .filter(|(_, w)| w.at <= now)
+                .map(|(a, _)| *a)
+                .take(PULLS_PER_TICK)
+                .collect();
+            for addr in due {
+                let have = p.have(&addr);
+                let alive = p.records.get(&addr).is_some_and(|r| r.active && !r.is_self);
+                let Some(w) = p.wanted.get_mut(&addr) else {
+                    continue;
+                };
+                let needed = w.force || have.is_none_or(|h| fresher(h, w.need) == Ordering::Less);
+                if !alive || !needed {
+                    p.wanted.remove(&addr);
+                    continue;
+                }
+                if let Some(sent) = w.sent.filter(|s| now < *s + interval) {
+                    w.at = sent + interval;
+                    continue;
+                }
+                w.sent = Some(now);
+                w.force = false;
+                w.at = now + interval;
+                sends.push((
+                    addr,
+                    Pull {
+                        requester: me,
+                        requester_version: version,
+                        known: have.unwrap_or((0, 0)),
+                        all: false,
+                    },
+                ));
+            }
+        }
+        for (to, pull) in sends {
+            self.send_pull(pool, to, &pull);
+        }
+        let _ = max_len;
+        if let Some(p) = self.pool_mut(pool) {
+            if let Some(at) = p.wanted.values().map(|w| w.at).min() {
+                let at = at.max(now);
+                p.pull_at = Some(at);
+                self.timers.schedule(at, Task::Pull(pool));
+            }
+        }
+    }
+
+    fn send_pull(&mut self, pool: Pool, to: SocketAddr, pull: &Pull) {
+        self.stats.pulls_sent += 1;
+        self.out.push(pool, to, |b| wire::encode_pull(b, pull));
+    }
+
+    fn on_pull(&mut self, pool: Pool, from: SocketAddr, pull: Pull, now: Instant) {
+        let interval = self.cfg.pull_interval;
+        let max = self.cfg.limits.max_members;
+        let Some(p) = self.pool_mut(pool) else {
+            self.stats.bad_datagrams += 1;
+            return;
+        };
+        let requester = pull.requester.addr;
+        // Answer members only (no reflection for strangers), once per half interval each.
+        let member = p.records.get(&requester).is_some_and(|r| r.active && !r.is_self);
+        let recent = p.answered.get(&requester).is_some_and(|t| now < *t + interval / 2);
+        if !member || recent {
+            return;
+        }
+        if p.answered.len() >= max {
+            p.answered.retain(|_, t| now < *t + interval);
+        }
+        p.answered.insert(requester, now);
+        let me = p.me();
+        if pull.known.0 == me.bump && pull.known.1 >= p.version {
+            self.refute(pool, pull.known.1, now);
+            self.settle(pool, now);
+        }
+        self.check_advertised(pool, pull.requester, pull.requester_version, now);
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let max_len = p.timing.max_packet_size;
+        let items: Vec<Vec<u8>> = p.gossip.with(|g| {
+            let mut encoded = Vec::new();
+            let mut push = |m: &Meta| {
+                let mut b = Vec::new();
+                Item::Meta(m.clone()).encode(&mut b);
+                encoded.push(b);
+            };
+            if pull.all {
+                for (addr, rec) in &p.records {
+                    if let (true, Some(m)) = (rec.active, g.metas.get(addr)) {
+                        push(m);
+                    }
+                }
+            } else if let Some(m) = g.metas.get(&me.addr) {
+                push(m);
+            }
+            encoded
+        });
+        self.stats.pulls_answered += 1;
+        let out = &mut self.out;
+        wire::pack_push(items.into_iter(), max_len, |d| {
+            out.push(pool, from, |b| b.extend_from_slice(d));
+        });
+    }
+
+    fn on_push(&mut self, pool: Pool, items: &[&[u8]], now: Instant) {
+        let Some(p) = self.pool(pool) else {
+            self.stats.bad_datagrams += 1;
+            return;
+        };
+        let gossip = p.gossip.clone();
+        for raw in items {
+            match Item::decode(raw) {
+                // Direct answers are not re-broadcast: they are news to us alone.
+                Ok(item @ Item::Meta(_)) => {
+                    gossip.with(|g| g.receive(item, false));
+                }
+                _ => self.stats.bad_datagrams += 1,
+            }
+        }
+        self.settle(pool, now);
+    }
+
+    // ----- internals: join, leave, reconnect -----------------------------------------------
+
+    fn schedule_join(&mut self, id: JoinId, now: Instant) {
+        let retry = self.cfg.join_retry;
+        if let Some(j) = self.joins.iter().find(|j| j.id == id) {
+            let at = (now + retry).min(j.deadline);
+            self.timers.schedule(at, Task::Join(id));
+        }
+    }
+
+    fn announce_unanswered(&mut self, id: JoinId, now: Instant) {
+        let Some(j) = self.joins.iter().find(|j| j.id == id) else {
+            return;
+        };
+        let pool = j.pool;
+        let targets: Vec<SocketAddr> = j
+            .targets
+            .iter()
+            .filter(|(_, answered)| !answered)
+            .map(|(a, _)| *a)
+            .collect();
+        for t in targets {
+            let _ = self.foca_call(pool, now, |f, io| f.announce(NodeId::new(t, 0), io));
+        }
+        self.settle(pool, now);
+    }
+
+    fn join_tick(&mut self, id: JoinId, now: Instant) {
+        let Some(deadline) = self.joins.iter().find(|j| j.id == id).map(|j| j.deadline) else {
+            return;
+        };
+        if now >= deadline {
+            self.finish_join(id);
+        } else {
+            self.announce_unanswered(id, now);
+            self.schedule_join(id, now);
+        }
+    }
+
+    /// A FOCA datagram from `from` (identity address `src`) answers pending joins to it;
+    /// each newly answered address is asked for every meta it knows.
+    fn mark_join_answer(&mut self, pool: Pool, from: SocketAddr, src: SocketAddr, now: Instant) {
+        let mut newly = Vec::new();
+        let mut finished = Vec::new();
+        for j in self.joins.iter_mut().filter(|j| j.pool == pool) {
+            for (t, answered) in &mut j.targets {
+                if !*answered && (*t == from || *t == src) {
+                    *answered = true;
+                    newly.push(from);
+                }
+            }
+            if j.targets.iter().all(|(_, a)| *a) {
+                finished.push(j.id);
+            }
+        }
+        for id in finished {
+            self.finish_join(id);
+        }
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let pull = Pull {
+            requester: p.me(),
+            requester_version: p.version,
+            known: (0, 0),
+            all: true,
+        };
+        newly.dedup();
+        for to in newly {
+            let known = self.pool(pool).and_then(|p| p.have(&src)).unwrap_or((0, 0));
+            self.send_pull(pool, to, &Pull { known, ..pull });
+        }
+        let _ = now;
+    }
+
+    fn finish_join_if_answered(&mut self, id: JoinId) -> bool {
+        let done = self
+            .joins
+            .iter()
+            .find(|j| j.id == id)
+            .is_some_and(|j| j.targets.iter().all(|(_, a)| *a));
+        if done {
+            self.finish_join(id);
+        }
+        done
+    }
+
+    fn finish_join(&mut self, id: JoinId) {
+        let Some(i) = self.joins.iter().position(|j| j.id == id) else {
+            return;
+        };
+        let j = self.joins.swap_remove(i);
+        let joined = j.targets.iter().filter(|(_, a)| *a).count();
+        let error = (joined == 0 && !j.targets.is_empty()).then(|| JoinError {
+            failures: j
+                .targets
+                .iter()
+                .map(|(a, _)| format!("Failed to join {a}: no response"))
+                .collect(),
+        });
+        self.done_joins.push_back(JoinOutcome {
+            id,
+            pool: j.pool,
+            joined: u32::try_from(joined).unwrap_or(u32::MAX),
+            error,
+        });
+    }
+
+    fn leave_tick(&mut self, now: Instant) {
+        if self.state != SelfState::Leaving {
+            return;
+        }
+        for pool in self.pools() {
+            let _ = self.foca_call(pool, now, |f, io| f.leave_cluster(io));
+            self.settle(pool, now);
+        }
+        self.state = SelfState::Left;
+        for pool in self.pools() {
+            if let Some(me) = self.local_addr(pool) {
+                self.sync(pool, me);
+            }
+        }
+    }
+
+    /// While a pool has no live member, retry failed members and the last join's addresses
+    /// (foca only reaches out to failed members while it has live ones).
+    fn reconnect_tick(&mut self, pool: Pool, now: Instant) {
+        let every = self.cfg.reconnect_interval;
+        self.timers.schedule(now + every, Task::Reconnect(pool));
+        if self.state != SelfState::Active {
+            return;
+        }
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        if p.foca.num_members() > 0 {
+            return;
+        }
+        let mut candidates: Vec<SocketAddr> = p.gossip.with(|g| {
+            p.records
+                .iter()
+                .filter(|(addr, r)| {
+                    !r.active && !r.is_self && !r.pruned && !g.leaves.contains_key(*addr)
+                })
+                .map(|(a, _)| *a)
+                .collect()
+        });
+        for a in &p.join_addrs {
+            if !candidates.contains(a) {
+                candidates.push(*a);
+            }
+        }
+        for _ in 0..3 {
+            if candidates.is_empty() {
+                break;
+            }
+            let i = self.rng.random_range(0..candidates.len());
+            let target = candidates.swap_remove(i);
+            let _ = self.foca_call(pool, now, |f, io| f.announce(NodeId::new(target, 0), io));
+        }
+        self.settle(pool, now);
+    }
+}
+
+/// Queues an item of ours as a custom broadcast; foca runs it through the handler, which
+/// stores it, so local commands take the same path as gossip.
+fn add_broadcast(foca: &mut FocaT, item: &Item) {
+    let mut buf = Vec::new();
+    item.encode(&mut buf);
+    // Items are within their limits by construction, far below a packet.
+    let _ = foca.add_broadcast(&buf);
+}
+
+impl core::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.cfg.node_name)
+            .field("lan", &self.lan.me())
+            .field("wan", &self.wan.as_ref().map(PoolState::me))
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
