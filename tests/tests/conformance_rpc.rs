@@ -148,7 +148,6 @@ fn handshake_header_without_a_body_takes_the_next_header_as_its_body() {
 }
 
 #[test]
-
 fn repeated_handshake_with_a_bad_version_is_refused_for_the_version() {
     // Serf's and Consul's handleHandshake check the version before the duplicate:
     // `if Version out of range { unsupported } else if client.version != 0 { duplicate }`.
@@ -741,7 +740,6 @@ fn an_array16_of_exactly_rpc_max_container_elements_is_accepted() {
 }
 
 #[test]
-
 fn a_fixarray_over_a_small_rpc_max_container_closes() {
     let mut sim = sim_with(|c| c.limits.rpc_max_container = 8);
     let c = handshaken(&mut sim);

@@ -587,7 +587,6 @@ fn every_command_before_auth_is_refused_and_runs_nothing() {
 }
 
 #[test]
-
 fn an_unknown_command_before_auth_is_refused_for_auth() {
     let mut sim = with_auth();
     let c = handshaken(&mut sim);
