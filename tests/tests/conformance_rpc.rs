@@ -712,16 +712,14 @@ fn container_counts_over_the_limit_close_from_their_declaration() {
     }
 }
 
-/// A `join` whose `Existing` lists `n` addresses.
-fn join_of(seq: u64, n: usize) -> Vec<u8> {
-    let names: Vec<String> = (0..n)
-        .map(|i| format!("10.0.{}.{}:1", i / 256, i % 256))
-        .collect();
+/// A `tags` request whose `DeleteTags` lists `n` names (answered at once, with no body).
+fn delete_tags_of(seq: u64, n: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     req_with(
-        "join",
+        "tags",
         seq,
-        &map(&[("Existing", strs(&names)), ("WAN", false.into())]),
+        &map(&[("DeleteTags", strs(&names)), ("Tags", V::M(vec![]))]),
     )
 }
 
@@ -730,12 +728,9 @@ fn an_array16_of_exactly_rpc_max_container_elements_is_accepted() {
     let mut sim = Sim::new();
     let c = handshaken(&mut sim);
     let max = sim.agent.config().limits.rpc_max_container;
-    let got = call(&mut sim, c, &join_of(2, max));
-    let vals = support::values(&got);
-    assert_eq!(vals.len(), 2, "header and {{\"Num\":0}}");
-    assert_eq!(vals[0].get("Seq").u64(), 2);
-    assert!(!sim.is_closed(c));
-    sim.send(c, &join_of(3, max + 1));
+    assert!(max >= 16, "an array16 is needed");
+    assert_bytes(&call(&mut sim, c, &delete_tags_of(2, max)), &reply(2, ""));
+    sim.send(c, &delete_tags_of(3, max + 1));
     assert_closed_silently(&mut sim, c);
 }
 
@@ -743,9 +738,18 @@ fn an_array16_of_exactly_rpc_max_container_elements_is_accepted() {
 fn a_fixarray_over_a_small_rpc_max_container_closes() {
     let mut sim = sim_with(|c| c.limits.rpc_max_container = 8);
     let c = handshaken(&mut sim);
-    let got = call(&mut sim, c, &join_of(2, 8));
-    assert!(got.starts_with(&hex("82a54572726f72")), "{}", to_hex(&got));
-    sim.send(c, &join_of(3, 9));
+    assert_bytes(&call(&mut sim, c, &delete_tags_of(2, 8)), &reply(2, ""));
+    sim.send(c, &delete_tags_of(3, 9));
+    assert_closed_silently(&mut sim, c);
+}
+
+#[test]
+fn a_fixmap_over_a_small_rpc_max_container_closes() {
+    let mut sim = sim_with(|c| c.limits.rpc_max_container = 2);
+    let c = handshaken(&mut sim);
+    // A stop body of 3 entries, over a limit of 2.
+    let body = map(&[("Stop", 1u64.into()), ("A", V::Nil), ("B", V::Nil)]);
+    sim.send(c, &req_with("stop", 2, &body));
     assert_closed_silently(&mut sim, c);
 }
 

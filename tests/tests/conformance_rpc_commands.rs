@@ -9,6 +9,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::{
     V, assert_bytes, assert_go_encoded, call, handshaken, hex, map, reply, req, req_with, sim_with,
@@ -231,9 +232,12 @@ fn members_filtered_with_empty_filters_lists_everyone() {
     assert_eq!(got, all);
 }
 
+/// A `members-filtered` case: Name, Status, Tags, and whether this node matches.
+type FilterCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+
 #[test]
 fn members_filtered_regexes_are_anchored_and_case_sensitive() {
-    let cases: [(&str, &str, &[(&str, &str)], bool); 14] = [
+    let cases: [FilterCase<'_>; 14] = [
         ("tandem", "", &[], true),
         ("tand", "", &[], false),
         ("andem", "", &[], false),
@@ -483,7 +487,22 @@ fn join_of_an_empty_list_is_num_zero_without_error() {
 fn join_failure_is_a_multierror_and_still_sends_num() {
     let mut sim = Sim::new();
     let c = handshaken(&mut sim);
-    let got = call(&mut sim, c, &join(3, &["127.0.0.1:1"], false));
+    sim.send(c, &join(3, &["127.0.0.1:1"], false));
+    // Once gossip is wired in, the failure may take a dial timeout of virtual time.
+    let mut got = sim.received(c);
+    while got.is_empty() {
+        let deadline = sim
+            .agent
+            .poll_timeout()
+            .expect("a join in progress has a timer");
+        assert!(
+            deadline <= sim.now + Duration::from_secs(60),
+            "join never failed"
+        );
+        let step = deadline.saturating_duration_since(sim.now);
+        sim.advance(step);
+        got = sim.received(c);
+    }
     assert_go_encoded(&got);
     let vals = values(&got);
     assert_eq!(vals.len(), 2);
@@ -496,6 +515,42 @@ fn join_failure_is_a_multierror_and_still_sends_num() {
     assert_eq!(vals[0].get("Seq").u64(), 3);
     assert_eq!(vals[1], map(&[("Num", 0u64.into())]));
     assert!(!sim.is_closed(c));
+}
+
+// ----- counters ------------------------------------------------------------------------
+
+#[test]
+fn rpc_counters_count_requests_run_replies_and_decode_errors() {
+    let mut sim = Sim::new();
+    let c = handshaken(&mut sim);
+    let _ = call(&mut sim, c, &req("members", 1));
+    let _ = call(
+        &mut sim,
+        c,
+        &req_with("monitor", 2, &map(&[("LogLevel", "info".into())])),
+    );
+    let _ = support::log(&mut sim, tandem_core::Level::Info, "agent: a record");
+    let _ = call(
+        &mut sim,
+        c,
+        &req_with("stop", 3, &map(&[("Stop", 2u64.into())])),
+    );
+    // Refused before it runs: a reply, not a request.
+    let early = support::connect(&mut sim);
+    let _ = call(&mut sim, early, &req("members", 1));
+    let bad = support::connect(&mut sim);
+    sim.send(bad, &hex("c1"));
+    let stats = sim.agent.stats();
+    assert_eq!(
+        (
+            stats.rpc_requests,
+            stats.rpc_replies,
+            stats.rpc_decode_errors,
+            stats.rpc_records_dropped
+        ),
+        (4, 5, 1, 0),
+        "(requests, replies, decode errors, records dropped)"
+    );
 }
 
 // ----- auth (§3, §5.9) -----------------------------------------------------------------

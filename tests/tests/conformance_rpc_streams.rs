@@ -297,7 +297,10 @@ fn user_event(coalesce: bool, ltime: u64, name: &str, payload: &[u8]) -> V {
 fn records(bytes: &[u8]) -> Vec<(u64, V)> {
     assert_go_encoded(bytes);
     let vals = values(bytes);
-    assert!(vals.len() % 2 == 0, "header and body pairs: {vals:?}");
+    assert!(
+        vals.len().is_multiple_of(2),
+        "header and body pairs: {vals:?}"
+    );
     vals.chunks(2)
         .map(|p| {
             assert_eq!(p[0].get("Error").str(), "");
@@ -676,6 +679,44 @@ fn a_slow_reader_pipelining_requests_is_bounded_by_max_tx_and_rpc_max_frame() {
     assert_bytes(&got, &want);
     assert!(!client.closed);
     assert_eq!(sim.agent.stats().rpc_records_dropped, 0);
+}
+
+#[test]
+fn a_slow_stream_reader_has_events_dropped_and_counted_not_buffered() {
+    let max_tx = 4096;
+    let mut sim = sim_with(|c| c.limits.max_tx = max_tx);
+    let mut s = SlowClient::open(&mut sim);
+    s.send(&mut sim, &handshake(0));
+    s.send(&mut sim, &stream(2, "user"));
+    let mut want = hex(support::HANDSHAKE_OK);
+    want.extend(reply(2, ""));
+    assert_bytes(&s.read(&mut sim), &want);
+    let mut a = SlowClient::open(&mut sim);
+    a.send(&mut sim, &handshake(0));
+    assert_bytes(&a.read(&mut sim), &hex(support::HANDSHAKE_OK));
+
+    // `s` stops reading; `a` sends 100 events of 64 bytes.
+    let n = 100u64;
+    for seq in 1..=n {
+        a.send(&mut sim, &event(seq, "e", &[0; 64], false));
+        assert_bytes(&a.read(&mut sim), &reply(seq, ""));
+    }
+    let record = |ltime: u64| reply_with(2, "", &user_event(false, ltime, "e", &[0; 64]));
+    let record_len = record(1).len();
+    let pending = s.pending(&sim);
+    assert!(
+        pending >= max_tx && pending < max_tx + record_len,
+        "pending {pending}"
+    );
+    let delivered = (pending / record_len) as u64;
+    assert_eq!(sim.agent.stats().rpc_records_dropped, n - delivered);
+    let want: Vec<u8> = (1..=delivered).flat_map(record).collect();
+    assert_bytes(&s.read(&mut sim), &want);
+
+    // Caught up: the next event arrives.
+    a.send(&mut sim, &event(n + 1, "e", &[0; 64], false));
+    assert_bytes(&a.read(&mut sim), &reply(n + 1, ""));
+    assert_bytes(&s.read(&mut sim), &record(n + 1));
 }
 
 #[test]

@@ -456,4 +456,6 @@ pub fn assert_closed_silently(sim: &mut Sim, c: ConnId) {
     let got = sim.received(c);
     assert!(got.is_empty(), "expected no reply, got {}", to_hex(&got));
     assert!(sim.is_closed(c), "expected the connection to be closed");
+    let closes = sim.closes.iter().filter(|&&x| x == c).count();
+    assert_eq!(closes, 1, "closed exactly once");
 }
