@@ -682,6 +682,34 @@ fn a_slow_reader_pipelining_requests_is_bounded_by_max_tx_and_rpc_max_frame() {
 }
 
 #[test]
+fn a_replayed_backlog_is_bounded_by_max_tx_too() {
+    let max_tx = 4096;
+    let mut sim = sim_with(|c| c.limits.max_tx = max_tx);
+    let lines: Vec<String> = (0..200)
+        .map(|i| log_line(&mut sim, Level::Info, &format!("agent: backlog {i:04}")))
+        .collect();
+    let mut client = SlowClient::open(&mut sim);
+    client.send(&mut sim, &handshake(0));
+    client.send(&mut sim, &monitor(1, "info"));
+    let record_len = log_record(1, &lines[0]).len();
+    let head = support::HANDSHAKE_OK.len() / 2 + reply(1, "").len();
+    let pending = client.pending(&sim);
+    assert!(
+        pending >= max_tx && pending < max_tx + record_len,
+        "pending {pending}"
+    );
+    let replayed = (pending - head) / record_len;
+    assert_eq!(
+        sim.agent.stats().rpc_records_dropped,
+        (200 - replayed) as u64
+    );
+    let mut want = hex(support::HANDSHAKE_OK);
+    want.extend(reply(1, ""));
+    want.extend(lines[..replayed].iter().flat_map(|l| log_record(1, l)));
+    assert_bytes(&client.read(&mut sim), &want);
+}
+
+#[test]
 fn a_slow_stream_reader_has_events_dropped_and_counted_not_buffered() {
     let max_tx = 4096;
     let mut sim = sim_with(|c| c.limits.max_tx = max_tx);
