@@ -165,9 +165,9 @@ pub(crate) fn format_line(civil: Civil, level: Level, text: &str) -> String {
     let _ = civil.write_log(&mut line);
     let _ = write!(line, " [{}] ", level.as_str());
     let mut budget = MAX_LINE;
-    for c in text.chars() {
-        // A record is one line: newlines from callers would forge extra records.
-        let c = if c == '\n' || c == '\r' { ' ' } else { c };
+    // A multi-line entry (a multierror) stays one record with its inner newlines, as
+    // Serf's log writer keeps them; records are framed strings, so nothing is forged.
+    for c in text.trim_end_matches(['\n', '\r']).chars() {
         budget = match budget.checked_sub(c.len_utf8()) {
             Some(b) => b,
             None => break,
@@ -237,8 +237,8 @@ mod tests {
     #[test]
     fn lines_are_one_line_and_bounded() {
         let civil = Civil::from_unix_ms(0);
-        let line = format_line(civil, Level::Warn, "a\nb");
-        assert_eq!(line, "1970/01/01 00:00:00 [WARN] a b");
+        let line = format_line(civil, Level::Warn, "a\n\tb\n");
+        assert_eq!(line, "1970/01/01 00:00:00 [WARN] a\n\tb");
         let long = "é".repeat(2000);
         assert!(format_line(civil, Level::Info, &long).len() <= MAX_LINE + 32);
     }

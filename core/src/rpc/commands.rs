@@ -250,7 +250,8 @@ impl Agent {
             }
             Ok(false)
         })?;
-        let upper = level.to_ascii_uppercase();
+        // Go's strings.ToUpper, Unicode and all, for the error text.
+        let upper = level.to_uppercase();
         // The RPC takes exactly Consul's names; `ERROR` is not one of them.
         let parsed = Level::parse(&upper).filter(|_| upper != "ERROR");
         let Some(c) = self.conns.get_mut(conn) else {
