@@ -16,7 +16,7 @@ use crate::{Agent, ConnId, Effect, Output};
 /// Serf's protocol range (min, max, cur), as the CLI reads it.
 pub(crate) const PROTOCOL: [u8; 3] = [1, 5, 2];
 /// Serf's delegate protocol range (min, max, cur).
-pub(crate) const DELEGATE: [u8; 3] = [2, 5, 4];
+pub(crate) const DELEGATE: [u8; 3] = [2, 5, 5];
 /// Serf's limit on a user event's name plus payload.
 pub(crate) const USER_EVENT_LIMIT: usize = 512;
 

@@ -292,7 +292,7 @@ fn members_lists_one_member_this_node() {
         exec_items(&mut sim, "members"),
         [
             format!(
-                r#"{{"jobId":1,"members":[{{"Addr":"127.0.0.1","DelegateCur":4,"DelegateMax":5,"DelegateMin":2,"Name":"node-a","Port":8301,"ProtocolCur":2,"ProtocolMax":5,"ProtocolMin":1,"Status":"alive","Tags":{{"build":"{VERSION}","dc":"dc1","role":"node","vsn":"2"}}}}],"type":"members"}}"#
+                r#"{{"jobId":1,"members":[{{"Addr":"127.0.0.1","DelegateCur":5,"DelegateMax":5,"DelegateMin":2,"Name":"node-a","Port":8301,"ProtocolCur":2,"ProtocolMax":5,"ProtocolMin":1,"Status":"alive","Tags":{{"build":"{VERSION}","dc":"dc1","role":"node","vsn":"2"}}}}],"type":"members"}}"#
             ),
             ok(1)
         ]
