@@ -2,6 +2,7 @@
 //! an HTTP response reader shared by the in-memory and end-to-end tests.
 
 pub mod http;
+pub mod netsim;
 pub mod sim;
 
 pub use http::Response;

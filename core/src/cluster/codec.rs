@@ -195,10 +195,7 @@ pub(crate) struct Peek {
 /// Decodes a foca packet's header and checks every piggybacked member decodes, calling
 /// `member` with each member's address. Used to bound the member table before foca sees
 /// the packet.
-pub(crate) fn peek(
-    data: &[u8],
-    mut member: impl FnMut(SocketAddr),
-) -> Result<Peek, CodecError> {
+pub(crate) fn peek(data: &[u8], mut member: impl FnMut(SocketAddr)) -> Result<Peek, CodecError> {
     let mut r = Reader::new(data);
     let header = read_header(&mut r)?;
     let carries_members = !matches!(
@@ -280,7 +277,11 @@ impl foca::Codec<NodeId> for NodeCodec {
         decode_with(buf, read_header)
     }
 
-    fn encode_member(&mut self, member: &Member<NodeId>, buf: impl BufMut) -> Result<(), CodecError> {
+    fn encode_member(
+        &mut self,
+        member: &Member<NodeId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
         let mut s = Scratch::<MAX_MEMBER_LEN>::new();
         s.id(member.id());
         s.u16(member.incarnation());
@@ -373,7 +374,10 @@ mod tests {
     #[test]
     fn members_round_trip_and_never_write_partially() {
         let mut c = NodeCodec;
-        for (i, state) in [State::Alive, State::Suspect, State::Down].into_iter().enumerate() {
+        for (i, state) in [State::Alive, State::Suspect, State::Down]
+            .into_iter()
+            .enumerate()
+        {
             let m = Member::new(v4(i as u8, 8301, 5), 77, state);
             let mut buf = Vec::new();
             c.encode_member(&m, &mut buf).unwrap();
@@ -383,7 +387,10 @@ mod tests {
             // One byte short: nothing is written.
             let mut small = Vec::with_capacity(16);
             let mut limited = (&mut small).limit(11);
-            assert_eq!(c.encode_member(&m, &mut limited), Err(CodecError::BufferFull));
+            assert_eq!(
+                c.encode_member(&m, &mut limited),
+                Err(CodecError::BufferFull)
+            );
             assert!(small.is_empty());
         }
     }
@@ -404,7 +411,11 @@ mod tests {
         c.encode_header(&header, &mut buf).unwrap();
         for cut in 0..buf.len() {
             let mut slice = &buf[..cut];
-            assert_eq!(c.decode_header(&mut slice), Err(CodecError::Truncated), "cut {cut}");
+            assert_eq!(
+                c.decode_header(&mut slice),
+                Err(CodecError::Truncated),
+                "cut {cut}"
+            );
         }
         let mut bad = buf.clone();
         bad[0] = 5;
@@ -466,6 +477,9 @@ mod tests {
             }
             let _ = peek(&data, |_| {});
         }
-        assert!(decoded > 1000, "mutations should often still decode: {decoded}");
+        assert!(
+            decoded > 1000,
+            "mutations should often still decode: {decoded}"
+        );
     }
 }

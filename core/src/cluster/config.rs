@@ -94,17 +94,25 @@ impl PoolTiming {
     pub(crate) fn foca_config(&self, members: usize, remove_down_after: Duration) -> foca::Config {
         let mut c = foca::Config::simple();
         c.probe_period = self.probe_period.max(Duration::from_millis(2));
-        c.probe_rtt = self.probe_rtt.clamp(Duration::from_millis(1), c.probe_period / 2);
+        c.probe_rtt = self
+            .probe_rtt
+            .clamp(Duration::from_millis(1), c.probe_period / 2);
         c.num_indirect_probes = nz(usize::from(self.indirect_probes));
-        c.max_transmissions = NonZeroU8::new(self.max_transmissions(members)).unwrap_or(NonZeroU8::MIN);
-        c.suspect_to_down_after = self.suspicion_timeout(members).max(Duration::from_millis(1));
+        c.max_transmissions =
+            NonZeroU8::new(self.max_transmissions(members)).unwrap_or(NonZeroU8::MIN);
+        c.suspect_to_down_after = self
+            .suspicion_timeout(members)
+            .max(Duration::from_millis(1));
         // Members are reaped by the cluster after `reap_after`; foca forgets them with it.
         c.remove_down_after = Some(remove_down_after);
         c.max_packet_size = nz(self.max_packet_size.saturating_sub(FOCA_PREFIX).max(256));
         c.notify_down_members = true;
         c.periodic_announce = Some(periodic(self.announce_interval, 1));
         c.periodic_announce_to_down_members = Some(periodic(self.announce_down_interval, 2));
-        c.periodic_gossip = Some(periodic(self.gossip_interval, usize::from(self.gossip_fanout)));
+        c.periodic_gossip = Some(periodic(
+            self.gossip_interval,
+            usize::from(self.gossip_fanout),
+        ));
         c
     }
 }
@@ -123,7 +131,9 @@ fn periodic(every: Duration, members: usize) -> foca::PeriodicParams {
 /// `1000 × log10(n)` without floating point (no_std has no `log10`): the integer part of
 /// log2 from the bit length, 16 fractional bits by repeated squaring, then × log10(2).
 pub(crate) fn log10_milli(n: usize) -> u64 {
-    let n = u64::try_from(n).unwrap_or(u64::MAX).min(u64::from(u32::MAX));
+    let n = u64::try_from(n)
+        .unwrap_or(u64::MAX)
+        .min(u64::from(u32::MAX));
     if n <= 1 {
         return 0;
     }
@@ -249,7 +259,14 @@ mod tests {
 
     #[test]
     fn log10_is_close() {
-        for (n, want) in [(1, 0), (2, 301), (10, 1000), (11, 1041), (100, 2000), (1001, 3000)] {
+        for (n, want) in [
+            (1, 0),
+            (2, 301),
+            (10, 1000),
+            (11, 1041),
+            (100, 2000),
+            (1001, 3000),
+        ] {
             let got = log10_milli(n);
             assert!(got.abs_diff(want) <= 1, "log10({n}) = {got}, want {want}");
         }

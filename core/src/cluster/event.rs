@@ -128,7 +128,10 @@ impl fmt::Display for ClusterError {
                 "user event exceeds configured limit of {USER_EVENT_LIMIT} bytes before encoding"
             ),
             ClusterError::TagsTooLarge => {
-                write!(f, "Encoded length of tags exceeds limit of {TAGS_LIMIT} bytes")
+                write!(
+                    f,
+                    "Encoded length of tags exceeds limit of {TAGS_LIMIT} bytes"
+                )
             }
             ClusterError::TooManyJoins => f.write_str("too many joins in progress"),
             ClusterError::Left => f.write_str("agent has left the cluster"),

@@ -33,7 +33,10 @@ impl<T> Shared<T> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         // A poisoned lock only means a panic elsewhere; the data is still consistent
         // because every mutation here is a single short closure.
-        let mut guard = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
     }
 }
@@ -97,8 +100,7 @@ impl EventLog {
 
     /// Records an event; false if it was seen already or is older than the window.
     fn witness(&mut self, ltime: u64, origin: SocketAddr) -> bool {
-        if ltime.saturating_add(self.window) < self.clock || self.seen.contains(&(ltime, origin))
-        {
+        if ltime.saturating_add(self.window) < self.clock || self.seen.contains(&(ltime, origin)) {
             return false;
         }
         self.seen.insert((ltime, origin));
@@ -117,9 +119,18 @@ impl EventLog {
 /// Identifies a broadcast in foca's queue, so a fresher one replaces a staler one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ItemKey {
-    Meta { addr: SocketAddr, fresh: (u16, u32) },
-    Leave { addr: SocketAddr, fresh: (u16, bool) },
-    User { origin: SocketAddr, ltime: u64 },
+    Meta {
+        addr: SocketAddr,
+        fresh: (u16, u32),
+    },
+    Leave {
+        addr: SocketAddr,
+        fresh: (u16, bool),
+    },
+    User {
+        origin: SocketAddr,
+        ltime: u64,
+    },
 }
 
 impl foca::Invalidates for ItemKey {
@@ -281,10 +292,19 @@ mod tests {
     fn only_fresher_metas_are_new() {
         let mut g = Gossip::new(id(1, 0), 16, 64);
         assert!(g.receive(meta(2, 0, 1, "b"), false).is_some());
-        assert!(g.receive(meta(2, 0, 1, "b"), false).is_none(), "same version");
-        assert!(g.receive(meta(2, 0, 0, "old"), false).is_none(), "older version");
+        assert!(
+            g.receive(meta(2, 0, 1, "b"), false).is_none(),
+            "same version"
+        );
+        assert!(
+            g.receive(meta(2, 0, 0, "old"), false).is_none(),
+            "older version"
+        );
         assert!(g.receive(meta(2, 0, 2, "b2"), false).is_some());
-        assert!(g.receive(meta(2, 1, 0, "rejoined"), false).is_some(), "newer bump");
+        assert!(
+            g.receive(meta(2, 1, 0, "rejoined"), false).is_some(),
+            "newer bump"
+        );
         assert_eq!(g.metas[&id(2, 0).addr].name, "rejoined");
         assert_eq!(
             g.inbox,

@@ -185,8 +185,8 @@ pub(crate) fn transition(before: Option<Shown>, now: Shown) -> Option<MemberEven
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::SocketAddr;
     use MemberStatus::*;
+    use core::net::SocketAddr;
 
     fn id(bump: u16) -> NodeId {
         NodeId::new(SocketAddr::from(([10, 0, 0, 2], 8301)), bump)
@@ -206,8 +206,16 @@ mod tests {
         let me = SelfState::Active;
         assert_eq!(r.status(None, me), Alive);
         assert_eq!(r.status(Some(&leave(1, false)), me), Leaving);
-        assert_eq!(r.status(Some(&leave(1, true)), me), Alive, "force-leave of a live node");
-        assert_eq!(r.status(Some(&leave(0, false)), me), Alive, "a previous life left");
+        assert_eq!(
+            r.status(Some(&leave(1, true)), me),
+            Alive,
+            "force-leave of a live node"
+        );
+        assert_eq!(
+            r.status(Some(&leave(0, false)), me),
+            Alive,
+            "a previous life left"
+        );
         r.active = false;
         assert_eq!(r.status(None, me), Failed);
         assert_eq!(r.status(Some(&leave(1, false)), me), Left);
@@ -227,13 +235,32 @@ mod tests {
         assert_eq!(transition(None, sh(Alive, 1)), Some(MemberEvent::Join));
         assert_eq!(transition(None, sh(Failed, 1)), None);
         assert_eq!(transition(Some(sh(Alive, 1)), sh(Alive, 1)), None);
-        assert_eq!(transition(Some(sh(Alive, 1)), sh(Alive, 2)), Some(MemberEvent::Update));
+        assert_eq!(
+            transition(Some(sh(Alive, 1)), sh(Alive, 2)),
+            Some(MemberEvent::Update)
+        );
         assert_eq!(transition(Some(sh(Alive, 1)), sh(Leaving, 1)), None);
-        assert_eq!(transition(Some(sh(Leaving, 1)), sh(Left, 1)), Some(MemberEvent::Leave));
-        assert_eq!(transition(Some(sh(Alive, 1)), sh(Failed, 1)), Some(MemberEvent::Failed));
-        assert_eq!(transition(Some(sh(Failed, 1)), sh(Left, 1)), Some(MemberEvent::Leave));
-        assert_eq!(transition(Some(sh(Left, 1)), sh(Alive, 2)), Some(MemberEvent::Join));
-        assert_eq!(transition(Some(sh(Failed, 1)), sh(Failed, 2)), None, "no updates when down");
+        assert_eq!(
+            transition(Some(sh(Leaving, 1)), sh(Left, 1)),
+            Some(MemberEvent::Leave)
+        );
+        assert_eq!(
+            transition(Some(sh(Alive, 1)), sh(Failed, 1)),
+            Some(MemberEvent::Failed)
+        );
+        assert_eq!(
+            transition(Some(sh(Failed, 1)), sh(Left, 1)),
+            Some(MemberEvent::Leave)
+        );
+        assert_eq!(
+            transition(Some(sh(Left, 1)), sh(Alive, 2)),
+            Some(MemberEvent::Join)
+        );
+        assert_eq!(
+            transition(Some(sh(Failed, 1)), sh(Failed, 2)),
+            None,
+            "no updates when down"
+        );
     }
 
     #[test]
@@ -245,9 +272,19 @@ mod tests {
             tags: BTreeMap::new(),
         };
         let v = MemberView::new(&meta, Alive);
-        assert_eq!((v.name.as_str(), v.port, v.status.as_str()), ("b", 8301, "alive"));
         assert_eq!(
-            [v.protocol_min, v.protocol_max, v.protocol_cur, v.delegate_min, v.delegate_max, v.delegate_cur],
+            (v.name.as_str(), v.port, v.status.as_str()),
+            ("b", 8301, "alive")
+        );
+        assert_eq!(
+            [
+                v.protocol_min,
+                v.protocol_max,
+                v.protocol_cur,
+                v.delegate_min,
+                v.delegate_max,
+                v.delegate_cur
+            ],
             [1, 5, 2, 2, 5, 4]
         );
     }

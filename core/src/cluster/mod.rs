@@ -209,6 +209,9 @@ impl Cluster {
                 &config.limits,
             )
         });
+        // A random first meta version: a restart at the same identity then most likely
+        // starts above its previous life, and refutes (see `refute`) when it does not.
+        let first_version = parent.random_range(1..=1u32 << 30);
         let mut cluster = Cluster {
             out: Outbox::new(config.limits.max_datagrams),
             lan,
@@ -228,6 +231,9 @@ impl Cluster {
             cfg: config,
         };
         for pool in cluster.pools() {
+            if let Some(p) = cluster.pool_mut(pool) {
+                p.version = first_version;
+            }
             cluster.broadcast_meta(pool, now);
             cluster.settle(pool, now);
             let every = cluster.cfg.reconnect_interval;
@@ -314,6 +320,23 @@ impl Cluster {
         c
     }
 
+    /// The status of the member at `addr` in `pool`, if it is shown.
+    pub fn member_status(&self, pool: Pool, addr: SocketAddr) -> Option<MemberStatus> {
+        let p = self.pool(pool)?;
+        let rec = p.records.get(&addr).filter(|r| !r.pruned)?;
+        p.gossip.with(|g| {
+            g.metas
+                .contains_key(&addr)
+                .then(|| rec.status(g.leaves.get(&addr), self.state))
+        })
+    }
+
+    /// Members foca considers alive or suspect, this node included (named or not). A cheap
+    /// upper bound on the `alive` count.
+    pub fn active_members(&self, pool: Pool) -> usize {
+        self.pool(pool).map_or(0, |p| p.foca.num_members() + 1)
+    }
+
     /// The user-event Lamport clock (Serf's `event_time`).
     pub fn event_ltime(&self) -> u64 {
         self.lan.gossip.with(|g| g.events.clock)
@@ -354,9 +377,7 @@ impl Cluster {
     /// A datagram arrived on `pool`'s socket from `from`.
     pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
         self.stats.datagrams_in += 1;
-        let max = self
-            .pool(pool)
-            .map_or(0, |p| p.timing.max_packet_size);
+        let max = self.pool(pool).map_or(0, |p| p.timing.max_packet_size);
         if data.len() > max {
             self.stats.bad_datagrams += 1;
             return;
@@ -475,7 +496,12 @@ impl Cluster {
     /// cluster; with `prune` it is also removed from the member list (`member-reap`). A
     /// member that is alive is left alone (it would refute, as in Serf), and an unknown
     /// name is no error.
-    pub fn force_leave(&mut self, name: &str, prune: bool, now: Instant) -> Result<(), ClusterError> {
+    pub fn force_leave(
+        &mut self,
+        name: &str,
+        prune: bool,
+        now: Instant,
+    ) -> Result<(), ClusterError> {
         for pool in self.pools() {
             let Some(p) = self.pool_mut(pool) else {
                 continue;
@@ -688,11 +714,12 @@ impl Cluster {
             return;
         };
         let n = (p.foca.num_members() + 1).max(expected);
-        let tuned = (
-            p.timing.max_transmissions(n),
-            p.timing.suspicion_timeout(n),
-        );
-        if tuned != p.tuned && p.foca.set_config(p.timing.foca_config(n, reap_after)).is_ok() {
+        let tuned = (p.timing.max_transmissions(n), p.timing.suspicion_timeout(n));
+        if tuned != p.tuned
+            && p.foca
+                .set_config(p.timing.foca_config(n, reap_after))
+                .is_ok()
+        {
             p.tuned = tuned;
         }
     }
@@ -784,10 +811,11 @@ impl Cluster {
         }
     }
 
-    /// A peer holds a meta of ours at `version`: go above it and re-broadcast.
+    /// A peer holds a meta of ours at a `version` above ours (from a previous life at this
+    /// identity): go above it and re-broadcast.
     fn refute(&mut self, pool: Pool, version: u32, now: Instant) {
         if let Some(p) = self.pool_mut(pool) {
-            if version >= p.version {
+            if version > p.version {
                 p.version = version.wrapping_add(1);
                 self.broadcast_meta(pool, now);
             }
@@ -829,6 +857,11 @@ impl Cluster {
         let Some(meta) = meta else {
             return;
         };
+        if rec.active && !rec.is_self && meta.id.bump != rec.id.bump {
+            // Back from the dead under a new identity: announce it once its new meta (a
+            // broadcast, or a pull) says who it is now.
+            return;
+        }
         let status = rec.status(leave.as_ref(), state);
         let now_shown = Shown {
             status,
@@ -993,8 +1026,11 @@ impl Cluster {
             return true;
         }
         let me = p.me().addr;
-        let mut members: BTreeSet<SocketAddr> =
-            p.foca.iter_membership_state().map(|m| m.id().addr).collect();
+        let mut members: BTreeSet<SocketAddr> = p
+            .foca
+            .iter_membership_state()
+            .map(|m| m.id().addr)
+            .collect();
         for a in core::iter::once(&src).chain(addrs) {
             if *a != me {
                 members.insert(*a);
@@ -1142,8 +1178,14 @@ impl Cluster {
         };
         let requester = pull.requester.addr;
         // Answer members only (no reflection for strangers), once per half interval each.
-        let member = p.records.get(&requester).is_some_and(|r| r.active && !r.is_self);
-        let recent = p.answered.get(&requester).is_some_and(|t| now < *t + interval / 2);
+        let member = p
+            .records
+            .get(&requester)
+            .is_some_and(|r| r.active && !r.is_self);
+        let recent = p
+            .answered
+            .get(&requester)
+            .is_some_and(|t| now < *t + interval / 2);
         if !member || recent {
             return;
         }
@@ -1152,7 +1194,7 @@ impl Cluster {
         }
         p.answered.insert(requester, now);
         let me = p.me();
-        if pull.known.0 == me.bump && pull.known.1 >= p.version {
+        if pull.known.0 == me.bump && pull.known.1 > p.version {
             self.refute(pool, pull.known.1, now);
             self.settle(pool, now);
         }

@@ -34,7 +34,12 @@ impl Outbox {
     }
 
     /// Queues a datagram written by `write`; false if the ring was full.
-    pub(crate) fn push(&mut self, pool: Pool, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    pub(crate) fn push(
+        &mut self,
+        pool: Pool,
+        to: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
         if self.queue.len() >= self.cap {
             self.dropped += 1;
             return false;
@@ -84,6 +89,10 @@ mod tests {
         o.pop();
         assert_eq!(o.take(), Some((Pool::Lan, to, Vec::from([2u8]))));
         assert!(o.push(Pool::Wan, to, |b| b.push(4)));
-        assert_eq!(o.peek(), Some((Pool::Wan, to, &[4u8][..])), "a reused buffer starts empty");
+        assert_eq!(
+            o.peek(),
+            Some((Pool::Wan, to, &[4u8][..])),
+            "a reused buffer starts empty"
+        );
     }
 }

@@ -11,6 +11,7 @@ use core::time::Duration;
 use foca::{Foca, Notification, OwnedNotification, Runtime, Timer};
 use rand::rngs::Xoshiro256PlusPlus;
 
+use super::Pool;
 use super::codec::NodeCodec;
 use super::config::PoolTiming;
 use super::gossip::{Gossip, Handler, Shared};
@@ -19,7 +20,6 @@ use super::member::Record;
 use super::outbox::Outbox;
 use super::timer::{Task, Timers};
 use super::wire::{FRAME_FOCA, Meta};
-use super::Pool;
 use crate::time::Instant;
 
 pub(crate) type FocaT = Foca<NodeId, NodeCodec, Xoshiro256PlusPlus, Handler>;

@@ -312,7 +312,10 @@ pub(crate) struct Pull {
 /// A decoded datagram.
 #[derive(Debug)]
 pub(crate) enum Frame<'a> {
-    Foca { meta_version: u32, packet: &'a [u8] },
+    Foca {
+        meta_version: u32,
+        packet: &'a [u8],
+    },
     Pull(Pull),
     /// The raw items; decode each with [`Item::decode`].
     Push(Vec<&'a [u8]>),
@@ -487,7 +490,9 @@ mod tests {
             })
             .collect();
         let mut frames = Vec::new();
-        pack_push(encoded.clone().into_iter(), 60, |f| frames.push(Vec::from(f)));
+        pack_push(encoded.clone().into_iter(), 60, |f| {
+            frames.push(Vec::from(f))
+        });
         assert!(frames.len() >= 2, "small datagrams split the items");
         let mut back = Vec::new();
         for f in &frames {
