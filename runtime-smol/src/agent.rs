@@ -34,7 +34,7 @@ use crate::RUNTIME;
 use crate::cli::AgentOptions;
 use crate::clock::Clock;
 use crate::host;
-use crate::logging::{format_line, print_line};
+use crate::logging::print_line;
 
 /// How long a closing connection may take to take its last bytes before it is dropped.
 const CLOSE_FLUSH: Duration = Duration::from_secs(5);
@@ -364,16 +364,12 @@ impl Runtime {
     /// agent's log ring, from which `monitor` streams it.
     pub(crate) fn log(self: &Rc<Self>, level: Level, text: &str) {
         let now = self.clock.now();
-        if level >= self.agent.borrow().config().log_level {
-            let unix_ms = self.clock.unix_ms(now);
-            print_line(&format_line(
-                unix_ms,
-                self.clock.utc_offset_secs(),
-                level,
-                text,
-            ));
+        let record = self.agent.borrow_mut().log_record(level, text, now);
+        // Printed before the drain, so it precedes whatever the record set off.
+        if let Some(record) = record {
+            print_line(&record.line);
         }
-        self.input(|agent, now| agent.log_record(level, text, now));
+        self.drain();
     }
 
     // ----- tasks ---------------------------------------------------------------------

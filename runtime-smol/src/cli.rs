@@ -21,13 +21,22 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
 /// Default address of the agent RPC (Consul's RPC port on loopback).
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
 
-const TOP_USAGE: &str = "\
-Usage: tandem [--version] [--help] <command> [<args>]
-
-Available commands are:
-    agent      Runs a tandem agent
-    version    Prints the tandem version
-";
+/// The top-level usage: `agent`, the client commands, `version`.
+fn top_usage() -> String {
+    let mut commands = vec![
+        ("agent", "Runs a tandem agent"),
+        ("version", "Prints the tandem version"),
+    ];
+    commands.extend(crate::client::COMMANDS.iter().map(|c| (c.name, c.synopsis)));
+    commands.sort_unstable();
+    let mut out = String::from(
+        "Usage: tandem [--version] [--help] <command> [<args>]\n\nAvailable commands are:\n",
+    );
+    for (name, synopsis) in commands {
+        out.push_str(&format!("    {name:<13}{synopsis}\n"));
+    }
+    out
+}
 
 /// Runs the command line (without the program name); returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
@@ -39,12 +48,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     let Some((command, rest)) = args.split_first() else {
-        eprintln_safe(TOP_USAGE);
+        eprintln_safe(&top_usage());
         return 1;
     };
     match command.as_str() {
         "-h" | "-help" | "--help" | "help" => {
-            print_out(TOP_USAGE);
+            print_out(&top_usage());
             0
         }
         "-v" | "-version" | "--version" | "version" => {
@@ -62,10 +71,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 1
             }
         },
-        other => {
-            eprintln_safe(&format!("Unknown command: {other:?}\n\n{TOP_USAGE}"));
-            1
-        }
+        other => match crate::client::find(other) {
+            Some(client_command) => client_command.main(rest),
+            None => {
+                eprintln_safe(&format!("Unknown command: {other:?}\n\n{}", top_usage()));
+                1
+            }
+        },
     }
 }
 
@@ -74,7 +86,7 @@ fn version_text() -> String {
 }
 
 /// Prints to stdout without panicking when stdout is closed (`print!` would).
-fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
@@ -82,7 +94,7 @@ fn print_out(text: &str) {
 }
 
 /// Prints to stderr without panicking when stderr is closed.
-fn eprintln_safe(text: &str) {
+pub(crate) fn eprintln_safe(text: &str) {
     crate::logging::print_line(text.trim_end_matches('\n'));
 }
 
@@ -226,6 +238,12 @@ const AGENT_FLAGS: &[FlagSpec] = &[
                127.0.0.1:8400; port 0 picks a free port (the log says which).",
     },
     FlagSpec {
+        name: "rpc-auth",
+        value: Some("<key>"),
+        help: "Key RPC clients must give (Serf's `auth` command) before any other command. \
+               Overrides rpc_auth of the config file.",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
@@ -257,6 +275,8 @@ pub struct AgentOptions {
     pub node: Option<String>,
     /// `-log-level`: overrides the file's `log_level`.
     pub log_level: Option<Level>,
+    /// `-rpc-auth`: overrides the file's `rpc_auth`.
+    pub rpc_auth: Option<String>,
 }
 
 impl AgentOptions {
@@ -275,6 +295,7 @@ impl AgentOptions {
             config_file: None,
             node: None,
             log_level: None,
+            rpc_auth: None,
         };
         for (flag, value) in parsed.flags {
             let value = value.unwrap_or_default();
@@ -283,6 +304,7 @@ impl AgentOptions {
                 "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
                 "config-file" => opts.config_file = Some(PathBuf::from(value)),
                 "node" => opts.node = Some(value),
+                "rpc-auth" => opts.rpc_auth = Some(value),
                 "log-level" => {
                     opts.log_level = Some(Level::parse(&value).ok_or(FlagError::Invalid {
                         flag,
@@ -313,6 +335,9 @@ impl AgentOptions {
         }
         if let Some(level) = self.log_level {
             cfg.log_level = level;
+        }
+        if let Some(key) = &self.rpc_auth {
+            cfg.rpc_auth = Some(key.clone());
         }
         Ok(cfg)
     }

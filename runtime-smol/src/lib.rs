@@ -2,13 +2,16 @@
 //!
 //! The `tandem` binary is a thin shell around this library: [`cli`] parses the command line
 //! and dispatches subcommands, [`agent`] runs `tandem agent` (sockets, clock, signals, the
-//! config file) around one [`tandem_core::Agent`], and `host` implements the host commands
-//! (`sysinfo`, `dashboard`) that the core asks the runtime to run as effects.
+//! config file) around one [`tandem_core::Agent`], `host` implements the host commands
+//! (`sysinfo`, `dashboard`) that the core asks the runtime to run as effects, and `client`
+//! is the CLI client of a running agent (`members`, `join`, `monitor`, `exec`, …: blocking
+//! std sockets, one connection per invocation).
 //!
-//! Everything runs on one thread: an `async_executor::LocalExecutor` driven by
+//! The agent runs on one thread: an `async_executor::LocalExecutor` driven by
 //! `async_io::block_on`, with the agent in an `Rc<RefCell<_>>` that is only ever borrowed
 //! between two `.await`s, never across one. `async-io` adds its one helper thread for the
-//! reactor; nothing else spawns threads.
+//! reactor; nothing else spawns threads. (The client's `monitor` and `exec` add one thread
+//! that waits for Ctrl-C.)
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`), each with its SAFETY note; everything on the network path is safe code.
@@ -17,6 +20,7 @@
 
 pub mod agent;
 pub mod cli;
+mod client;
 mod clock;
 mod host;
 mod logging;

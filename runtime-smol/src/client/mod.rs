@@ -1,0 +1,272 @@
+//! The `tandem` CLI client: the subcommands that talk to a running agent, in the manner of
+//! Consul's and Serf's CLIs. Each invocation opens a fresh connection, shakes hands, runs
+//! one command and exits: 0 for success, 1 for any error (printed to stderr in Go's
+//! wording), and `members` exits 2 when no member matches.
+//!
+//! [`COMMANDS`] is the one table of subcommands: the dispatcher, the top-level usage and
+//! each subcommand's `-help` read it. Flags are parsed by [`crate::cli::parse_flags`], as
+//! the agent's are. The RPC commands live in `commands`, `exec` (HTTP API) in `exec`.
+
+mod commands;
+mod exec;
+mod format;
+mod http;
+mod interrupt;
+mod rpc;
+
+use crate::cli::{
+    DEFAULT_RPC_ADDR, FlagError, FlagSpec, eprintln_safe, parse_flags, print_out, usage,
+};
+
+/// Environment variable overriding `-rpc-addr`'s default (Consul: `CONSUL_RPC_ADDR`).
+const ENV_RPC_ADDR: &str = "TANDEM_RPC_ADDR";
+/// Environment variable overriding `-rpc-auth`'s default (Serf: `SERF_RPC_AUTH`).
+const ENV_RPC_AUTH: &str = "TANDEM_RPC_AUTH";
+/// Environment variable overriding `exec`'s `-http-addr` default.
+const ENV_HTTP_ADDR: &str = "TANDEM_HTTP_ADDR";
+
+/// One client subcommand.
+pub(crate) struct Command {
+    /// Its name on the command line.
+    pub(crate) name: &'static str,
+    /// One line for the top-level usage.
+    pub(crate) synopsis: &'static str,
+    /// Its usage text (without the flag table).
+    usage: &'static str,
+    /// Its own flags; the RPC commands also take [`RPC_FLAGS`].
+    flags: &'static [FlagSpec],
+    /// Whether it talks to the agent RPC (and so takes `-rpc-addr`, `-rpc-auth`).
+    rpc: bool,
+    /// Whether flags may also follow its first argument (`exec 'cmd' -http-addr A`).
+    flags_after_first_arg: bool,
+    run: fn(&Invocation) -> i32,
+}
+
+/// The flags every RPC command takes.
+const RPC_FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "rpc-addr",
+        value: Some("127.0.0.1:8400"),
+        help: "RPC address of the tandem agent. Defaults to $TANDEM_RPC_ADDR, else \
+               127.0.0.1:8400.",
+    },
+    FlagSpec {
+        name: "rpc-auth",
+        value: Some("<key>"),
+        help: "RPC auth key of the agent (its -rpc-auth). Defaults to $TANDEM_RPC_AUTH.",
+    },
+];
+
+/// Every client subcommand, in the order the top-level usage lists them.
+pub(crate) const COMMANDS: &[Command] = &[
+    commands::EVENT,
+    exec::EXEC,
+    commands::FORCE_LEAVE,
+    commands::INFO,
+    commands::JOIN,
+    commands::LEAVE,
+    commands::MEMBERS,
+    commands::MONITOR,
+    commands::RELOAD,
+    commands::TAGS,
+];
+
+/// Finds a client subcommand by name.
+pub(crate) fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+impl Command {
+    fn all_flags(&self) -> Vec<FlagSpec> {
+        let mut all = self.flags.to_vec();
+        if self.rpc {
+            all.extend_from_slice(RPC_FLAGS);
+        }
+        all
+    }
+
+    /// The subcommand's `-help` text.
+    fn help(&self) -> String {
+        usage(self.usage, &self.all_flags())
+    }
+
+    /// Runs the subcommand with its arguments; returns the exit code.
+    pub(crate) fn main(&self, args: &[String]) -> i32 {
+        match self.parse(args) {
+            Ok(Some(inv)) => (self.run)(&inv),
+            Ok(None) => {
+                print_out(&self.help());
+                0
+            }
+            Err(e) => {
+                eprintln_safe(&format!("{e}\n\n{}", self.help()));
+                1
+            }
+        }
+    }
+
+    fn parse(&self, args: &[String]) -> Result<Option<Invocation>, FlagError> {
+        let specs = self.all_flags();
+        let mut parsed = parse_flags(&specs, args)?;
+        if self.flags_after_first_arg && parsed.rest.len() > 1 {
+            let tail = parse_flags(&specs, &parsed.rest[1..])?;
+            parsed.rest.truncate(1);
+            parsed.rest.extend(tail.rest);
+            parsed.flags.extend(tail.flags);
+            parsed.help |= tail.help;
+        }
+        if parsed.help {
+            return Ok(None);
+        }
+        Ok(Some(Invocation {
+            flags: parsed.flags,
+            args: parsed.rest,
+        }))
+    }
+}
+
+/// A parsed command line of a client subcommand.
+pub(crate) struct Invocation {
+    flags: Vec<(&'static str, Option<String>)>,
+    /// The words after the flags.
+    pub(crate) args: Vec<String>,
+}
+
+impl Invocation {
+    /// The last value given for a flag.
+    fn value(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_deref().unwrap_or_default())
+    }
+
+    /// Every value given for a repeatable flag, in order.
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.flags
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_deref().unwrap_or_default())
+            .collect()
+    }
+
+    /// A boolean flag: absent is `default`, `-flag` is true, `-flag=v` parses `v` as Go's
+    /// `strconv.ParseBool` does.
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, FlagError> {
+        let Some((_, value)) = self.flags.iter().rev().find(|(n, _)| *n == name) else {
+            return Ok(default);
+        };
+        match value.as_deref() {
+            None => Ok(true),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(other) => Err(FlagError::Invalid {
+                flag: name,
+                value: other.to_string(),
+                reason: "parse error".into(),
+            }),
+        }
+    }
+
+    /// `-rpc-addr`, else `$TANDEM_RPC_ADDR`, else the default.
+    fn rpc_addr(&self) -> String {
+        self.value("rpc-addr")
+            .map(String::from)
+            .or_else(|| env(ENV_RPC_ADDR))
+            .unwrap_or_else(|| DEFAULT_RPC_ADDR.to_string())
+    }
+
+    /// `-rpc-auth`, else `$TANDEM_RPC_AUTH`.
+    fn rpc_auth(&self) -> Option<String> {
+        self.value("rpc-auth")
+            .map(String::from)
+            .or_else(|| env(ENV_RPC_AUTH))
+    }
+}
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Prints one line to stdout.
+fn out(line: &str) {
+    print_out(&format!("{line}\n"));
+}
+
+/// Prints an error line to stderr and returns exit code 1.
+fn fail(line: &str) -> i32 {
+    eprintln_safe(line.trim_end_matches('\n'));
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn parse(cmd: &str, args: &str) -> Result<Option<Invocation>, FlagError> {
+        find(cmd).unwrap().parse(&words(args))
+    }
+
+    #[test]
+    fn flags_take_go_forms_and_repeat() {
+        let inv = parse(
+            "tags",
+            "-set a=b --set=c=d -delete x -rpc-addr=127.0.0.1:1 -rpc-auth k",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(inv.values("set"), ["a=b", "c=d"]);
+        assert_eq!(inv.values("delete"), ["x"]);
+        assert_eq!(inv.rpc_addr(), "127.0.0.1:1");
+        assert_eq!(inv.rpc_auth().as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn booleans_parse_as_go_does() {
+        let b = |args: &str| {
+            parse("event", args)
+                .unwrap()
+                .unwrap()
+                .bool("coalesce", true)
+        };
+        let got: Vec<bool> = ["x", "-coalesce=false x", "-coalesce=0 x", "-coalesce x"]
+            .iter()
+            .map(|args| b(args).unwrap())
+            .collect();
+        assert_eq!(got, [true, false, false, true]);
+        assert_eq!(
+            b("-coalesce=maybe x").unwrap_err().to_string(),
+            "invalid value \"maybe\" for flag -coalesce: parse error"
+        );
+    }
+
+    #[test]
+    fn exec_takes_flags_after_its_command_and_others_do_not() {
+        let inv = parse("exec", "version -http-addr 127.0.0.1:9")
+            .unwrap()
+            .unwrap();
+        assert_eq!(inv.args, ["version"]);
+        assert_eq!(inv.value("http-addr"), Some("127.0.0.1:9"));
+        let inv = parse("join", "a -wan").unwrap().unwrap();
+        assert_eq!(inv.args, ["a", "-wan"]);
+        assert!(parse("members", "-bogus").is_err());
+        assert!(parse("members", "-h").unwrap().is_none());
+    }
+
+    #[test]
+    fn every_command_has_usage_naming_itself() {
+        for c in COMMANDS {
+            assert!(
+                c.help().starts_with(&format!("Usage: tandem {}", c.name)),
+                "{}",
+                c.name
+            );
+        }
+    }
+}
