@@ -286,7 +286,9 @@ impl<N: SimNode> Net<N> {
 
     /// Indices of the nodes still driven.
     pub fn alive(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|i| self.slots[*i].alive).collect()
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].alive)
+            .collect()
     }
 
     /// Runs `f` on node `i` at the current time (a command), then drains it.
@@ -583,8 +585,7 @@ pub fn converged(sim: &Net<Cluster>, pool: Pool) -> bool {
     let live = sim.alive();
     let n = live.len();
     // Cheap gate first: foca's active count, then the full view.
-    live.iter()
-        .all(|&i| sim.node(i).active_members(pool) == n)
+    live.iter().all(|&i| sim.node(i).active_members(pool) == n)
         && live.iter().all(|&i| {
             let c = sim.node(i).status_counts(pool);
             c.alive == n && c.total() == n

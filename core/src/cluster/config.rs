@@ -221,6 +221,10 @@ pub struct ClusterConfig {
     /// While the pool has no live member, failed members and the last join addresses are
     /// retried this often (Serf's `reconnect_interval`).
     pub reconnect_interval: Duration,
+    /// Every this long, all state (metas, leave records, recent user events) is pulled
+    /// from one random live member, repairing what lossy broadcasts missed (memberlist's
+    /// push-pull interval).
+    pub sync_interval: Duration,
     /// A missing or stale meta is asked for after this long (giving the broadcast a
     /// chance first), and again every this long.
     pub pull_interval: Duration,
@@ -247,6 +251,7 @@ impl Default for ClusterConfig {
             join_timeout: Duration::from_secs(5),
             join_retry: Duration::from_secs(1),
             reconnect_interval: Duration::from_secs(30),
+            sync_interval: Duration::from_secs(30),
             pull_interval: Duration::from_secs(1),
             limits: ClusterLimits::default(),
         }

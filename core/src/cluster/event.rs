@@ -79,10 +79,10 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.failures.len() {
             1 => f.write_str("1 error occurred:\n")?,
-            n => write!(f, "{n} errors occurred:\n")?,
+            n => writeln!(f, "{n} errors occurred:")?,
         }
         for failure in &self.failures {
-            write!(f, "\t* {failure}\n")?;
+            writeln!(f, "\t* {failure}")?;
         }
         f.write_str("\n")
     }

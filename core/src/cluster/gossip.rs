@@ -11,7 +11,7 @@
 //! answer, local command): an item is new when it is fresher than what is stored, and only
 //! new items are re-broadcast, which is what ends their dissemination.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::fmt;
@@ -19,6 +19,7 @@ use core::net::SocketAddr;
 
 use super::identity::{NodeId, bump_cmp};
 use super::wire::{Item, Leave, Meta, UserItem};
+use crate::time::Instant;
 
 /// A cell shared by the cluster and the broadcast handler foca owns. With `std` it is a
 /// mutex, so a [`super::Cluster`] is `Send`; without, a `RefCell`.
@@ -78,12 +79,20 @@ pub(crate) enum Inbound {
     SelfStale(u32),
 }
 
+/// Recent user events kept whole, for anti-entropy answers.
+const RECENT_EVENTS: usize = 64;
+
 /// The user-event Lamport clock and the recently seen events (Serf's event buffer).
 #[derive(Debug)]
 pub(crate) struct EventLog {
     /// The next LTime this node would use.
     pub(crate) clock: u64,
+    /// Events before this LTime are ignored: they happened before we joined (Serf's
+    /// `eventMinTime`, without `Replay`).
+    pub(crate) min_time: u64,
     seen: BTreeSet<(u64, SocketAddr)>,
+    /// The latest events with when they arrived, oldest first.
+    pub(crate) recent: VecDeque<(Instant, UserItem)>,
     window: u64,
     cap: usize,
 }
@@ -92,15 +101,21 @@ impl EventLog {
     fn new(window: u64, cap: usize) -> Self {
         EventLog {
             clock: 0,
+            min_time: 0,
             seen: BTreeSet::new(),
+            recent: VecDeque::new(),
             window,
             cap,
         }
     }
 
-    /// Records an event; false if it was seen already or is older than the window.
+    /// Records an event; false if it was seen already, is older than the window, or
+    /// happened before we joined.
     fn witness(&mut self, ltime: u64, origin: SocketAddr) -> bool {
-        if ltime.saturating_add(self.window) < self.clock || self.seen.contains(&(ltime, origin)) {
+        if ltime.saturating_add(self.window) < self.clock
+            || ltime < self.min_time
+            || self.seen.contains(&(ltime, origin))
+        {
             return false;
         }
         self.seen.insert((ltime, origin));
@@ -160,6 +175,8 @@ pub(crate) struct Gossip {
     pub(crate) events: EventLog,
     /// New items since the cluster last looked.
     pub(crate) inbox: Vec<Inbound>,
+    /// The time of the input being handled (set by the cluster before each foca call).
+    pub(crate) now: Instant,
     max_members: usize,
 }
 
@@ -171,6 +188,7 @@ impl Gossip {
             leaves: BTreeMap::new(),
             events: EventLog::new(event_window, max_members.max(64)),
             inbox: Vec::new(),
+            now: Instant::ZERO,
             max_members,
         }
     }
@@ -233,6 +251,10 @@ impl Gossip {
                 if !self.events.witness(u.ltime, u.origin.addr) {
                     return None;
                 }
+                if self.events.recent.len() >= RECENT_EVENTS {
+                    self.events.recent.pop_front();
+                }
+                self.events.recent.push_back((self.now, u.clone()));
                 self.inbox.push(Inbound::User(u));
                 Some(key)
             }
@@ -345,6 +367,10 @@ mod tests {
         assert_eq!(g.events.clock, 11);
         assert!(g.receive(ev(8), false).is_some(), "inside the window");
         assert!(g.receive(ev(3), false).is_none(), "older than the window");
+        g.events.min_time = 12;
+        assert!(g.receive(ev(11), false).is_none(), "before we joined");
+        assert!(g.receive(ev(12), false).is_some());
+        assert_eq!(g.events.recent.len(), 3);
     }
 
     #[test]

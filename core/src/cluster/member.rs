@@ -4,7 +4,7 @@
 //! A member's status is derived, never stored: foca says whether it is active (alive or
 //! suspect), and the freshest leave record for its identity says whether it meant to go.
 //!
-//! | active | leave record for this identity | status    |
+//! | active | leave record covering identity  | status    |
 //! |--------|--------------------------------|-----------|
 //! | yes    | none, or forced by a peer      | `alive`   |
 //! | yes    | its own                        | `leaving` |
@@ -132,6 +132,8 @@ pub(crate) struct Record {
     /// Removed from the list by `force-leave -prune`; kept until reaped so a late
     /// notification does not bring it back.
     pub(crate) pruned: bool,
+    /// Down without a leave record yet: `member-failed` waits while peers are asked.
+    pub(crate) hold: bool,
 }
 
 impl Record {
@@ -143,6 +145,7 @@ impl Record {
             down_since: None,
             shown: None,
             pruned: false,
+            hold: false,
         }
     }
 
@@ -155,7 +158,7 @@ impl Record {
                 SelfState::Left => MemberStatus::Left,
             };
         }
-        let leave = leave.filter(|l| l.id.bump == self.id.bump);
+        let leave = leave.filter(|l| l.covers(self.id));
         match (self.active, leave) {
             (true, Some(l)) if !l.forced => MemberStatus::Leaving,
             (true, _) => MemberStatus::Alive,

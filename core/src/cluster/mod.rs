@@ -70,7 +70,10 @@ use member::{Record, SelfState, Shown, transition};
 use outbox::Outbox;
 use pool::{FocaT, Io, PoolState, Want};
 use timer::{Task, Timers};
-use wire::{Frame, Item, Leave, Meta, Pull, UserItem};
+use wire::{
+    Frame, Item, Leave, Meta, Pull, PushHeader, UserItem, WANT_EVENTS, WANT_JOIN, WANT_LEAVES,
+    WANT_METAS,
+};
 
 use crate::time::Instant;
 
@@ -144,6 +147,8 @@ impl StatusCounts {
 const MAX_JOIN_ADDRS: usize = 64;
 /// Most metas pulled per pull tick.
 const PULLS_PER_TICK: usize = 64;
+/// Sync attempts per sync interval (the first and the retries while none is answered).
+const SYNC_TRIES: u32 = 3;
 /// Most addresses remembered for reconnecting.
 const RECONNECT_ADDRS: usize = 16;
 
@@ -237,7 +242,14 @@ impl Cluster {
             cluster.broadcast_meta(pool, now);
             cluster.settle(pool, now);
             let every = cluster.cfg.reconnect_interval;
-            cluster.timers.schedule(now + every, Task::Reconnect(pool));
+            cluster.schedule_reconnect(pool, now + every);
+            // Nodes started together should not all sync at once.
+            let sync = cluster.cfg.sync_interval;
+            let jitter = cluster
+                .rng
+                .random_range(0..=sync.as_micros().max(1) as u64 / 2);
+            let first = now + sync / 2 + core::time::Duration::from_micros(jitter);
+            cluster.schedule_sync(pool, first);
         }
         cluster
     }
@@ -377,6 +389,11 @@ impl Cluster {
     /// A datagram arrived on `pool`'s socket from `from`.
     pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
         self.stats.datagrams_in += 1;
+        if self.state == SelfState::Left {
+            // Gone silent: foca would hear it is down and, its identity being renewable,
+            // rejoin under a new one (foca has no "left").
+            return;
+        }
         let max = self.pool(pool).map_or(0, |p| p.timing.max_packet_size);
         if data.len() > max {
             self.stats.bad_datagrams += 1;
@@ -388,7 +405,7 @@ impl Cluster {
                 packet,
             }) => self.on_foca(pool, from, meta_version, packet, now),
             Ok(Frame::Pull(pull)) => self.on_pull(pool, from, pull, now),
-            Ok(Frame::Push(items)) => self.on_push(pool, &items, now),
+            Ok(Frame::Push(header, items)) => self.on_push(pool, header, &items, now),
             Err(_) => self.stats.bad_datagrams += 1,
         }
     }
@@ -397,6 +414,7 @@ impl Cluster {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(task) = self.timers.pop_due(now) {
             match task {
+                Task::Foca(_, _) if self.state == SelfState::Left => {}
                 Task::Foca(pool, timer) => {
                     let r = self.foca_call(pool, now, |f, io| f.handle_timer(timer, io));
                     if matches!(r, Some(Err(_))) {
@@ -409,6 +427,16 @@ impl Cluster {
                 Task::Pull(pool) => self.pull_tick(pool, now),
                 Task::Reap(pool) => self.reap_tick(pool, now),
                 Task::Reconnect(pool) => self.reconnect_tick(pool, now),
+                Task::Sync(pool) => self.sync_tick(pool, now),
+                Task::Explain(pool, addr) => self.explain_tick(pool, addr, now),
+                Task::LeaveDue(pool, addr) => self.leave_due_tick(pool, addr, now),
+                Task::Release(pool, addr) => {
+                    let held = self.pool_mut(pool).and_then(|p| p.records.get_mut(&addr));
+                    if let Some(rec) = held.filter(|r| r.hold) {
+                        rec.hold = false;
+                        self.sync(pool, addr);
+                    }
+                }
             }
         }
     }
@@ -487,6 +515,7 @@ impl Cluster {
             let _ = self.foca_call(pool, now, |f, io| f.gossip(io));
             self.settle(pool, now);
             self.sync(pool, me.addr);
+            self.tell_everyone_we_leave(pool);
         }
         let at = now + self.cfg.leave_propagate_delay;
         self.timers.schedule(at, Task::Leave);
@@ -578,6 +607,7 @@ impl Cluster {
             return Err(ClusterError::Left);
         }
         let p = &mut self.lan;
+        p.gossip.with(|g| g.now = now);
         let item = Item::User(UserItem {
             origin: p.me(),
             ltime: p.gossip.with(|g| g.events.clock),
@@ -672,6 +702,7 @@ impl Cluster {
             Pool::Lan => lan,
             Pool::Wan => wan.as_mut()?,
         };
+        p.gossip.with(|g| g.now = now);
         let mut io = Io {
             pool,
             now,
@@ -681,6 +712,16 @@ impl Cluster {
             notes,
         };
         Some(f(&mut p.foca, &mut io))
+    }
+
+    /// foca stopped probing: check on it soon (see `reconnect_tick`).
+    fn disconnected(&mut self, pool: Pool, now: Instant) {
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        p.connected = false;
+        let at = now + p.timing.probe_period * 2;
+        self.schedule_reconnect(pool, at);
     }
 
     /// Handles what the last foca call (or local broadcast) left behind: notifications
@@ -741,6 +782,7 @@ impl Cluster {
                 rec.id = id;
                 rec.active = true;
                 rec.down_since = None;
+                rec.hold = false;
                 if rec.pruned {
                     // A new life after a prune is a new member.
                     rec.pruned = false;
@@ -753,10 +795,24 @@ impl Cluster {
                 let Some(p) = self.pool_mut(pool) else {
                     return;
                 };
+                let explained = p
+                    .gossip
+                    .with(|g| g.leaves.get(&id.addr).is_some_and(|l| l.covers(id)));
                 if let Some(rec) = p.records.get_mut(&id.addr).filter(|r| !r.is_self) {
                     rec.active = false;
                     rec.down_since = Some(now);
+                    // If it left, its leave record may be in this very packet or still on
+                    // its way: hold `member-failed` back a moment, ask around (see
+                    // `explain_tick`), then decide.
+                    rec.hold = !explained;
                     self.schedule_reap(pool, now + reap_after);
+                    if !explained {
+                        let wait = self.cfg.pull_interval / 4;
+                        self.timers
+                            .schedule(now + wait, Task::Explain(pool, id.addr));
+                        self.timers
+                            .schedule(now + wait * 2, Task::Release(pool, id.addr));
+                    }
                 }
                 self.sync(pool, id.addr);
             }
@@ -771,8 +827,10 @@ impl Cluster {
                 self.sync(pool, new.addr);
             }
             OwnedNotification::Rejoin(new) => {
+                self.disconnected(pool, now);
                 // We were declared down while alive and came back as `new`: our meta and
                 // records follow the new identity, and peers learn it with a fresh meta.
+                let leaving = self.state == SelfState::Leaving;
                 let Some(p) = self.pool_mut(pool) else {
                     return;
                 };
@@ -780,9 +838,24 @@ impl Cluster {
                 if let Some(rec) = p.records.get_mut(&new.addr) {
                     rec.id = new;
                 }
+                if leaving {
+                    // Suspected and renewed mid-leave: the leave must name the new identity.
+                    let record = Item::Leave(Leave {
+                        id: new,
+                        prune: false,
+                        forced: false,
+                    });
+                    add_broadcast(&mut p.foca, &record);
+                }
                 self.broadcast_meta(pool, now);
             }
-            OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {}
+            OwnedNotification::Active => {
+                if let Some(p) = self.pool_mut(pool) {
+                    p.connected = true;
+                    p.first_connected.get_or_insert(now);
+                }
+            }
+            OwnedNotification::Idle | OwnedNotification::Defunct => self.disconnected(pool, now),
         }
     }
 
@@ -800,7 +873,10 @@ impl Cluster {
                 }
                 self.sync(pool, addr);
             }
-            Inbound::Leave(addr) => self.sync(pool, addr),
+            Inbound::Leave(addr) => {
+                self.expect_silence(pool, addr, now);
+                self.sync(pool, addr);
+            }
             Inbound::User(u) => self.push_event(ClusterEvent::User(UserEvent {
                 ltime: u.ltime,
                 name: u.name,
@@ -814,12 +890,11 @@ impl Cluster {
     /// A peer holds a meta of ours at a `version` above ours (from a previous life at this
     /// identity): go above it and re-broadcast.
     fn refute(&mut self, pool: Pool, version: u32, now: Instant) {
-        if let Some(p) = self.pool_mut(pool) {
-            if version > p.version {
+        if let Some(p) = self.pool_mut(pool)
+            && version > p.version {
                 p.version = version.wrapping_add(1);
                 self.broadcast_meta(pool, now);
             }
-        }
     }
 
     /// Queues our meta as a custom broadcast (stored locally too).
@@ -863,6 +938,9 @@ impl Cluster {
             return;
         }
         let status = rec.status(leave.as_ref(), state);
+        if rec.hold && status == MemberStatus::Failed {
+            return;
+        }
         let now_shown = Shown {
             status,
             fresh: meta.freshness(),
@@ -872,7 +950,7 @@ impl Cluster {
         rec.shown = Some(now_shown);
         let prune = !rec.is_self
             && status == MemberStatus::Left
-            && leave.is_some_and(|l| l.prune && l.id.bump == rec.id.bump);
+            && leave.is_some_and(|l| l.prune && l.covers(rec.id));
         if prune {
             rec.pruned = true;
         }
@@ -894,8 +972,8 @@ impl Cluster {
     }
 
     fn push_event(&mut self, event: ClusterEvent) {
-        if let ClusterEvent::User(new) = &event {
-            if new.coalesce {
+        if let ClusterEvent::User(new) = &event
+            && new.coalesce {
                 // Serf's coalescing: a queued event of the same name is replaced by a newer one.
                 let queued = self.events.iter_mut().rev().find_map(|e| match e {
                     ClusterEvent::User(old) if old.coalesce && old.name == new.name => Some(old),
@@ -908,7 +986,6 @@ impl Cluster {
                     return;
                 }
             }
-        }
         if self.events.len() >= self.cfg.limits.max_events {
             self.stats.events_dropped += 1;
             return;
@@ -1146,7 +1223,7 @@ impl Cluster {
                         requester: me,
                         requester_version: version,
                         known: have.unwrap_or((0, 0)),
-                        all: false,
+                        wants: 0,
                     },
                 ));
             }
@@ -1155,13 +1232,12 @@ impl Cluster {
             self.send_pull(pool, to, &pull);
         }
         let _ = max_len;
-        if let Some(p) = self.pool_mut(pool) {
-            if let Some(at) = p.wanted.values().map(|w| w.at).min() {
+        if let Some(p) = self.pool_mut(pool)
+            && let Some(at) = p.wanted.values().map(|w| w.at).min() {
                 let at = at.max(now);
                 p.pull_at = Some(at);
                 self.timers.schedule(at, Task::Pull(pool));
             }
-        }
     }
 
     fn send_pull(&mut self, pool: Pool, to: SocketAddr, pull: &Pull) {
@@ -1171,6 +1247,7 @@ impl Cluster {
 
     fn on_pull(&mut self, pool: Pool, from: SocketAddr, pull: Pull, now: Instant) {
         let interval = self.cfg.pull_interval;
+        let sync_interval = self.cfg.sync_interval;
         let max = self.cfg.limits.max_members;
         let Some(p) = self.pool_mut(pool) else {
             self.stats.bad_datagrams += 1;
@@ -1203,47 +1280,248 @@ impl Cluster {
             return;
         };
         let max_len = p.timing.max_packet_size;
-        let items: Vec<Vec<u8>> = p.gossip.with(|g| {
-            let mut encoded = Vec::new();
-            let mut push = |m: &Meta| {
+        let (header, items) = p.gossip.with(|g| {
+            let mut items: Vec<Vec<u8>> = Vec::new();
+            let mut add = |item: Item| {
                 let mut b = Vec::new();
-                Item::Meta(m.clone()).encode(&mut b);
-                encoded.push(b);
+                item.encode(&mut b);
+                items.push(b);
             };
-            if pull.all {
+            if pull.wants & WANT_METAS != 0 {
                 for (addr, rec) in &p.records {
                     if let (true, Some(m)) = (rec.active, g.metas.get(addr)) {
-                        push(m);
+                        add(Item::Meta(m.clone()));
                     }
                 }
             } else if let Some(m) = g.metas.get(&me.addr) {
-                push(m);
+                add(Item::Meta(m.clone()));
             }
-            encoded
+            if pull.wants & WANT_LEAVES != 0 {
+                for l in g.leaves.values() {
+                    add(Item::Leave(*l));
+                }
+            }
+            if pull.wants & WANT_EVENTS != 0 {
+                // Only young events: a node that joined since must not have old ones
+                // replayed (Serf replays only on request).
+                for (at, u) in &g.events.recent {
+                    if now < *at + sync_interval * 2 {
+                        add(Item::User(u.clone()));
+                    }
+                }
+            }
+            let header = PushHeader {
+                wants: pull.wants,
+                event_clock: g.events.clock,
+            };
+            (header, items)
         });
         self.stats.pulls_answered += 1;
         let out = &mut self.out;
-        wire::pack_push(items.into_iter(), max_len, |d| {
+        // Joins and syncs are answered even when empty: the asker waits for an answer.
+        let always = pull.wants & (WANT_JOIN | WANT_EVENTS) != 0;
+        wire::pack_push(header, items.into_iter(), max_len, always, |d| {
             out.push(pool, from, |b| b.extend_from_slice(d));
         });
     }
 
-    fn on_push(&mut self, pool: Pool, items: &[&[u8]], now: Instant) {
+    fn on_push(&mut self, pool: Pool, header: PushHeader, items: &[&[u8]], now: Instant) {
         let Some(p) = self.pool(pool) else {
             self.stats.bad_datagrams += 1;
             return;
         };
+        let me = p.me();
         let gossip = p.gossip.clone();
-        for raw in items {
-            match Item::decode(raw) {
+        // A join's answer sets the event floor only if it comes right after the node got
+        // in (one round trip after the Feed): a late one (its Feed was lost, and the node
+        // got in through others) must not hide events that happened after it was in.
+        let first_look = p
+            .first_connected
+            .is_none_or(|t| now <= t + p.timing.probe_rtt);
+        let mut bad = 0;
+        let mut alive: Vec<NodeId> = Vec::new();
+        gossip.with(|g| {
+            g.now = now;
+            if header.wants & WANT_JOIN != 0 && first_look {
+                // Serf without `Replay`: events from before we joined are not ours.
+                g.events.clock = g.events.clock.max(header.event_clock);
+                g.events.min_time = g.events.min_time.max(header.event_clock);
+            }
+            for raw in items {
                 // Direct answers are not re-broadcast: they are news to us alone.
-                Ok(item @ Item::Meta(_)) => {
-                    gossip.with(|g| g.receive(item, false));
+                match Item::decode(raw) {
+                    Ok(item) => {
+                        if let Item::Meta(m) = &item
+                            && m.id.addr != me.addr {
+                                alive.push(m.id);
+                            }
+                        g.receive(item, false);
+                    }
+                    Err(_) => bad += 1,
                 }
-                _ => self.stats.bad_datagrams += 1,
+            }
+        });
+        self.stats.bad_datagrams += bad;
+        if header.wants & WANT_EVENTS != 0 {
+            let every = self.cfg.sync_interval;
+            if let Some(p) = self.pool_mut(pool).filter(|p| p.sync_tries > 0) {
+                p.sync_tries = 0;
+                p.sync_at = Some(now + every);
+                self.timers.schedule(now + every, Task::Sync(pool));
             }
         }
+        // Metas come from the sender's live members: teach foca the ones it missed (a
+        // join's Feed holds only what fits a packet, and updates stop after a few
+        // transmissions). Alive at incarnation 0 changes nothing foca knows better.
+        let mut addrs = core::mem::take(&mut self.addr_scratch);
+        addrs.clear();
+        addrs.extend(alive.iter().map(|id| id.addr));
+        let admitted = self.admits(pool, me.addr, &addrs);
+        self.addr_scratch = addrs;
+        if admitted && !alive.is_empty() {
+            let members = alive.into_iter().map(foca::Member::alive);
+            let _ = self.foca_call(pool, now, |f, io| f.apply_many(members, false, io));
+        } else if !admitted {
+            self.stats.members_refused += 1;
+        }
         self.settle(pool, now);
+    }
+
+    /// Pulls everything from one random live member: memberlist's push-pull, which repairs
+    /// what lossy broadcasts missed.
+    fn sync_tick(&mut self, pool: Pool, now: Instant) {
+        let every = self.cfg.sync_interval;
+        let interval = self.cfg.pull_interval;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.sync_at.is_some_and(|t| t > now) {
+            // A sooner sync replaced this one.
+            return;
+        }
+        p.sync_at = None;
+        // Pulls and answers are datagrams: until one answers, ask another member every
+        // pull interval, a few times (an answer moves the next sync a full interval on).
+        p.sync_tries = if p.sync_tries >= SYNC_TRIES {
+            1
+        } else {
+            p.sync_tries + 1
+        };
+        let next = if p.sync_tries < SYNC_TRIES {
+            interval
+        } else {
+            every
+        };
+        self.schedule_sync(pool, now + next);
+        if self.state != SelfState::Active {
+            return;
+        }
+        let peers = self.random_peers(pool, 1, None);
+        for to in peers {
+            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_EVENTS);
+        }
+    }
+
+    fn schedule_sync(&mut self, pool: Pool, at: Instant) {
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.sync_at.is_none_or(|t| at < t) {
+            p.sync_at = Some(at);
+            self.timers.schedule(at, Task::Sync(pool));
+        }
+    }
+
+    /// A member announced its leave: it goes silent after the propagation delay. If foca
+    /// still has it alive well after that (its own `Down` gossip missed us, and probing
+    /// would take a round of the whole cluster), declare that identity down ourselves.
+    fn expect_silence(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let own_leave = p
+            .gossip
+            .with(|g| g.leaves.get(&addr).is_some_and(|l| !l.forced));
+        if own_leave && p.records.get(&addr).is_some_and(|r| r.active && !r.is_self) {
+            let at = now + self.cfg.leave_propagate_delay + p.timing.probe_period * 2;
+            self.timers.schedule(at, Task::LeaveDue(pool, addr));
+        }
+    }
+
+    fn leave_due_tick(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let Some(id) = p.records.get(&addr).filter(|r| r.active).map(|r| r.id) else {
+            return;
+        };
+        let left = p.gossip.with(|g| {
+            g.leaves
+                .get(&addr)
+                .is_some_and(|l| !l.forced && l.covers(id))
+        });
+        if left {
+            let down = core::iter::once(foca::Member::down(id));
+            let _ = self.foca_call(pool, now, |f, io| f.apply_many(down, true, io));
+            self.settle(pool, now);
+        }
+    }
+
+    /// A member went down a moment ago without a leave record: ask two random members for
+    /// their leave records, in case its leave broadcast missed us.
+    fn explain_tick(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let unexplained = p.records.get(&addr).is_some_and(|r| {
+            !r.active
+                && p.gossip
+                    .with(|g| g.leaves.get(&addr).is_none_or(|l| !l.covers(r.id)))
+        });
+        if !unexplained {
+            return;
+        }
+        for to in self.random_peers(pool, 2, Some(addr)) {
+            self.send_state_pull(pool, to, WANT_LEAVES);
+        }
+        let _ = now;
+    }
+
+    /// Up to `n` distinct random live members of `pool`, never this node or `except`.
+    fn random_peers(
+        &mut self,
+        pool: Pool,
+        n: usize,
+        except: Option<SocketAddr>,
+    ) -> Vec<SocketAddr> {
+        let Some(p) = self.pool(pool) else {
+            return Vec::new();
+        };
+        let mut live: Vec<SocketAddr> = p
+            .records
+            .iter()
+            .filter(|(a, r)| r.active && !r.is_self && Some(**a) != except)
+            .map(|(a, _)| *a)
+            .collect();
+        let mut chosen = Vec::new();
+        while chosen.len() < n && !live.is_empty() {
+            let i = self.rng.random_range(0..live.len());
+            chosen.push(live.swap_remove(i));
+        }
+        chosen
+    }
+
+    fn send_state_pull(&mut self, pool: Pool, to: SocketAddr, wants: u8) {
+        let Some(p) = self.pool(pool) else {
+            return;
+        };
+        let pull = Pull {
+            requester: p.me(),
+            requester_version: p.version,
+            known: p.have(&to).unwrap_or((0, 0)),
+            wants,
+        };
+        self.send_pull(pool, to, &pull);
     }
 
     // ----- internals: join, leave, reconnect -----------------------------------------------
@@ -1304,21 +1582,20 @@ impl Cluster {
         for id in finished {
             self.finish_join(id);
         }
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let pull = Pull {
-            requester: p.me(),
-            requester_version: p.version,
-            known: (0, 0),
-            all: true,
-        };
         newly.dedup();
+        let joined = !newly.is_empty();
         for to in newly {
-            let known = self.pool(pool).and_then(|p| p.have(&src)).unwrap_or((0, 0));
-            self.send_pull(pool, to, &Pull { known, ..pull });
+            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_JOIN);
         }
-        let _ = now;
+        if joined {
+            // Nodes that join together learn little from each other's answers: sync again
+            // once the join's gossip has settled.
+            if let Some(p) = self.pool(pool) {
+                let at = now + p.timing.probe_period * 2;
+                self.schedule_sync(pool, at);
+            }
+        }
+        let _ = src;
     }
 
     fn finish_join_if_answered(&mut self, id: JoinId) -> bool {
@@ -1359,6 +1636,7 @@ impl Cluster {
             return;
         }
         for pool in self.pools() {
+            self.tell_everyone_we_leave(pool);
             let _ = self.foca_call(pool, now, |f, io| f.leave_cluster(io));
             self.settle(pool, now);
         }
@@ -1370,25 +1648,85 @@ impl Cluster {
         }
     }
 
-    /// While a pool has no live member, retry failed members and the last join's addresses
-    /// (foca only reaches out to failed members while it has live ones).
-    fn reconnect_tick(&mut self, pool: Pool, now: Instant) {
-        let every = self.cfg.reconnect_interval;
-        self.timers.schedule(now + every, Task::Reconnect(pool));
-        if self.state != SelfState::Active {
-            return;
-        }
+    /// Sends our leave record straight to every live member (a PUSH each), as well as
+    /// gossiping it: a leave is announced once and the node then goes silent, so it must
+    /// not hinge on a few lossy broadcasts (once at the start, once before going silent).
+    fn tell_everyone_we_leave(&mut self, pool: Pool) {
         let Some(p) = self.pool(pool) else {
             return;
         };
-        if p.foca.num_members() > 0 {
+        let me = p.me();
+        let mut item = Vec::new();
+        Item::Leave(Leave {
+            id: me,
+            prune: false,
+            forced: false,
+        })
+        .encode(&mut item);
+        let header = PushHeader {
+            wants: 0,
+            event_clock: p.gossip.with(|g| g.events.clock),
+        };
+        let max_len = p.timing.max_packet_size;
+        let peers: Vec<SocketAddr> = p
+            .records
+            .iter()
+            .filter(|(_, r)| r.active && !r.is_self)
+            .map(|(a, _)| *a)
+            .collect();
+        let out = &mut self.out;
+        for to in peers {
+            wire::pack_push(
+                header,
+                core::iter::once(item.clone()),
+                max_len,
+                false,
+                |d| {
+                    out.push(pool, to, |b| b.extend_from_slice(d));
+                },
+            );
+        }
+    }
+
+    /// Schedules the reconnect check at `at`, unless one is due sooner.
+    fn schedule_reconnect(&mut self, pool: Pool, at: Instant) {
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.reconnect_at.is_none_or(|t| at < t) {
+            p.reconnect_at = Some(at);
+            self.timers.schedule(at, Task::Reconnect(pool));
+        }
+    }
+
+    /// While foca is not connected (never joined, every member gone, or renewed after
+    /// being declared down and not yet heard under the new identity), announce to a few
+    /// known members, failed ones and the last join's addresses: foca itself only reaches
+    /// out while connected, so a lost rejoin gossip would otherwise strand it for good.
+    /// Checks every two probe periods while disconnected, every `reconnect_interval` else.
+    fn reconnect_tick(&mut self, pool: Pool, now: Instant) {
+        let every = self.cfg.reconnect_interval;
+        let active = self.state == SelfState::Active;
+        let Some(p) = self.pool_mut(pool) else {
+            return;
+        };
+        if p.reconnect_at.is_some_and(|t| t > now) {
+            // A later check replaced this one.
+            return;
+        }
+        p.reconnect_at = None;
+        let soon = p.timing.probe_period * 2;
+        if !active || p.connected {
+            self.schedule_reconnect(pool, now + every);
             return;
         }
         let mut candidates: Vec<SocketAddr> = p.gossip.with(|g| {
             p.records
                 .iter()
                 .filter(|(addr, r)| {
-                    !r.active && !r.is_self && !r.pruned && !g.leaves.contains_key(*addr)
+                    !r.is_self
+                        && !r.pruned
+                        && (r.active || g.leaves.get(*addr).is_none_or(|l| !l.covers(r.id)))
                 })
                 .map(|(a, _)| *a)
                 .collect()
@@ -1398,6 +1736,7 @@ impl Cluster {
                 candidates.push(*a);
             }
         }
+        let next = if candidates.is_empty() { every } else { soon };
         for _ in 0..3 {
             if candidates.is_empty() {
                 break;
@@ -1407,6 +1746,7 @@ impl Cluster {
             let _ = self.foca_call(pool, now, |f, io| f.announce(NodeId::new(target, 0), io));
         }
         self.settle(pool, now);
+        self.schedule_reconnect(pool, now + next);
     }
 }
 

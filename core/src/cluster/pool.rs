@@ -48,6 +48,16 @@ pub(crate) struct PoolState {
     /// When each requester's last PULL was answered (rate limit).
     pub(crate) answered: BTreeMap<SocketAddr, Instant>,
     pub(crate) reap_at: Option<Instant>,
+    /// The next sync.
+    pub(crate) sync_at: Option<Instant>,
+    /// Syncs sent this round and not answered yet (0: none pending).
+    pub(crate) sync_tries: u32,
+    /// The next reconnect check.
+    pub(crate) reconnect_at: Option<Instant>,
+    /// foca is connected (between its `Active` and `Idle`/`Defunct`/`Rejoin`).
+    pub(crate) connected: bool,
+    /// When foca first connected.
+    pub(crate) first_connected: Option<Instant>,
     /// (max transmissions, suspicion timeout) foca is configured with.
     pub(crate) tuned: (u8, Duration),
     /// The last join's addresses, for reconnecting.
@@ -91,6 +101,11 @@ impl PoolState {
             pull_at: None,
             answered: BTreeMap::new(),
             reap_at: None,
+            sync_at: None,
+            sync_tries: 0,
+            reconnect_at: None,
+            connected: false,
+            first_connected: None,
             tuned,
             join_addrs: Vec::new(),
             version: 1,

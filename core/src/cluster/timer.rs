@@ -9,6 +9,7 @@
 
 use alloc::collections::BinaryHeap;
 use core::cmp::{Ordering, Reverse};
+use core::net::SocketAddr;
 
 use super::identity::NodeId;
 use super::{JoinId, Pool};
@@ -29,6 +30,14 @@ pub(crate) enum Task {
     Reap(Pool),
     /// Reconnect while the pool has no live member.
     Reconnect(Pool),
+    /// Pull all state from a random member.
+    Sync(Pool),
+    /// Ask about a member that went down without a leave record.
+    Explain(Pool, SocketAddr),
+    /// A member that announced its leave should be silent by now.
+    LeaveDue(Pool, SocketAddr),
+    /// Stop holding back a down member's `member-failed`.
+    Release(Pool, SocketAddr),
 }
 
 impl Task {
@@ -50,6 +59,10 @@ impl Task {
             Task::Pull(_) => 9,
             Task::Reap(_) => 10,
             Task::Reconnect(_) => 11,
+            Task::Sync(_) => 12,
+            Task::Explain(..) => 13,
+            Task::LeaveDue(..) => 14,
+            Task::Release(..) => 15,
         }
     }
 }
@@ -125,7 +138,6 @@ impl Timers {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
-    use core::net::SocketAddr;
 
     #[test]
     fn equal_deadlines_follow_focas_order_then_insertion() {

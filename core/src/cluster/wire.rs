@@ -4,9 +4,13 @@
 //!
 //! ```text
 //! frame := 0x01 meta_version:u32 foca_packet                       FOCA: foca's own bytes
-//!        | 0x02 requester:identity meta_version:u32                PULL: "send me metas"
-//!               known_bump:u16 known_version:u32 flags:u8          (flags bit 0: all you know)
-//!        | 0x03 count:u8 (len:u16 item){count}                     PUSH: metas, direct answer
+//!        | 0x02 requester:identity meta_version:u32                PULL: "send me state"
+//!               known_bump:u16 known_version:u32 wants:u8
+//!        | 0x03 wants:u8 event_clock:u64 count:u8 (len:u16 item){count}   PUSH: the answer
+//!
+//! wants := bit 0 METAS (every live member's meta; without it, the receiver's own only)
+//!        | bit 1 LEAVES (every leave record) | bit 2 EVENTS (recent user events)
+//!        | bit 3 JOIN (the answer's `event_clock` is the joiner's new event floor)
 //!
 //! item   := 0x01 id:identity version:u32 name:str8 n:u8 (key:str8 value:str8){n}   META
 //!         | 0x02 id:identity prune:u8 forced:u8                                     LEAVE
@@ -15,8 +19,10 @@
 //!
 //! `meta_version` on FOCA frames is the sender's current meta version: a receiver that holds
 //! an older one (a missed tag update) or a newer one (a restarted sender) asks it with a
-//! PULL. Items travel as foca custom broadcasts (META, LEAVE, USER) or in PUSH answers
-//! (META). Strings are UTF-8 with a length prefix; every length is checked against the
+//! PULL. Items travel as foca custom broadcasts, and in PUSH answers: a joiner pulls every
+//! meta and leave record once, every node pulls everything from a random member every
+//! `sync_interval` (memberlist's push-pull), and a member that went down without a leave
+//! record is asked about at two random members, which repairs what a lossy broadcast missed. Strings are UTF-8 with a length prefix; every length is checked against the
 //! input before anything is allocated, so decoding allocates at most the datagram's size.
 
 use alloc::collections::BTreeMap;
@@ -182,6 +188,16 @@ pub(crate) struct Leave {
     pub(crate) forced: bool,
 }
 
+impl Leave {
+    /// Whether this record speaks for identity `id` of the member: its own, or an older
+    /// one (a member that renewed and then left left in every earlier life too; one that
+    /// renewed after a force-leave did not).
+    pub(crate) fn covers(&self, id: NodeId) -> bool {
+        self.id.addr == id.addr
+            && super::identity::bump_cmp(self.id.bump, id.bump) != core::cmp::Ordering::Less
+    }
+}
+
 /// A user event as it travels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct UserItem {
@@ -305,8 +321,22 @@ pub(crate) struct Pull {
     pub(crate) requester_version: u32,
     /// The freshness of the receiver's meta as the requester knows it, `(0, 0)` if unknown.
     pub(crate) known: (u16, u32),
-    /// Answer with every meta the receiver knows, not just its own.
-    pub(crate) all: bool,
+    /// What to answer with: [`WANT_METAS`], [`WANT_LEAVES`], [`WANT_EVENTS`], [`WANT_JOIN`].
+    pub(crate) wants: u8,
+}
+
+pub(crate) const WANT_METAS: u8 = 1;
+pub(crate) const WANT_LEAVES: u8 = 2;
+pub(crate) const WANT_EVENTS: u8 = 4;
+pub(crate) const WANT_JOIN: u8 = 8;
+
+/// A PUSH answer's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PushHeader {
+    /// The `wants` of the PULL it answers.
+    pub(crate) wants: u8,
+    /// The sender's user-event clock.
+    pub(crate) event_clock: u64,
 }
 
 /// A decoded datagram.
@@ -318,7 +348,7 @@ pub(crate) enum Frame<'a> {
     },
     Pull(Pull),
     /// The raw items; decode each with [`Item::decode`].
-    Push(Vec<&'a [u8]>),
+    Push(PushHeader, Vec<&'a [u8]>),
 }
 
 /// Most items in one PUSH datagram.
@@ -339,16 +369,20 @@ impl<'a> Frame<'a> {
                 let requester = read_id(&mut r)?;
                 let requester_version = r.u32()?;
                 let known = (r.u16()?, r.u32()?);
-                let flags = r.u8()?;
+                let wants = r.u8()?;
                 r.end()?;
                 Ok(Frame::Pull(Pull {
                     requester,
                     requester_version,
                     known,
-                    all: flags & 1 == 1,
+                    wants,
                 }))
             }
             FRAME_PUSH => {
+                let header = PushHeader {
+                    wants: r.u8()?,
+                    event_clock: r.u64()?,
+                };
                 let n = usize::from(r.u8()?);
                 if n > PUSH_MAX_ITEMS {
                     return Err(CodecError::TooLong);
@@ -359,7 +393,7 @@ impl<'a> Frame<'a> {
                     items.push(r.take(len)?);
                 }
                 r.end()?;
-                Ok(Frame::Push(items))
+                Ok(Frame::Push(header, items))
             }
             _ => Err(CodecError::BadTag),
         }
@@ -372,37 +406,48 @@ pub(crate) fn encode_pull(out: &mut Vec<u8>, pull: &Pull) {
     out.extend_from_slice(&pull.requester_version.to_be_bytes());
     out.extend_from_slice(&pull.known.0.to_be_bytes());
     out.extend_from_slice(&pull.known.1.to_be_bytes());
-    out.push(u8::from(pull.all));
+    out.push(pull.wants);
 }
 
+/// Bytes before the items in a PUSH datagram.
+const PUSH_HEADER: usize = 1 + 1 + 8 + 1;
+
 /// Packs encoded items into PUSH datagrams of at most `max_len` bytes each, calling `emit`
-/// with each finished datagram. Items that do not fit alone are skipped.
+/// with each finished datagram. Items that do not fit alone are skipped. With `always`, an
+/// empty answer is still sent (a join needs the header's clock).
 pub(crate) fn pack_push(
+    header: PushHeader,
     items: impl Iterator<Item = Vec<u8>>,
     max_len: usize,
+    always: bool,
     mut emit: impl FnMut(&[u8]),
 ) {
-    let mut buf: Vec<u8> = Vec::from([FRAME_PUSH, 0]);
+    let mut buf: Vec<u8> = Vec::from([FRAME_PUSH, header.wants]);
+    buf.extend_from_slice(&header.event_clock.to_be_bytes());
+    buf.push(0);
+    let count_at = PUSH_HEADER - 1;
     let mut count = 0usize;
+    let mut sent = false;
     for item in items {
         let need = 2 + item.len();
-        if 2 + need > max_len {
+        if PUSH_HEADER + need > max_len {
             continue;
         }
         if buf.len() + need > max_len || count == PUSH_MAX_ITEMS {
             emit(&buf);
-            buf.truncate(2);
+            sent = true;
+            buf.truncate(PUSH_HEADER);
             count = 0;
         }
         let len = u16::try_from(item.len()).unwrap_or(u16::MAX);
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&item);
         count += 1;
-        if let Some(c) = buf.get_mut(1) {
+        if let Some(c) = buf.get_mut(count_at) {
             *c = u8::try_from(count).unwrap_or(u8::MAX);
         }
     }
-    if count > 0 {
+    if count > 0 || (always && !sent) {
         emit(&buf);
     }
 }
@@ -475,7 +520,7 @@ mod tests {
             requester: id(4),
             requester_version: 3,
             known: (1, 9),
-            all: true,
+            wants: WANT_METAS | WANT_JOIN,
         };
         let mut buf = Vec::new();
         encode_pull(&mut buf, &pull);
@@ -489,20 +534,37 @@ mod tests {
                 b
             })
             .collect();
+        let header = PushHeader {
+            wants: WANT_JOIN | WANT_METAS,
+            event_clock: 77,
+        };
         let mut frames = Vec::new();
-        pack_push(encoded.clone().into_iter(), 60, |f| {
+        pack_push(header, encoded.clone().into_iter(), 70, false, |f| {
             frames.push(Vec::from(f))
         });
         assert!(frames.len() >= 2, "small datagrams split the items");
         let mut back = Vec::new();
         for f in &frames {
-            assert!(f.len() <= 60);
+            assert!(f.len() <= 70);
             match Frame::decode(f) {
-                Ok(Frame::Push(items)) => back.extend(items.iter().map(|i| Vec::from(*i))),
+                Ok(Frame::Push(h, items)) => {
+                    assert_eq!(h, header);
+                    back.extend(items.iter().map(|i| Vec::from(*i)));
+                }
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(back, encoded);
+        let mut empty = Vec::new();
+        pack_push(header, core::iter::empty(), 70, false, |f| {
+            empty.push(Vec::from(f))
+        });
+        assert!(empty.is_empty(), "nothing to say");
+        pack_push(header, core::iter::empty(), 70, true, |f| {
+            empty.push(Vec::from(f))
+        });
+        let decoded = Frame::decode(&empty[0]);
+        assert!(matches!(decoded, Ok(Frame::Push(h, i)) if h == header && i.is_empty()));
     }
 
     #[test]
