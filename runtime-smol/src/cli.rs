@@ -400,6 +400,19 @@ mod tests {
     }
 
     #[test]
+    fn rpc_auth_sets_the_configs_key() {
+        let opts = AgentOptions::parse(&words("-rpc-auth s3cret"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            opts.load_config().unwrap().rpc_auth.as_deref(),
+            Some("s3cret")
+        );
+        let open = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert_eq!(open.load_config().unwrap().rpc_auth, None);
+    }
+
+    #[test]
     fn help_is_not_an_error() {
         assert_eq!(AgentOptions::parse(&words("-help")).unwrap(), None);
         assert_eq!(AgentOptions::parse(&words("-h")).unwrap(), None);

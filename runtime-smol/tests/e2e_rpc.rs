@@ -428,3 +428,19 @@ fn exec_interrupted_by_sigint_ends_the_job_and_exits_130() {
     let stats = rpc(&agent, "info", &[]);
     assert!(stats.ok().contains("\tsessions = 0\n"), "{}", stats.stdout);
 }
+
+#[test]
+fn exec_whose_reader_goes_away_interrupts_the_job_and_exits_one() {
+    let agent = RunningAgent::start(&["-log-level", "debug"]);
+    let addr = format!("127.0.0.1:{}", agent.port);
+    // `tandem exec 'dashboard -i 20' | head -n 2`
+    let mut exec = Spawned::with_stdout_limit(
+        &mut command(BIN, &["exec", "dashboard -i 20", "-http-addr", &addr]),
+        Some(2),
+    );
+    let status = exec.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "stderr: {}", exec.stderr_text());
+    let items = items(&exec.stdout_text());
+    assert_eq!(items[0]["type"], "command");
+    agent.wait_log(&format!("host: job {} cancelled", items[0]["jobId"]));
+}

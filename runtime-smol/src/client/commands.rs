@@ -6,7 +6,7 @@ use rmpv::Value;
 use super::format;
 use super::interrupt::Interrupts;
 use super::rpc::{Message, Reply, RpcClient, RpcError, body, field};
-use super::{Command, Invocation, fail, out};
+use super::{Command, Invocation, fail, out, stream_out};
 use crate::cli::FlagSpec;
 
 /// Connects as the invocation says, or prints Consul's connection error.
@@ -369,8 +369,11 @@ fn monitor(inv: &Invocation) -> i32 {
     loop {
         match client.recv() {
             Ok(Message::Record { body, .. }) => {
-                if let Some(line) = field(&body, "Log").and_then(Value::as_str) {
-                    out(line);
+                let line = field(&body, "Log").and_then(Value::as_str);
+                if line.is_some_and(|l| stream_out(l).is_err()) {
+                    // Nobody reads stdout any more; the agent drops the monitor with the
+                    // connection.
+                    return 1;
                 }
             }
             Ok(Message::Reply { seq, .. }) if seq == stop_seq => return 0,

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::HttpClient;
 use super::interrupt::{EXIT_INTERRUPTED, Interrupts};
-use super::{Command, ENV_HTTP_ADDR, Invocation, env, fail, out};
+use super::{Command, ENV_HTTP_ADDR, Invocation, env, fail, stream_out};
 use crate::cli::{DEFAULT_HTTP_ADDR, FlagSpec};
 
 /// After an interrupt, how long to wait for the job's `status` before giving up on it.
@@ -129,7 +129,11 @@ fn run_job(
             .cloned()
             .unwrap_or_default();
         for item in items.iter().filter(|i| i["jobId"] == job) {
-            out(&item.to_string());
+            if stream_out(&item.to_string()).is_err() {
+                // Nobody reads stdout any more: stop the job (the caller closes the session).
+                let _ = api.post_api(&json!({"action": "interrupt_job", "sessionId": session}));
+                return 1;
+            }
             if item["type"] == "status" {
                 return i32::from(item["statusCode"] != 0);
             }

@@ -195,6 +195,16 @@ fn out(line: &str) {
     print_out(&format!("{line}\n"));
 }
 
+/// Prints one line of a stream (`monitor`, `exec`) to stdout. An error means the reader
+/// went away (`tandem monitor | head -1`): the stream should end rather than run on.
+fn stream_out(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(line.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
+}
+
 /// Prints an error line to stderr and returns exit code 1.
 fn fail(line: &str) -> i32 {
     eprintln_safe(line.trim_end_matches('\n'));

@@ -74,11 +74,16 @@ struct Lines {
     done: Mutex<bool>,
 }
 
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Lines> {
+/// Reads `pipe` line by line on a thread; after `limit` lines it closes the pipe, as
+/// `| head -n LIMIT` would.
+fn collect(pipe: impl std::io::Read + Send + 'static, limit: Option<usize>) -> Arc<Lines> {
     let lines = Arc::new(Lines::default());
     let sink = Arc::clone(&lines);
     std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
+        for line in BufReader::new(pipe)
+            .lines()
+            .take(limit.unwrap_or(usize::MAX))
+        {
             let Ok(line) = line else { break };
             sink.lines.lock().unwrap().push(line);
             sink.grew.notify_all();
@@ -99,13 +104,18 @@ pub struct Spawned {
 impl Spawned {
     /// Spawns `cmd` (its stdout and stderr are piped here).
     pub fn new(cmd: &mut Command) -> Spawned {
+        Spawned::with_stdout_limit(cmd, None)
+    }
+
+    /// Spawns `cmd`, closing its stdout after `limit` lines (`| head -n LIMIT`).
+    pub fn with_stdout_limit(cmd: &mut Command, limit: Option<usize>) -> Spawned {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let stdout = collect(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        let stdout = collect(child.stdout.take().expect("piped stdout"), limit);
+        let stderr = collect(child.stderr.take().expect("piped stderr"), None);
         Spawned {
             child,
             stdout,
