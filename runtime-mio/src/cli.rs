@@ -1,0 +1,431 @@
+//! The command line of `tandem-mio`: `agent` and `version`, with `tandem agent`'s flags,
+//! defaults and exit codes.
+//!
+//! The flag parser, [`AgentOptions`] and the config loading are copied from `tandem-smol`'s
+//! `cli` (its agent flag table is private, and depending on that crate would pull the whole
+//! smol stack into this runtime); keep the two in step until they move to a shared crate.
+//!
+//! Flags follow Go's `flag` package, as Consul's do: `-name value`, `-name=value`, and the
+//! same with two dashes; `--` ends the flags. A flag the subcommand does not define is an
+//! error (exit 1), `-h`/`-help` prints the subcommand's usage (exit 0). Each subcommand
+//! declares its flags in one table ([`FlagSpec`]) that both the parser and the usage text
+//! read, so a new subcommand (`members`, `join`, …) is a table, a struct and an arm in
+//! [`main`].
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+
+use tandem_core::{Config, Level};
+
+use crate::RUNTIME;
+
+/// Default address of the HTTP API (Arthas' port on loopback).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
+/// Default address of the agent RPC (Consul's RPC port on loopback).
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
+
+/// The top-level usage: `agent`, `version`.
+fn top_usage() -> String {
+    let commands = [
+        ("agent", "Runs a tandem agent"),
+        ("version", "Prints the tandem version"),
+    ];
+    let mut out = String::from(
+        "Usage: tandem-mio [--version] [--help] <command> [<args>]\n\nAvailable commands are:\n",
+    );
+    for (name, synopsis) in commands {
+        out.push_str(&format!("    {name:<13}{synopsis}\n"));
+    }
+    out
+}
+
+/// Runs the command line (without the program name); returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args: Vec<String> = match args.into_iter().map(OsString::into_string).collect() {
+        Ok(a) => a,
+        Err(bad) => {
+            eprintln_safe(&format!("argument is not valid UTF-8: {bad:?}"));
+            return 1;
+        }
+    };
+    let Some((command, rest)) = args.split_first() else {
+        eprintln_safe(&top_usage());
+        return 1;
+    };
+    match command.as_str() {
+        "-h" | "-help" | "--help" | "help" => {
+            print_out(&top_usage());
+            0
+        }
+        "-v" | "-version" | "--version" | "version" => {
+            print_out(&version_text());
+            0
+        }
+        "agent" => match AgentOptions::parse(rest) {
+            Ok(Some(opts)) => crate::agent::run(opts),
+            Ok(None) => {
+                print_out(&usage(AGENT_USAGE, AGENT_FLAGS));
+                0
+            }
+            Err(e) => {
+                eprintln_safe(&format!("{e}\n\n{}", usage(AGENT_USAGE, AGENT_FLAGS)));
+                1
+            }
+        },
+        other => {
+            eprintln_safe(&format!("Unknown command: {other:?}\n\n{}", top_usage()));
+            1
+        }
+    }
+}
+
+fn version_text() -> String {
+    format!("tandem v{}\nRuntime: {RUNTIME}\n", tandem_core::VERSION)
+}
+
+/// Prints to stdout without panicking when stdout is closed (`print!` would).
+pub(crate) fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Prints to stderr without panicking when stderr is closed.
+pub(crate) fn eprintln_safe(text: &str) {
+    crate::print_line(text.trim_end_matches('\n'));
+}
+
+/// One flag of a subcommand.
+#[derive(Clone, Copy, Debug)]
+pub struct FlagSpec {
+    /// The name without dashes.
+    pub name: &'static str,
+    /// The placeholder of its value, or `None` for a boolean flag.
+    pub value: Option<&'static str>,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Why a command line was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlagError {
+    /// A flag the subcommand does not define (Go's wording).
+    Unknown(String),
+    /// A flag that takes a value came last.
+    MissingValue(String),
+    /// A flag's value does not parse.
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Words after the flags that the subcommand does not take.
+    ExtraArguments(Vec<String>),
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlagError::Unknown(name) => write!(f, "flag provided but not defined: -{name}"),
+            FlagError::MissingValue(name) => write!(f, "flag needs an argument: -{name}"),
+            FlagError::Invalid {
+                flag,
+                value,
+                reason,
+            } => write!(f, "invalid value {value:?} for flag -{flag}: {reason}"),
+            FlagError::ExtraArguments(words) => {
+                write!(f, "unexpected extra arguments: {}", words.join(" "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// What [`parse_flags`] found: each flag with its value, in order, and the words after them.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// `(name, value)`; a boolean flag has `None`.
+    pub flags: Vec<(&'static str, Option<String>)>,
+    /// Words after the flags.
+    pub rest: Vec<String>,
+    /// `-h`/`-help` was given.
+    pub help: bool,
+}
+
+/// Splits `args` into flags (defined by `specs`) and the words after them.
+pub fn parse_flags(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, FlagError> {
+    let mut parsed = Parsed::default();
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        if arg == "--" {
+            break;
+        }
+        let Some(body) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|b| !b.is_empty())
+        else {
+            // The first word that is not a flag ends the flags, as in Go.
+            i -= 1;
+            break;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name == "h" || name == "help" {
+            parsed.help = true;
+            continue;
+        }
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            return Err(FlagError::Unknown(name.to_string()));
+        };
+        let value = match (spec.value, inline) {
+            (None, v) => v,
+            (Some(_), Some(v)) => Some(v),
+            (Some(_), None) => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| FlagError::MissingValue(name.to_string()))?;
+                i += 1;
+                Some(v.clone())
+            }
+        };
+        parsed.flags.push((spec.name, value));
+    }
+    parsed.rest = args.get(i..).unwrap_or(&[]).to_vec();
+    Ok(parsed)
+}
+
+/// A subcommand's usage text: its synopsis and its flag table.
+pub fn usage(synopsis: &str, specs: &[FlagSpec]) -> String {
+    let mut out = format!("{synopsis}\n\nOptions:\n\n");
+    for s in specs {
+        let head = match s.value {
+            Some(v) => format!("-{}={v}", s.name),
+            None => format!("-{}", s.name),
+        };
+        out.push_str(&format!("  {head}\n      {}\n\n", s.help));
+    }
+    out
+}
+
+const AGENT_USAGE: &str = "\
+Usage: tandem-mio agent [options]
+
+  Starts the tandem agent and runs until an interrupt (SIGINT) or SIGTERM is received.
+  SIGHUP re-reads the -config-file and applies it.";
+
+const AGENT_FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "http-addr",
+        value: Some("<address>"),
+        help: "Address the HTTP API (POST /api) listens on. Default 127.0.0.1:8563; \
+               port 0 picks a free port (the log says which).",
+    },
+    FlagSpec {
+        name: "rpc-addr",
+        value: Some("<address>"),
+        help: "Address the agent RPC (msgpack, Consul/Serf) listens on. Default \
+               127.0.0.1:8400; port 0 picks a free port (the log says which).",
+    },
+    FlagSpec {
+        name: "rpc-auth",
+        value: Some("<key>"),
+        help: "Key RPC clients must give (Serf's `auth` command) before any other command. \
+               Overrides rpc_auth of the config file.",
+    },
+    FlagSpec {
+        name: "config-file",
+        value: Some("<path>"),
+        help: "JSON file with the agent's configuration (node_name, log_level, limits, \
+               timing). Re-read on SIGHUP.",
+    },
+    FlagSpec {
+        name: "node",
+        value: Some("<name>"),
+        help: "Name of this node. Overrides node_name of the config file.",
+    },
+    FlagSpec {
+        name: "log-level",
+        value: Some("<level>"),
+        help: "Log level: TRACE, DEBUG, INFO, WARN or ERR (any case). Overrides log_level \
+               of the config file. Default INFO.",
+    },
+];
+
+/// The options of `tandem-mio agent` (the same as `tandem agent`'s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the agent RPC listens.
+    pub rpc_addr: SocketAddr,
+    /// The JSON config file, re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// `-node`: overrides the file's `node_name`.
+    pub node: Option<String>,
+    /// `-log-level`: overrides the file's `log_level`.
+    pub log_level: Option<Level>,
+    /// `-rpc-auth`: overrides the file's `rpc_auth`.
+    pub rpc_auth: Option<String>,
+}
+
+impl AgentOptions {
+    /// Parses `tandem-mio agent`'s arguments. `Ok(None)` means help was asked for.
+    pub fn parse(args: &[String]) -> Result<Option<AgentOptions>, FlagError> {
+        let parsed = parse_flags(AGENT_FLAGS, args)?;
+        if parsed.help {
+            return Ok(None);
+        }
+        if !parsed.rest.is_empty() {
+            return Err(FlagError::ExtraArguments(parsed.rest));
+        }
+        let mut opts = AgentOptions {
+            http_addr: resolve("http-addr", DEFAULT_HTTP_ADDR)?,
+            rpc_addr: resolve("rpc-addr", DEFAULT_RPC_ADDR)?,
+            config_file: None,
+            node: None,
+            log_level: None,
+            rpc_auth: None,
+        };
+        for (flag, value) in parsed.flags {
+            let value = value.unwrap_or_default();
+            match flag {
+                "http-addr" => opts.http_addr = resolve(flag, &value)?,
+                "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
+                "config-file" => opts.config_file = Some(PathBuf::from(value)),
+                "node" => opts.node = Some(value),
+                "rpc-auth" => opts.rpc_auth = Some(value),
+                "log-level" => {
+                    opts.log_level = Some(Level::parse(&value).ok_or(FlagError::Invalid {
+                        flag,
+                        value,
+                        reason: "expected TRACE, DEBUG, INFO, WARN or ERR".into(),
+                    })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(opts))
+    }
+
+    /// The configuration these options describe: the config file (if any), then the flags
+    /// on top, as Consul layers them. Called at start and again on SIGHUP.
+    pub fn load_config(&self) -> Result<Config, String> {
+        let mut cfg = match &self.config_file {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                serde_json::from_slice::<Config>(&text)
+                    .map_err(|e| format!("cannot parse {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(node) = &self.node {
+            cfg.node_name.clone_from(node);
+        }
+        if let Some(level) = self.log_level {
+            cfg.log_level = level;
+        }
+        if let Some(key) = &self.rpc_auth {
+            cfg.rpc_auth = Some(key.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+fn resolve(flag: &'static str, value: &str) -> Result<SocketAddr, FlagError> {
+    let invalid = |reason: String| FlagError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason,
+    };
+    value
+        .to_socket_addrs()
+        .map_err(|e| invalid(e.to_string()))?
+        .next()
+        .ok_or_else(|| invalid("no address".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn agent_flags_take_one_or_two_dashes_and_inline_values() {
+        let opts = AgentOptions::parse(&words(
+            "-http-addr 127.0.0.1:0 --rpc-addr=127.0.0.1:0 --node n1 -log-level=debug --config-file=/x.json",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(opts.http_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(opts.rpc_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(opts.node.as_deref(), Some("n1"));
+        assert_eq!(opts.log_level, Some(Level::Debug));
+        assert_eq!(opts.config_file, Some(PathBuf::from("/x.json")));
+    }
+
+    #[test]
+    fn agent_defaults_to_the_arthas_port_on_loopback() {
+        let opts = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert_eq!(opts.http_addr, DEFAULT_HTTP_ADDR.parse().unwrap());
+        assert_eq!(opts.rpc_addr, DEFAULT_RPC_ADDR.parse().unwrap());
+        assert_eq!(opts.log_level, None);
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors_in_gos_words() {
+        let err = |s: &str| AgentOptions::parse(&words(s)).unwrap_err().to_string();
+        assert_eq!(err("-bogus"), "flag provided but not defined: -bogus");
+        assert_eq!(err("-node"), "flag needs an argument: -node");
+        assert_eq!(
+            err("-log-level LOUD"),
+            "invalid value \"LOUD\" for flag -log-level: expected TRACE, DEBUG, INFO, WARN or ERR"
+        );
+        assert_eq!(err("extra"), "unexpected extra arguments: extra");
+        assert!(err("-http-addr nonsense").starts_with("invalid value \"nonsense\""));
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        assert_eq!(AgentOptions::parse(&words("-help")).unwrap(), None);
+        assert_eq!(AgentOptions::parse(&words("-h")).unwrap(), None);
+        assert_eq!(AgentOptions::parse(&words("--help")).unwrap(), None);
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-mio-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        std::fs::write(
+            &path,
+            r#"{"node_name":"from-file","log_level":"WARN","timing":{"pull_timeout_ms":500}}"#,
+        )
+        .unwrap();
+        let mut opts = AgentOptions::parse(&words("-node from-flag"))
+            .unwrap()
+            .unwrap();
+        opts.config_file = Some(path.clone());
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.node_name, "from-flag");
+        assert_eq!(cfg.log_level, Level::Warn);
+        assert_eq!(cfg.timing.pull_timeout_ms, 500);
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(opts.load_config().unwrap_err().starts_with("cannot parse"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
