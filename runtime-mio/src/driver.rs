@@ -173,7 +173,7 @@ type Printer = Box<dyn FnMut(&LogRecord) + Send>;
 ///     std::thread::spawn(move || {
 ///         let body = r#"{"action":"exec","command":"version"}"#;
 ///         let mut s = std::net::TcpStream::connect(addr).unwrap();
-///         write!(s, "POST /api HTTP/1.1\r\nConnection: close\r\n\
+///         write!(s, "POST /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
 ///                    Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
 ///         let mut answer = String::new();
 ///         s.read_to_string(&mut answer).unwrap();
