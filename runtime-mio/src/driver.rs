@@ -127,6 +127,10 @@ struct RunningJob {
     shared: Arc<JobShared>,
     /// An item the agent refused `Full`, offered again on `JobWritable`.
     held: Option<serde_json::Value>,
+    /// The agent refused its output as gone: the thread was told to stop. The entry stays
+    /// until the thread says it is done, or the agent's `CancelJob` (which usually follows
+    /// in the same drain) removes it.
+    stopped: bool,
 }
 
 /// Where log records go: the record's formatted line to stderr by default.
@@ -1020,7 +1024,15 @@ impl MioAgent {
             // Detached: the thread ends when the job does, or at its next wait once
             // stopped. Its messages are read on this thread, after this insert.
             Ok(_) => {
-                self.jobs.insert(job, RunningJob { shared, held: None });
+                let (held, stopped) = (None, false);
+                self.jobs.insert(
+                    job,
+                    RunningJob {
+                        shared,
+                        held,
+                        stopped,
+                    },
+                );
             }
             Err(e) => self.report_finished(
                 job,
@@ -1034,9 +1046,13 @@ impl MioAgent {
         while let Ok(msg) = self.job_rx.try_recv() {
             match msg {
                 JobMsg::Item(job, item) => self.offer(job, Some(item)),
-                JobMsg::Finished(job, finished) => {
-                    // A job cancelled meanwhile is not reported: the agent has ended it.
-                    if self.jobs.remove(&job).is_some() {
+                JobMsg::Done(job, finished) => {
+                    // A job cancelled or refused meanwhile is not reported: the agent has
+                    // ended it already.
+                    let running = self.jobs.remove(&job);
+                    if let (Some(running), Some(finished)) = (running, finished)
+                        && !running.stopped
+                    {
                         self.report_finished(job, finished);
                     }
                 }
@@ -1059,11 +1075,11 @@ impl MioAgent {
             Err(JobError::Full) => running.held = Some(item),
             Err(JobError::Gone) => {
                 running.shared.stop();
-                self.jobs.remove(&job);
+                running.stopped = true;
             }
             Err(JobError::Invalid) => {
                 running.shared.stop();
-                self.jobs.remove(&job);
+                running.stopped = true;
                 self.report_finished(job, Finished::failed("internal error: invalid result item"));
             }
         }

@@ -11,7 +11,9 @@
 //! - `Gone`, or `Effect::CancelJob`: `emit` (or [`HostJob::sleep`]) returns [`Stopped`]
 //!   and the job ends without reporting (the agent has already written its `status`).
 //!
-//! A job that returns [`Finished`] is reported with `Agent::job_finished`.
+//! A job that returns [`Finished`] is reported with `Agent::job_finished`. Either way the
+//! thread's last message says it is done, and only then does the loop forget the job (or
+//! when the agent cancels it), so the loop's job table never outlives its threads' news.
 //!
 //! The built-in commands are `sysinfo` and `dashboard`, with the same items, arguments and
 //! usage errors as `tandem-smol`'s.
@@ -99,8 +101,9 @@ impl std::error::Error for Stopped {}
 pub(crate) enum JobMsg {
     /// One result item; the job waits for the verdict.
     Item(JobId, serde_json::Value),
-    /// The job ended by itself.
-    Finished(JobId, Finished),
+    /// The worker thread is done: with how the job ended by itself, or `None` when it
+    /// stopped because the agent ended it.
+    Done(JobId, Option<Finished>),
 }
 
 #[derive(Debug, Default)]
@@ -242,9 +245,7 @@ impl HostJob {
     pub(crate) fn run(self, body: Arc<HostFn>, args: Vec<String>) {
         let end = catch_unwind(AssertUnwindSafe(|| body(&self, &args)))
             .unwrap_or_else(|_| Ok(Finished::failed("internal error: host command panicked")));
-        if let Ok(finished) = end {
-            let _ = self.send(JobMsg::Finished(self.job, finished));
-        }
+        let _ = self.send(JobMsg::Done(self.job, end.ok()));
     }
 }
 
@@ -387,7 +388,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let job = HostJob::new(JobId(1), Arc::default(), tx, None);
         job.run(Arc::new(|_: &HostJob, _: &[String]| panic!("boom")), vec![]);
-        let Ok(JobMsg::Finished(JobId(1), f)) = rx.recv() else {
+        let Ok(JobMsg::Done(JobId(1), Some(f))) = rx.recv() else {
             panic!("not reported")
         };
         assert_eq!(f.status_code, 1);
