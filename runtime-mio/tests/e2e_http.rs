@@ -402,6 +402,63 @@ fn connections_over_the_limit_are_closed_at_once() {
     }
 }
 
+#[test]
+fn running_out_of_descriptors_backs_off_instead_of_spinning_and_recovers() {
+    // With few descriptors, accept fails (EMFILE) while the backlog still holds
+    // connections: no new readiness edge will come for them, and retrying at once would
+    // fail the same way. The loop must pause accepting, retry on its own timer, and serve
+    // again once descriptors are free.
+    const LIMIT: libc::rlim_t = 32;
+    let agent = RunningAgent::start_with(&[], |command| {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // setrlimit(2), which is async-signal-safe; it allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    // More connections than the agent has descriptors for; each is served first, so the
+    // agent surely holds it open.
+    let mut held = Vec::new();
+    for i in 0..LIMIT {
+        let mut c = agent.connect();
+        c.send(&post_api(&format!(
+            r#"{{"action":"exec","command":"echo {i}"}}"#
+        )));
+        held.push(c);
+        if agent
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("http: accept failed: "))
+        {
+            break;
+        }
+    }
+    let failed = agent.wait_log("[WARN] http: accept failed: ");
+    assert!(failed.contains("Too many open files"), "{failed}");
+    // Let go of the descriptors: the connections still in the backlog get accepted on a
+    // retry, and a new one is served.
+    drop(held);
+    let r = agent.api(r#"{"action":"exec","command":"version"}"#);
+    assert_eq!(r["state"], "SUCCEEDED");
+    // One warning per back-off, not one per spin of the loop.
+    let warnings = agent
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(warnings < 100, "{warnings} accept warnings");
+}
+
 // ----- signals and the command line -----------------------------------------------------
 
 fn stops_cleanly_on(signal: libc::c_int, name: &str) {

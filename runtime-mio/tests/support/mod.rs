@@ -43,7 +43,13 @@ impl RunningAgent {
     /// Starts `tandem-mio agent -http-addr 127.0.0.1:0 -rpc-addr 127.0.0.1:0 <extra>` and
     /// waits until it listens.
     pub fn start(extra: &[&str]) -> RunningAgent {
-        let mut child = Command::new(BIN)
+        Self::start_with(extra, |_| {})
+    }
+
+    /// [`RunningAgent::start`], with a last say on the command (limits, environment).
+    pub fn start_with(extra: &[&str], adjust: impl FnOnce(&mut Command)) -> RunningAgent {
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "agent",
                 "-http-addr",
@@ -54,9 +60,9 @@ impl RunningAgent {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tandem-mio");
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("spawn tandem-mio");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Log::default());
         let reader_log = Arc::clone(&log);

@@ -17,29 +17,40 @@
 //!   back: it is read again without waiting for readiness, since no new edge may come.
 //! - `WRITABLE` is registered only while a write would block, and a connection is
 //!   re-registered only when its interest set changes.
-//! - Tokens: `base + 2·i + FIRST_CONN` for the connection whose `ConnId` has index `i`;
-//!   the slot keeps the whole `ConnId`, so an event or output for an earlier occupant of
-//!   the index (an older generation) is never applied to a newer one.
+//! - Tokens, from the base the application gives: `+0` the HTTP listener, `+1` the RPC
+//!   listener, `+2` the waker, `+8 + 2·i` the connection whose `ConnId` has index `i`, and
+//!   `+8 + 2·j + 1` lingering socket `j`. The slot keeps the whole `ConnId`, so an event or
+//!   output for an earlier occupant of the index (an older generation) is never applied to
+//!   a newer one.
+//!
+//! This file holds the public face and the drain; `conns` the sockets, `jobs` the host
+//! job side.
+
+mod conns;
+mod jobs;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant as StdInstant};
 
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token, Waker};
 use tandem_core::{
-    Agent, Config, ConnId, Effect, HostInfo, Instant, JobError, JobId, Level, Listener, LogRecord,
-    Output, RegisterError,
+    Agent, Config, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, LogRecord, Output,
+    RegisterError,
 };
 
 use crate::RUNTIME;
 use crate::clock::Clock;
-use crate::host::{self, Finished, HostCommand, HostFn, HostJob, JobMsg, JobShared};
-use crate::timers::{RtTimer, TimerKey, Timers};
+use crate::host::{self, HostCommand, HostFn, JobMsg};
+use crate::timers::{RtTimer, Timers};
+pub(crate) use conns::protocol;
+use conns::{ConnSlot, Lingering, ListenerSlot, conn_offset, slot_mut};
+use jobs::RunningJob;
 
 /// Offset of the HTTP listener's token from the base.
 const HTTP_LISTENER: usize = 0;
@@ -55,22 +66,6 @@ const MAX_SLOTS: usize = 1 << 20;
 /// How many tokens a [`MioAgent`] owns, from the base given to [`MioAgent::register`].
 pub const TOKEN_RANGE: usize = FIRST_CONN + 2 * MAX_SLOTS;
 
-/// How long a closing connection may take to take its last bytes before it is dropped.
-const CLOSE_FLUSH: Duration = Duration::from_secs(5);
-/// After closing, how long unread request bytes are still read and thrown away. Closing a
-/// socket with unread input makes the kernel send RST, which can destroy the response we
-/// just wrote before the peer reads it (a pipelined request behind `Connection: close`, an
-/// unread oversized body).
-const LINGER: Duration = Duration::from_secs(1);
-/// The most bytes thrown away while lingering.
-const LINGER_MAX: usize = 64 * 1024;
-/// Reads a connection may do in a row before the others get their turn.
-const READ_BUDGET: u32 = 16;
-/// Pause after a failed `accept` (EMFILE and friends) so the loop does not spin: a pending
-/// connection the process has no descriptor for makes no new edge, and retrying at once
-/// fails the same way.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// What the agent asks of the application, drained with [`MioAgent::poll_request`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -81,56 +76,6 @@ pub enum AgentRequest {
     /// The agent has left: flush what is queued and stop (see [`MioAgent::stop_listening`],
     /// [`MioAgent::has_unflushed_output`], [`MioAgent::close_all`]).
     Shutdown,
-}
-
-/// A listener socket.
-struct ListenerSlot {
-    kind: Listener,
-    socket: TcpListener,
-    addr: SocketAddr,
-    /// Accepting is paused until this back-off timer fires.
-    backoff: Option<TimerKey>,
-}
-
-/// The runtime's side of one connection.
-struct ConnSlot {
-    /// The agent's id, generation included.
-    id: ConnId,
-    stream: TcpStream,
-    listener: Listener,
-    peer: SocketAddr,
-    /// The interest set registered with mio.
-    registered: Interest,
-    /// The last write would block: wait for `WRITABLE`.
-    want_write: bool,
-    /// The peer sent EOF.
-    eof: bool,
-    /// In the ready queue.
-    queued: bool,
-    /// The agent emitted `Close`: flush, shut down, linger.
-    closing: bool,
-    /// The bound on that flush.
-    close_timer: Option<TimerKey>,
-}
-
-/// A socket the agent is done with, read and discarded until the peer closes too.
-struct Lingering {
-    stream: TcpStream,
-    /// Tells this occupant of the slot from earlier ones, for the timer.
-    serial: u64,
-    timer: TimerKey,
-    discarded: usize,
-}
-
-/// A host job running on a worker thread.
-struct RunningJob {
-    shared: Arc<JobShared>,
-    /// An item the agent refused `Full`, offered again on `JobWritable`.
-    held: Option<serde_json::Value>,
-    /// The agent refused its output as gone: the thread was told to stop. The entry stays
-    /// until the thread says it is done, or the agent's `CancelJob` (which usually follows
-    /// in the same drain) removes it.
-    stopped: bool,
 }
 
 /// Where log records go: the record's formatted line to stderr by default.
@@ -616,487 +561,6 @@ impl MioAgent {
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
         }
     }
-
-    // ----- listeners -----------------------------------------------------------------
-
-    /// Accepts until `WouldBlock`, or until an error starts a back-off.
-    fn accept_all(&mut self, kind: Listener) {
-        loop {
-            let Some(l) = self.listeners.iter_mut().find(|l| l.kind == kind) else {
-                return;
-            };
-            if l.backoff.is_some() {
-                return;
-            }
-            match l.socket.accept() {
-                Ok((stream, peer)) => self.accepted(kind, stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The peer gave up while queued: that one is gone, the next may be fine.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                    ) => {}
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying now fails the same way.
-                Err(e) => {
-                    let at = StdInstant::now() + ACCEPT_BACKOFF;
-                    l.backoff = Some(self.timers.schedule(at, RtTimer::AcceptRetry(kind)));
-                    self.record(
-                        Level::Warn,
-                        &format!("{}: accept failed: {e}", protocol(kind)),
-                    );
-                    self.settle();
-                    return;
-                }
-            }
-        }
-    }
-
-    fn accepted(&mut self, kind: Listener, mut stream: TcpStream, peer: SocketAddr) {
-        let what = protocol(kind);
-        let now = self.clock.now();
-        let accepted = self.agent.accept(kind, Some(peer), now);
-        self.settle();
-        let id = match accepted {
-            Ok(id) => id,
-            Err(refused) => {
-                // Dropping the stream closes it.
-                self.log(
-                    Level::Warn,
-                    &format!("{what}: refused connection from {peer}: {refused}"),
-                );
-                return;
-            }
-        };
-        let index = id.index();
-        let registered = match &self.registry {
-            Some(registry) if index < MAX_SLOTS => registry
-                .register(
-                    &mut stream,
-                    Token(self.base + conn_offset(index)),
-                    Interest::READABLE,
-                )
-                .map_err(|e| e.to_string()),
-            _ => Err("no token left".to_string()),
-        };
-        if let Err(e) = registered {
-            self.agent.handle_reset(id, now);
-            self.log(
-                Level::Warn,
-                &format!("{what}: cannot serve connection from {peer}: {e}"),
-            );
-            return;
-        }
-        // Answers are written whole; Nagle would only delay pipelined ones.
-        let _ = stream.set_nodelay(true);
-        if self.conns.len() <= index {
-            self.conns.resize_with(index + 1, || None);
-        }
-        if let Some(entry) = self.conns.get_mut(index) {
-            *entry = Some(ConnSlot {
-                id,
-                stream,
-                listener: kind,
-                peer,
-                registered: Interest::READABLE,
-                want_write: false,
-                eof: false,
-                queued: false,
-                closing: false,
-                close_timer: None,
-            });
-            self.open += 1;
-        }
-        self.log(
-            Level::Debug,
-            &format!("{what}: accepted connection from {peer}"),
-        );
-        // Bytes may already be waiting; read them without counting on an event.
-        self.queue_ready(id);
-    }
-
-    // ----- connections ---------------------------------------------------------------
-
-    fn conn_event(&mut self, index: usize, event: &Event) {
-        let Some(slot) = self.conns.get_mut(index).and_then(Option::as_mut) else {
-            return; // an event for a connection already gone
-        };
-        let id = slot.id;
-        if event.is_error()
-            && slot.eof
-            && let Ok(Some(e)) = slot.stream.take_error()
-        {
-            // At EOF nothing reads any more, so a reset would go unnoticed until the next
-            // write; the error event says it now.
-            self.fail(id, &e);
-            self.settle();
-            return;
-        }
-        if event.is_writable() {
-            self.flush(id);
-            self.settle();
-        }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read_conn(id);
-        }
-    }
-
-    /// Reads into the agent's receive window until `WouldBlock`, EOF, backpressure (the
-    /// window is empty: `ResumeRead` queues the connection again) or the read budget
-    /// (queued again at once).
-    fn read_conn(&mut self, id: ConnId) {
-        let mut budget = READ_BUDGET;
-        loop {
-            let now = self.clock.now();
-            let Some(slot) = slot_mut(&mut self.conns, id) else {
-                return;
-            };
-            if slot.eof || slot.closing {
-                return;
-            }
-            let space = self.agent.rx_space(id);
-            if space.is_empty() {
-                return;
-            }
-            match retry_interrupted(|| slot.stream.read(space)) {
-                Ok(0) => {
-                    slot.eof = true;
-                    self.agent.handle_eof(id, now);
-                    self.settle();
-                    return;
-                }
-                Ok(n) => {
-                    self.agent.rx_commit(id, n, now);
-                    self.settle();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    self.fail(id, &e);
-                    self.settle();
-                    return;
-                }
-            }
-            budget -= 1;
-            if budget == 0 {
-                // A client that keeps bytes coming must not starve the others.
-                self.queue_ready(id);
-                return;
-            }
-        }
-    }
-
-    /// Writes the agent's transmit window in place until it is empty or the socket would
-    /// block; a closing connection whose window is empty is then closed.
-    fn flush(&mut self, id: ConnId) {
-        let now = self.clock.now();
-        loop {
-            let Some(slot) = slot_mut(&mut self.conns, id) else {
-                return;
-            };
-            let pending = self.agent.tx_pending(id);
-            if pending.is_empty() {
-                slot.want_write = false;
-                break;
-            }
-            match retry_interrupted(|| slot.stream.write(pending)) {
-                Ok(0) => {
-                    self.fail(id, &io::ErrorKind::WriteZero.into());
-                    return;
-                }
-                Ok(n) => self.agent.tx_consume(id, n, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    slot.want_write = true;
-                    break;
-                }
-                Err(e) => {
-                    self.fail(id, &e);
-                    return;
-                }
-            }
-        }
-        if slot_mut(&mut self.conns, id).is_some_and(|s| s.closing && !s.want_write) {
-            self.finish_close(id);
-        } else {
-            self.update_interest(id);
-        }
-    }
-
-    /// Registers `WRITABLE` while a write would block, and only then.
-    fn update_interest(&mut self, id: ConnId) {
-        let base = self.base;
-        let (Some(registry), Some(slot)) = (&self.registry, slot_mut(&mut self.conns, id)) else {
-            return;
-        };
-        let want = if slot.want_write {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if want == slot.registered {
-            return;
-        }
-        let token = Token(base + conn_offset(id.index()));
-        match registry.reregister(&mut slot.stream, token, want) {
-            Ok(()) => slot.registered = want,
-            Err(e) => self.fail(id, &e),
-        }
-    }
-
-    fn queue_ready(&mut self, id: ConnId) {
-        if let Some(slot) = slot_mut(&mut self.conns, id)
-            && !slot.queued
-        {
-            slot.queued = true;
-            self.ready.push_back(id);
-        }
-    }
-
-    /// Reads the connections queued for it, each once (with its budget).
-    fn run_ready(&mut self) {
-        for _ in 0..self.ready.len() {
-            let Some(id) = self.ready.pop_front() else {
-                break;
-            };
-            // A stale id (the connection is gone, or its index was reused) finds no slot.
-            if let Some(slot) = slot_mut(&mut self.conns, id) {
-                slot.queued = false;
-                self.read_conn(id);
-            }
-        }
-    }
-
-    /// `Output::Close`: flush (bounded by [`CLOSE_FLUSH`]), then shut down and linger.
-    fn begin_close(&mut self, id: ConnId) {
-        let at = StdInstant::now() + CLOSE_FLUSH;
-        match slot_mut(&mut self.conns, id) {
-            // No socket (it already failed): just release the connection.
-            None => self.agent.handle_reset(id, self.clock.now()),
-            Some(slot) if slot.closing => {}
-            Some(slot) => {
-                slot.closing = true;
-                slot.close_timer = Some(self.timers.schedule(at, RtTimer::CloseFlush(id)));
-                self.flush(id);
-            }
-        }
-    }
-
-    /// Everything was written: shut down the write side, release the connection in the
-    /// agent, and keep reading (and discarding) for a while, so the kernel does not answer
-    /// the peer's last bytes with a reset.
-    fn finish_close(&mut self, id: ConnId) {
-        let Some(mut slot) = self.take_slot(id) else {
-            return;
-        };
-        self.timers.cancel(slot.close_timer);
-        let _ = slot.stream.shutdown(Shutdown::Write);
-        self.agent.handle_reset(id, self.clock.now());
-        let index = self
-            .lingering
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.lingering.len());
-        let base = self.base;
-        let Some(registry) = self.registry.as_ref().filter(|_| index < MAX_SLOTS) else {
-            return; // dropped at once
-        };
-        let token = Token(base + conn_offset(index) + 1);
-        if registry
-            .reregister(&mut slot.stream, token, Interest::READABLE)
-            .is_err()
-        {
-            let _ = registry.deregister(&mut slot.stream);
-            return;
-        }
-        self.linger_serial += 1;
-        let serial = self.linger_serial;
-        let timer = self
-            .timers
-            .schedule(StdInstant::now() + LINGER, RtTimer::Linger(index, serial));
-        if self.lingering.len() <= index {
-            self.lingering.resize_with(index + 1, || None);
-        }
-        if let Some(entry) = self.lingering.get_mut(index) {
-            *entry = Some(Lingering {
-                stream: slot.stream,
-                serial,
-                timer,
-                discarded: 0,
-            });
-        }
-        // The peer's bytes may be in already: no new edge would say so.
-        self.linger_event(index);
-    }
-
-    /// The socket failed (or never took its last response): log, shut down, release.
-    fn fail(&mut self, id: ConnId, e: &io::Error) {
-        let Some(mut slot) = self.take_slot(id) else {
-            return;
-        };
-        self.timers.cancel(slot.close_timer);
-        self.record(
-            Level::Debug,
-            &format!(
-                "{}: connection {} ended: {e}",
-                protocol(slot.listener),
-                slot.peer
-            ),
-        );
-        if let Some(registry) = &self.registry {
-            let _ = registry.deregister(&mut slot.stream);
-        }
-        let _ = slot.stream.shutdown(Shutdown::Write);
-        drop(slot);
-        self.agent.handle_reset(id, self.clock.now());
-    }
-
-    /// Removes a connection's slot (the socket is the caller's to close).
-    fn take_slot(&mut self, id: ConnId) -> Option<ConnSlot> {
-        let entry = self.conns.get_mut(id.index())?;
-        if entry.as_ref().is_some_and(|s| s.id == id) {
-            self.open -= 1;
-            entry.take()
-        } else {
-            None
-        }
-    }
-
-    /// Reads and discards what a lingering socket has; ends it at EOF, on an error, or
-    /// past [`LINGER_MAX`].
-    fn linger_event(&mut self, index: usize) {
-        let Some(l) = self.lingering.get_mut(index).and_then(Option::as_mut) else {
-            return;
-        };
-        let mut buf = [0u8; 4096];
-        let done = loop {
-            match retry_interrupted(|| l.stream.read(&mut buf)) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    l.discarded += n;
-                    if l.discarded >= LINGER_MAX {
-                        break true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(_) => break true,
-            }
-        };
-        if done {
-            self.end_linger(index);
-        }
-    }
-
-    fn end_linger(&mut self, index: usize) {
-        let Some(mut l) = self.lingering.get_mut(index).and_then(Option::take) else {
-            return;
-        };
-        self.timers.cancel(Some(l.timer));
-        if let Some(registry) = &self.registry {
-            let _ = registry.deregister(&mut l.stream);
-        }
-    }
-
-    // ----- host jobs -----------------------------------------------------------------
-
-    fn start_job(&mut self, job: JobId, command: String, args: Vec<String>) {
-        self.record(
-            Level::Debug,
-            &format!("host: job {} started: {command} {}", job.0, args.join(" ")),
-        );
-        let Some(body) = self.host.get(&command).cloned() else {
-            self.report_finished(
-                job,
-                Finished::failed(format!("{command}: no host implementation")),
-            );
-            return;
-        };
-        let shared = Arc::new(JobShared::default());
-        let host_job = HostJob::new(
-            job,
-            Arc::clone(&shared),
-            self.job_tx.clone(),
-            self.waker.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("tandem-job-{}", job.0))
-            .spawn(move || host_job.run(body, args));
-        match spawned {
-            // Detached: the thread ends when the job does, or at its next wait once
-            // stopped. Its messages are read on this thread, after this insert.
-            Ok(_) => {
-                let (held, stopped) = (None, false);
-                self.jobs.insert(
-                    job,
-                    RunningJob {
-                        shared,
-                        held,
-                        stopped,
-                    },
-                );
-            }
-            Err(e) => self.report_finished(
-                job,
-                Finished::failed(format!("cannot start a worker thread: {e}")),
-            ),
-        }
-    }
-
-    /// Reads what the worker threads sent.
-    fn job_messages(&mut self) {
-        while let Ok(msg) = self.job_rx.try_recv() {
-            match msg {
-                JobMsg::Item(job, item) => self.offer(job, Some(item)),
-                JobMsg::Done(job, finished) => {
-                    // A job cancelled or refused meanwhile is not reported: the agent has
-                    // ended it already.
-                    let running = self.jobs.remove(&job);
-                    if let (Some(running), Some(finished)) = (running, finished)
-                        && !running.stopped
-                    {
-                        self.report_finished(job, finished);
-                    }
-                }
-            }
-            self.settle();
-        }
-    }
-
-    /// Offers a job's item (a new one, or the one held since `Full`) to the agent.
-    fn offer(&mut self, job: JobId, item: Option<serde_json::Value>) {
-        let now = self.clock.now();
-        let Some(running) = self.jobs.get_mut(&job) else {
-            return; // stopped already: its thread was told
-        };
-        let Some(item) = item.or_else(|| running.held.take()) else {
-            return;
-        };
-        match self.agent.job_output(job, &item, now) {
-            Ok(()) => running.shared.taken(),
-            Err(JobError::Full) => running.held = Some(item),
-            Err(JobError::Gone) => {
-                running.shared.stop();
-                running.stopped = true;
-            }
-            Err(JobError::Invalid) => {
-                running.shared.stop();
-                running.stopped = true;
-                self.report_finished(job, Finished::failed("internal error: invalid result item"));
-            }
-        }
-    }
-
-    fn report_finished(&mut self, job: JobId, finished: Finished) {
-        let now = self.clock.now();
-        self.agent
-            .job_finished(job, finished.status_code, finished.message.as_deref(), now);
-        self.record(
-            Level::Debug,
-            &format!(
-                "host: job {} finished with status {}",
-                job.0, finished.status_code
-            ),
-        );
-    }
 }
 
 impl Drop for MioAgent {
@@ -1119,24 +583,6 @@ impl Drop for MioAgent {
     }
 }
 
-/// The slot of `id`, if it is still that connection (same generation).
-fn slot_mut(conns: &mut [Option<ConnSlot>], id: ConnId) -> Option<&mut ConnSlot> {
-    conns
-        .get_mut(id.index())
-        .and_then(Option::as_mut)
-        .filter(|s| s.id == id)
-}
-
-/// A connection's token offset; the lingering socket of the same slot number is one more.
-const fn conn_offset(index: usize) -> usize {
-    FIRST_CONN + 2 * index
-}
-
-// The fixed tokens sit below the connections, and the last lingering slot inside the range.
-const _: () =
-    assert!(HTTP_LISTENER < FIRST_CONN && RPC_LISTENER < FIRST_CONN && WAKER < FIRST_CONN);
-const _: () = assert!(conn_offset(MAX_SLOTS - 1) + 1 < TOKEN_RANGE);
-
 fn listener_offset(listener: Listener) -> usize {
     match listener {
         Listener::Http => HTTP_LISTENER,
@@ -1144,23 +590,10 @@ fn listener_offset(listener: Listener) -> usize {
     }
 }
 
-/// The log prefix of a listener's protocol.
-pub(crate) fn protocol(listener: Listener) -> &'static str {
-    match listener {
-        Listener::Http => "http",
-        Listener::Rpc => "rpc",
-    }
-}
-
-/// Runs a socket call again while it is interrupted by a signal (EINTR).
-fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            r => return r,
-        }
-    }
-}
+// The fixed tokens sit below the connections, and the last lingering slot inside the range.
+const _: () =
+    assert!(HTTP_LISTENER < FIRST_CONN && RPC_LISTENER < FIRST_CONN && WAKER < FIRST_CONN);
+const _: () = assert!(conn_offset(MAX_SLOTS - 1) + 1 < TOKEN_RANGE);
 
 #[cfg(test)]
 mod tests {
