@@ -2,12 +2,12 @@
 //! way any embedding application would register it. This file adds what an application
 //! adds: signals, the config file, and the way out.
 //!
-//! Tokens: [`SIGNALS`] for the signal self-pipe, the agent's range from [`AGENT_BASE`].
+//! Tokens: 0 for the signal self-pipe, the agent's range from 16.
 //!
 //! Shutting down (SIGINT, SIGTERM, or the agent's `leave`) follows `tandem agent`: stop
-//! accepting, give connections up to [`SHUTDOWN_FLUSH`] to take the replies already queued
+//! accepting, give connections up to a second to take the replies already queued
 //! (the reply to the `leave` itself), after a `leave` give RPC clients up to
-//! [`LEAVE_LINGER`] to hang up, then close everything and exit 0. Unlike a polling wait,
+//! another second to hang up, then close everything and exit 0. Unlike a polling wait,
 //! the loop checks those conditions after every turn, so it exits as soon as they hold.
 
 use std::io;
