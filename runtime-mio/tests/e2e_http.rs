@@ -300,33 +300,58 @@ fn a_long_pipeline_under_a_small_output_bound_is_answered_whole_and_in_order() {
 
 #[test]
 fn a_reader_that_falls_behind_gets_every_byte() {
-    // Answers pile up faster than the client reads them: the loop's writes go partial and
-    // then block, so it must wait for WRITABLE and carry on from where the socket stopped.
-    let agent = RunningAgent::start(&[]);
+    // More answers than loopback's socket buffers hold (about 4 MiB) pile up while the
+    // client reads nothing: the loop's writes go partial and then block, so it must
+    // register WRITABLE and carry on from where the socket stopped. The output bound is
+    // raised so the agent keeps reading requests meanwhile, and the client's writes finish.
+    let cfg = ConfigFile::new(r#"{"limits":{"max_tx":67108864}}"#);
+    let agent = RunningAgent::start(&["-config-file", cfg.path()]);
     let mut c = agent.connect();
-    const N: usize = 300;
+    const N: usize = 6000;
     let mut all = Vec::new();
     for i in 0..N {
         all.extend(post_api(&format!(
             r#"{{"action":"exec","command":"help","requestId":"h{i}"}}"#
         )));
     }
-    let mut writer = c.stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || writer.write_all(&all));
-    // Everything is read in small bites only once the whole pipeline was sent.
-    sender.join().unwrap().unwrap();
+    c.send(&all);
+    // Read nothing until the agent has answered them all (it counts requests in `stats`),
+    // so its writes surely met a full socket.
+    let deadline = Instant::now() + DEADLINE;
+    for asked in 1.. {
+        let stats = results(&agent.api(r#"{"action":"exec","command":"stats"}"#));
+        let requests: usize = stats[0]["stats"]["http"]["requests"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The `stats` requests so far count too.
+        if requests - asked >= N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {requests} requests handled"
+        );
+    }
     let mut raw = Vec::new();
-    let mut chunk = [0u8; 997];
-    let mut got = Vec::new();
-    while got.len() < N {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut answered = 0;
+    let mut bytes = 0;
+    while answered < N {
         let n = c.stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed after {} answers", got.len());
+        assert!(n > 0, "closed after {answered} answers");
+        bytes += n;
         raw.extend_from_slice(&chunk[..n]);
-        got.extend(take_responses(&mut raw));
+        for r in take_responses(&mut raw) {
+            assert_eq!(r.json()["requestId"], format!("h{answered}"));
+            answered += 1;
+        }
     }
-    for (i, r) in got.iter().enumerate() {
-        assert_eq!(r.json()["requestId"], format!("h{i}"));
-    }
+    assert!(
+        bytes > 5 << 20,
+        "only {bytes} bytes: too few to fill the socket"
+    );
 }
 
 #[test]
