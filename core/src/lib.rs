@@ -156,7 +156,9 @@ pub enum JobError {
     /// A consumer (or the `exec` response) cannot take more yet: hold the item and retry
     /// after [`Effect::JobWritable`].
     Full,
-    /// The job has ended or never existed: stop producing.
+    /// The job has ended or never existed: stop producing. When the agent ended the job
+    /// itself in this call (an `exec` response that is full), an [`Effect::CancelJob`] for
+    /// it follows in the same drain; treat both as the same stop.
     Gone,
     /// The item is not a JSON object.
     Invalid,
@@ -259,9 +261,12 @@ impl Agent {
         self.timers.len()
     }
 
-    /// Whether the agent wants bytes from this connection now. This is a getter: a runtime
-    /// that stops reading must learn it from an empty [`Agent::rx_space`], which is what
-    /// arms the later [`Output::ResumeRead`].
+    /// Whether the agent wants bytes from this connection now. This is a getter: an
+    /// edge-triggered runtime that stops reading must learn it from an empty
+    /// [`Agent::rx_space`], which is what arms the later [`Output::ResumeRead`]. A
+    /// level-triggered loop (`poll(2)`) may instead recompute its read interest from
+    /// `wants_read` and its write interest from [`Agent::tx_pending`] every turn, and
+    /// ignore `ResumeRead`.
     pub fn wants_read(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn)
