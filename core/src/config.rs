@@ -163,6 +163,10 @@ pub struct Config {
     pub lan_addr: SocketAddr,
     /// The WAN gossip address this node advertises (servers only).
     pub wan_addr: SocketAddr,
+    /// Gossip tuning (timing, limits); node, addresses, server mode and tags come from
+    /// the fields above. `None` takes the cluster's defaults (memberlist's LAN/WAN profiles).
+    #[serde(skip)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -179,6 +183,7 @@ impl Default for Config {
             tags: BTreeMap::new(),
             lan_addr: SocketAddr::from(([127, 0, 0, 1], 8301)),
             wan_addr: SocketAddr::from(([127, 0, 0, 1], 8302)),
+            cluster: None,
         }
     }
 }

@@ -46,6 +46,7 @@
 //!         }
 //!         Output::Close(c) => agent.handle_reset(c, now), // after flushing, close the socket
 //!         Output::ResumeRead(_) | Output::Log(_) | Output::Effect(_) => {}
+//!         Output::Datagram => while agent.poll_datagram().is_some() {}, // send them
 //!     }
 //! }
 //! // 4. arm the timer
@@ -89,6 +90,7 @@ use core::net::SocketAddr;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng as _, SeedableRng as _};
 
+pub use cluster::Pool;
 pub use command::{CommandInfo, RegisterError};
 pub use config::{Config, HostInfo, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
@@ -131,7 +133,21 @@ pub enum Effect {
     Reload,
     /// The agent has left (or was told to stop): close everything and exit.
     Shutdown,
+    /// Resolve host names for a `join`; answer with [`Agent::resolved`]. A name without a
+    /// port takes `default_port`.
+    Resolve {
+        /// To pass back with the answer.
+        id: ResolveId,
+        /// The names as the client gave them (`host` or `host:port`).
+        names: Vec<String>,
+        /// The gossip port of the pool being joined.
+        default_port: u16,
+    },
 }
+
+/// Names one [`Effect::Resolve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResolveId(pub u32);
 
 /// One output of the agent, drained with [`Agent::poll_output`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +162,9 @@ pub enum Output {
     Close(ConnId),
     /// A record the agent logged; the runtime prints it (it is already in the log ring).
     Log(LogRecord),
+    /// Gossip datagrams are queued: send each one [`Agent::poll_datagram`] returns, from
+    /// the socket of its pool, until it returns `None`.
+    Datagram,
     /// An effect for the runtime.
     Effect(Effect),
 }
@@ -198,6 +217,9 @@ pub struct Agent {
     scratch: Vec<u8>,
     status_items: session::StatusItems,
     membership: members::Membership,
+    cluster: cluster::Cluster,
+    /// `Output::Datagram` was emitted and `poll_datagram` has not yet run dry.
+    datagram_announced: bool,
     /// The latest `now` seen, for records logged where no `now` is at hand.
     last_now: Instant,
 }
@@ -208,8 +230,13 @@ impl Agent {
     pub fn new(config: Config, seed: u64, now: Instant) -> Self {
         let wall = WallClock::new(config.host.unix_ms, now, config.host.utc_offset_secs);
         let log = LogRing::new(config.limits.log_ring);
-        Agent {
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        // The cluster's RNG (and through it foca's) derives from the agent's seed.
+        let cluster = Agent::new_cluster(&config, rng.next_u64(), now);
+        let mut agent = Agent {
+            rng,
+            cluster,
+            datagram_announced: false,
             wall,
             conns: Conns::default(),
             timers: TimerQueue::default(),
@@ -226,7 +253,12 @@ impl Agent {
             membership: members::Membership::default(),
             last_now: now,
             cfg: config,
-        }
+        };
+        // The node's own join happens here, before anyone can subscribe: a stream opened
+        // later did not see it happen, so it is neither streamed nor replayed.
+        while agent.cluster.poll_event().is_some() {}
+        agent.out.clear();
+        agent
     }
 
     // ----- getters -------------------------------------------------------------------
@@ -424,8 +456,57 @@ impl Agent {
         self.settle(now);
     }
 
+    /// A gossip datagram arrived on a pool's socket.
+    pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
+        self.cluster.handle_datagram(pool, from, data, now);
+        self.drain_cluster(now);
+        self.settle(now);
+    }
+
+    /// The next gossip datagram to send: its pool (which socket), destination and bytes.
+    pub fn poll_datagram(&mut self) -> Option<(Pool, SocketAddr, Vec<u8>)> {
+        let d = self.cluster.poll_datagram();
+        if d.is_none() {
+            self.datagram_announced = false;
+        }
+        d
+    }
+
+    /// The next gossip datagram without copying it; [`Agent::pop_datagram`] after sending.
+    pub fn peek_datagram(&self) -> Option<(Pool, SocketAddr, &[u8])> {
+        self.cluster.peek_datagram()
+    }
+
+    /// Drops the datagram [`Agent::peek_datagram`] returned.
+    pub fn pop_datagram(&mut self) {
+        self.cluster.pop_datagram();
+        if self.cluster.peek_datagram().is_none() {
+            self.datagram_announced = false;
+        }
+    }
+
+    /// The answer to [`Effect::Resolve`]: per name, its addresses or why it failed.
+    pub fn resolved(
+        &mut self,
+        id: ResolveId,
+        results: &[(String, Result<Vec<SocketAddr>, String>)],
+        now: Instant,
+    ) {
+        self.resolved_names(id.0, results, now);
+        self.settle(now);
+    }
+
+    /// The cluster: members, pools and counters (read-only).
+    pub fn cluster(&self) -> &cluster::Cluster {
+        &self.cluster
+    }
+
     /// Timers due at or before `now` fire.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.cluster.poll_timeout().is_some_and(|t| t <= now) {
+            self.cluster.handle_timeout(now);
+        }
+        self.drain_cluster(now);
         while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Pull(conn) => self.wake.push(conn),
@@ -485,7 +566,10 @@ impl Agent {
     /// The instant [`Agent::handle_timeout`] should be called at, if any.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.cluster.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- internals -----------------------------------------------------------------

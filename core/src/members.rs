@@ -1,161 +1,481 @@
-//! The member view both protocols show, and the membership commands (`join`, `leave`,
-//! `force-leave`, `tags`, `event`) behind the RPC and the HTTP API. Until the gossip pools
-//! are wired in, the view holds this node alone and user events are delivered locally.
+//! Membership as both protocols see it: the agent's glue to its [`Cluster`] (foca LAN and
+//! WAN pools). The RPC commands `join`, `members*`, `force-leave`, `leave`, `tags`, `event`
+//! and `stream`, and the HTTP-API commands `members`, `join`, `force-leave`, `leave` and
+//! `events`, all go through here.
+//!
+//! The cluster is driven inside the agent's call contract: every datagram, tick or
+//! command is followed by [`Agent::drain_cluster`], which turns the cluster's outputs into
+//! the agent's (datagrams to send, member and user events for `stream`s, finished joins for
+//! the requests waiting on them, the shutdown after a leave).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
+use crate::cluster::{
+    Cluster, ClusterConfig, ClusterEvent, JoinOutcome, MemberEvent, MemberView, Pool,
+};
 use crate::json::Obj;
+use crate::log::Level;
 use crate::rpc::msgpack::{DecodeError, Reader};
 use crate::rpc::wire::{self, msg};
+use crate::session::items;
 use crate::time::Instant;
 use crate::{Agent, ConnId, Effect, Output};
 
-/// Serf's protocol range (min, max, cur), as the CLI reads it.
-pub(crate) const PROTOCOL: [u8; 3] = [1, 5, 2];
-/// Serf's delegate protocol range (min, max, cur).
-pub(crate) const DELEGATE: [u8; 3] = [2, 5, 5];
-/// Serf's limit on a user event's name plus payload.
-pub(crate) const USER_EVENT_LIMIT: usize = 512;
-
-/// One member, owned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct MemberView {
-    pub(crate) name: String,
-    pub(crate) addr: IpAddr,
-    pub(crate) port: u16,
-    pub(crate) tags: Vec<(String, String)>,
-    pub(crate) status: &'static str,
+/// Who waits for a join's outcome.
+#[derive(Debug)]
+pub(crate) enum JoinWaiter {
+    /// An RPC `join` (its connection is parked until the reply).
+    Rpc {
+        conn: ConnId,
+        seq: u64,
+        /// Addresses that failed before the cluster saw them (parse or resolve errors).
+        failures: Vec<String>,
+    },
+    /// An HTTP-API `join` job.
+    Job { job: u32, failures: Vec<String> },
 }
 
-impl MemberView {
-    pub(crate) fn as_wire(&self) -> wire::Member<'_> {
-        wire::Member {
-            name: &self.name,
-            addr: self.addr,
-            port: self.port,
-            tags: &self.tags,
-            status: self.status,
-            protocol: PROTOCOL,
-            delegate: DELEGATE,
-        }
-    }
-
-    /// The member as JSON, with Consul's field names.
-    pub(crate) fn write_json(&self, m: &mut Obj<'_>) {
-        let mut addr = String::new();
-        let _ = core::fmt::Write::write_fmt(&mut addr, format_args!("{}", self.addr));
-        let [pmin, pmax, pcur] = PROTOCOL;
-        let [dmin, dmax, dcur] = DELEGATE;
-        m.str("Addr", &addr);
-        m.u64("DelegateCur", dcur.into());
-        m.u64("DelegateMax", dmax.into());
-        m.u64("DelegateMin", dmin.into());
-        m.str("Name", &self.name);
-        m.u64("Port", self.port.into());
-        m.u64("ProtocolCur", pcur.into());
-        m.u64("ProtocolMax", pmax.into());
-        m.u64("ProtocolMin", pmin.into());
-        m.str("Status", self.status);
-        m.obj("Tags", |t| {
-            for (k, v) in &self.tags {
-                t.dyn_str(k, v);
-            }
-        });
-    }
+/// A join waiting for host names to be resolved by the runtime.
+#[derive(Debug)]
+pub(crate) struct PendingResolve {
+    pub(crate) pool: Pool,
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) waiter: JoinWaiter,
 }
 
-/// This node's membership state: its tags and the user-event clock.
+/// Membership state the agent keeps beside its cluster.
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
-    /// Tags set at runtime (`tags` command), over the configured ones.
-    pub(crate) tags: BTreeMap<String, String>,
-    pub(crate) deleted: Vec<String>,
-    pub(crate) event_ltime: u64,
-    pub(crate) leaving: bool,
+    pub(crate) joins: BTreeMap<u32, JoinWaiter>,
+    pub(crate) resolves: BTreeMap<u32, PendingResolve>,
+    pub(crate) next_resolve: u32,
+    /// `Effect::Shutdown` was emitted.
+    pub(crate) shutdown: bool,
+}
+
+/// Builds the cluster's configuration from the agent's.
+pub(crate) fn cluster_config(cfg: &crate::Config) -> ClusterConfig {
+    let mut c = cfg.cluster.clone().unwrap_or_default();
+    c.node_name = cfg.node_name.clone();
+    c.datacenter = cfg.datacenter.clone();
+    c.server = cfg.server;
+    c.lan_addr = cfg.lan_addr;
+    c.wan_addr = cfg.wan_addr;
+    c.tags = cfg.tags.clone();
+    c
+}
+
+fn pool_of(wan: bool) -> Pool {
+    if wan { Pool::Wan } else { Pool::Lan }
+}
+
+/// Parses `ip`, `ip:port` or `[v6]:port`; a missing port is the pool's default.
+fn parse_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok().or_else(|| {
+        s.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, default_port))
+    })
+}
+
+fn wire_member(m: &MemberView) -> (String, IpAddr, u16, Vec<(String, String)>, &'static str) {
+    (
+        m.name.clone(),
+        m.addr,
+        m.port,
+        m.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        m.status.as_str(),
+    )
+}
+
+/// Writes members as `{"Members":[…]}` in Go's encoding.
+fn write_members(out: &mut Vec<u8>, ms: &[&MemberView]) {
+    let owned: Vec<_> = ms.iter().map(|m| wire_member(m)).collect();
+    let views: Vec<wire::Member<'_>> = owned
+        .iter()
+        .zip(ms)
+        .map(|((name, addr, port, tags, status), m)| wire::Member {
+            name,
+            addr: *addr,
+            port: *port,
+            tags,
+            status,
+            protocol: [m.protocol_min, m.protocol_max, m.protocol_cur],
+            delegate: [m.delegate_min, m.delegate_max, m.delegate_cur],
+        })
+        .collect();
+    wire::members(out, &views);
+}
+
+/// A member as JSON, with Consul's field names.
+pub(crate) fn write_member_json(m: &MemberView, o: &mut Obj<'_>) {
+    let mut addr = String::new();
+    let _ = core::fmt::Write::write_fmt(&mut addr, format_args!("{}", m.addr));
+    o.str("Addr", &addr);
+    o.u64("DelegateCur", m.delegate_cur.into());
+    o.u64("DelegateMax", m.delegate_max.into());
+    o.u64("DelegateMin", m.delegate_min.into());
+    o.str("Name", &m.name);
+    o.u64("Port", m.port.into());
+    o.u64("ProtocolCur", m.protocol_cur.into());
+    o.u64("ProtocolMax", m.protocol_max.into());
+    o.u64("ProtocolMin", m.protocol_min.into());
+    o.str("Status", m.status.as_str());
+    o.obj("Tags", |t| {
+        for (k, v) in &m.tags {
+            t.dyn_str(k, v);
+        }
+    });
 }
 
 type R<T> = Result<T, DecodeError>;
 
 impl Agent {
-    /// This node's tags: `role`, `dc`, `build`, `vsn`, then configured and runtime tags.
-    pub(crate) fn self_tags(&self) -> Vec<(String, String)> {
-        let mut tags: BTreeMap<String, String> = BTreeMap::new();
-        let role = if self.cfg.server { "consul" } else { "node" };
-        tags.insert("role".into(), role.into());
-        tags.insert("dc".into(), self.cfg.datacenter.clone());
-        tags.insert("build".into(), crate::VERSION.into());
-        tags.insert("vsn".into(), "2".into());
-        for (k, v) in &self.cfg.tags {
-            tags.insert(k.clone(), v.clone());
-        }
-        for k in &self.membership.deleted {
-            tags.remove(k);
-        }
-        for (k, v) in &self.membership.tags {
-            tags.insert(k.clone(), v.clone());
-        }
-        tags.into_iter().collect()
+    pub(crate) fn new_cluster(cfg: &crate::Config, seed: u64, now: Instant) -> Cluster {
+        Cluster::new(cluster_config(cfg), seed, now)
     }
 
-    /// The members of the LAN pool, or of the WAN pool (empty unless this is a server).
+    /// The members of a pool (WAN: empty unless this is a server).
     pub(crate) fn member_views(&self, wan: bool) -> Vec<MemberView> {
-        if wan && !self.cfg.server {
-            return Vec::new();
+        let pool = pool_of(wan);
+        if self.cluster.has_pool(pool) {
+            self.cluster.members(pool)
+        } else {
+            Vec::new()
         }
-        let addr = if wan {
-            self.cfg.wan_addr
-        } else {
-            self.cfg.lan_addr
-        };
-        let status = if self.membership.leaving {
-            "leaving"
-        } else {
-            "alive"
-        };
-        Vec::from([MemberView {
-            name: self.cfg.node_name.clone(),
-            addr: addr.ip(),
-            port: addr.port(),
-            tags: self.self_tags(),
-            status,
-        }])
     }
 
     /// `serf_lan` / `serf_wan` sections of `stats`.
     pub(crate) fn pool_stats(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
-        let pool = |wan: bool| {
-            let ms = self.member_views(wan);
-            let count = |s: &str| ms.iter().filter(|m| m.status == s).count();
+        let n = |v: usize| alloc::format!("{v}");
+        let pool = |p: Pool| {
+            let c = self.cluster.status_counts(p);
             Vec::from([
                 ("encrypted".into(), "false".into()),
-                (
-                    "event_time".into(),
-                    alloc::format!("{}", self.membership.event_ltime),
-                ),
-                ("failed".into(), alloc::format!("{}", count("failed"))),
-                ("left".into(), alloc::format!("{}", count("left"))),
-                ("members".into(), alloc::format!("{}", ms.len())),
+                ("event_time".into(), n(self.cluster.event_ltime() as usize)),
+                ("failed".into(), n(c.failed)),
+                ("left".into(), n(c.left)),
+                ("members".into(), n(c.total())),
             ])
         };
-        let mut out = Vec::from([("serf_lan", pool(false))]);
-        if self.cfg.server {
-            out.push(("serf_wan", pool(true)));
+        let mut out = Vec::from([("serf_lan", pool(Pool::Lan))]);
+        if self.cluster.has_pool(Pool::Wan) {
+            out.push(("serf_wan", pool(Pool::Wan)));
         }
         out
     }
 
-    /// Leave: peers learn the intent, then the runtime is asked to shut down.
-    pub(crate) fn begin_leave(&mut self, now: Instant) {
-        self.membership.leaving = true;
-        self.log(
-            crate::Level::Info,
-            "agent: graceful leave, shutting down",
-            now,
+    /// Turns what the cluster produced into the agent's outputs. Called after every
+    /// cluster input.
+    pub(crate) fn drain_cluster(&mut self, now: Instant) {
+        if self.cluster.peek_datagram().is_some() && !self.datagram_announced {
+            self.datagram_announced = true;
+            self.out.push_back(Output::Datagram);
+        }
+        while let Some(event) = self.cluster.poll_event() {
+            self.cluster_event(event, now);
+        }
+        while let Some(outcome) = self.cluster.poll_join() {
+            self.join_finished(outcome, now);
+        }
+        if self.cluster.ready_to_shutdown() && !self.membership.shutdown {
+            self.membership.shutdown = true;
+            self.log(Level::Info, "agent: left the cluster, shutting down", now);
+            self.emit(Output::Effect(Effect::Shutdown));
+        }
+    }
+
+    fn cluster_event(&mut self, event: ClusterEvent, now: Instant) {
+        match event {
+            ClusterEvent::Member {
+                kind,
+                pool,
+                members,
+            } => {
+                let text = alloc::format!(
+                    "serf: Event{}: {}",
+                    match kind {
+                        MemberEvent::Join => "MemberJoin",
+                        MemberEvent::Leave => "MemberLeave",
+                        MemberEvent::Failed => "MemberFailed",
+                        MemberEvent::Update => "MemberUpdate",
+                        MemberEvent::Reap => "MemberReap",
+                    },
+                    members
+                        .iter()
+                        .map(|m| alloc::format!("{} {}", m.name, m.addr))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.log(Level::Info, &text, now);
+                if pool == Pool::Lan {
+                    let refs: Vec<&MemberView> = members.iter().collect();
+                    let mut body = Vec::new();
+                    wire::map(&mut body, 2);
+                    wire::str(&mut body, "Event");
+                    wire::str(&mut body, kind.as_str());
+                    body.extend_from_slice(&{
+                        let mut m = Vec::new();
+                        write_members(&mut m, &refs);
+                        // `write_members` starts with its own fixmap(1); skip it.
+                        m.split_off(1)
+                    });
+                    let targets = self.conns.rpc_streams(|f| f.member(kind.as_str()));
+                    for (conn, seq) in targets {
+                        self.rpc_record(conn, seq, &|tx: &mut Vec<u8>| tx.extend_from_slice(&body));
+                    }
+                    let item_kind = kind.as_str();
+                    self.feed_event_jobs(
+                        |f| f.member(item_kind),
+                        |job| {
+                            items::build(|o| {
+                                o.str("event", item_kind);
+                                o.u64("jobId", job.into());
+                                o.arr("members", |a| {
+                                    for m in &members {
+                                        a.obj(|o| write_member_json(m, o));
+                                    }
+                                });
+                                o.str("type", "event");
+                            })
+                        },
+                    );
+                }
+            }
+            ClusterEvent::User(e) => {
+                self.deliver_user_event(&e.name, &e.payload, e.coalesce, e.ltime);
+                let (name, ltime, coalesce) = (e.name.clone(), e.ltime, e.coalesce);
+                let payload = String::from_utf8_lossy(&e.payload).into_owned();
+                self.feed_event_jobs(
+                    |f| f.user(&name),
+                    |job| {
+                        items::build(|o| {
+                            o.bool("coalesce", coalesce);
+                            o.str("event", "user");
+                            o.u64("jobId", job.into());
+                            o.u64("ltime", ltime);
+                            o.str("name", &name);
+                            o.str("payload", &payload);
+                            o.str("type", "event");
+                        })
+                    },
+                );
+            }
+        }
+    }
+
+    fn join_finished(&mut self, outcome: JoinOutcome, now: Instant) {
+        let Some(waiter) = self.membership.joins.remove(&outcome.id.0) else {
+            return;
+        };
+        let mut failures = match &waiter {
+            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } => failures.clone(),
+        };
+        if let Some(e) = &outcome.error {
+            failures.extend(e.failures.iter().cloned());
+        }
+        let joined = outcome.joined;
+        // Partial success is no error (Serf): the error names failures only when none joined.
+        let error = if joined == 0 && !failures.is_empty() {
+            crate::cluster::JoinError { failures }.to_string_alloc()
+        } else {
+            String::new()
+        };
+        match waiter {
+            JoinWaiter::Rpc { conn, seq, .. } => {
+                self.reply_join(conn, seq, joined, &error);
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.rpc.parked = false;
+                }
+                self.wake.push(conn);
+            }
+            JoinWaiter::Job { job, .. } => {
+                let item = items::build(|o| {
+                    o.u64("jobId", job.into());
+                    o.u64("joined", joined.into());
+                    o.str("type", "join");
+                });
+                self.job_item(job, item);
+                if error.is_empty() {
+                    self.end_job(job, 0, None, false, now);
+                } else {
+                    self.end_job(job, 1, Some(error.trim_end()), false, now);
+                }
+            }
+        }
+    }
+
+    fn reply_join(&mut self, conn: ConnId, seq: u64, joined: u32, error: &str) {
+        self.rpc_reply(
+            conn,
+            seq,
+            error,
+            Some(&|tx: &mut Vec<u8>| {
+                wire::map(tx, 1);
+                wire::str(tx, "Num");
+                wire::uint(tx, joined.into());
+            }),
         );
-        self.emit(Output::Effect(Effect::Shutdown));
+    }
+
+    /// Starts a join of `addrs` (IPs, `ip:port`, or host names the runtime resolves); the
+    /// waiter is answered when the cluster reports, or at once if nothing can be tried.
+    pub(crate) fn start_join(
+        &mut self,
+        addrs: &[&str],
+        wan: bool,
+        waiter: JoinWaiter,
+        now: Instant,
+    ) {
+        let pool = pool_of(wan);
+        if wan && !self.cfg.server {
+            return self.fail_join(waiter, msg::WAN_NEEDS_SERVER, now);
+        }
+        let port = if wan {
+            self.cfg.wan_addr.port()
+        } else {
+            self.cfg.lan_addr.port()
+        };
+        let mut parsed = Vec::new();
+        let mut names = Vec::new();
+        for a in addrs {
+            match parse_addr(a, port) {
+                Some(sa) => parsed.push(sa),
+                None => names.push(String::from(*a)),
+            }
+        }
+        if names.is_empty() {
+            return self.join_addrs(pool, &parsed, waiter, now);
+        }
+        let id = self.membership.next_resolve;
+        self.membership.next_resolve = id.wrapping_add(1);
+        self.membership.resolves.insert(
+            id,
+            PendingResolve {
+                pool,
+                addrs: parsed,
+                waiter,
+            },
+        );
+        self.emit(Output::Effect(Effect::Resolve {
+            id: crate::ResolveId(id),
+            names,
+            default_port: port,
+        }));
+    }
+
+    fn join_addrs(&mut self, pool: Pool, addrs: &[SocketAddr], waiter: JoinWaiter, now: Instant) {
+        let has_failures = matches!(
+            &waiter,
+            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } if !failures.is_empty()
+        );
+        if addrs.is_empty() && !has_failures {
+            // Nothing to contact: Num 0, no error (Serf).
+            return self.finish_join_now(waiter, 0, String::new(), now);
+        }
+        if addrs.is_empty() {
+            let failures = match waiter {
+                JoinWaiter::Rpc { ref failures, .. } | JoinWaiter::Job { ref failures, .. } => {
+                    failures.clone()
+                }
+            };
+            let error = crate::cluster::JoinError { failures }.to_string_alloc();
+            return self.finish_join_now(waiter, 0, error, now);
+        }
+        match self.cluster.join(pool, addrs, now) {
+            Ok(id) => {
+                self.membership.joins.insert(id.0, waiter);
+                self.drain_cluster(now);
+            }
+            Err(e) => {
+                let text = e.to_string_alloc();
+                self.fail_join(waiter, &text, now);
+            }
+        }
+    }
+
+    fn fail_join(&mut self, waiter: JoinWaiter, error: &str, now: Instant) {
+        self.finish_join_now(waiter, 0, String::from(error), now);
+    }
+
+    fn finish_join_now(&mut self, waiter: JoinWaiter, joined: u32, error: String, now: Instant) {
+        match waiter {
+            JoinWaiter::Rpc { conn, seq, .. } => {
+                self.reply_join(conn, seq, joined, &error);
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.rpc.parked = false;
+                }
+                self.wake.push(conn);
+            }
+            JoinWaiter::Job { job, .. } => {
+                if error.is_empty() {
+                    let item = items::build(|o| {
+                        o.u64("jobId", job.into());
+                        o.u64("joined", joined.into());
+                        o.str("type", "join");
+                    });
+                    self.job_item(job, item);
+                    self.end_job(job, 0, None, false, now);
+                } else {
+                    self.end_job(job, 1, Some(error.trim_end()), false, now);
+                }
+            }
+        }
+    }
+
+    /// The runtime resolved the host names of a join.
+    pub(crate) fn resolved_names(
+        &mut self,
+        id: u32,
+        results: &[(String, Result<Vec<SocketAddr>, String>)],
+        now: Instant,
+    ) {
+        let Some(mut pending) = self.membership.resolves.remove(&id) else {
+            return;
+        };
+        for (name, r) in results {
+            match r {
+                Ok(addrs) if !addrs.is_empty() => pending.addrs.extend(addrs.iter().copied()),
+                Ok(_) => push_failure(&mut pending.waiter, name, "no addresses"),
+                Err(e) => push_failure(&mut pending.waiter, name, e),
+            }
+        }
+        self.join_addrs(pending.pool, &pending.addrs, pending.waiter, now);
+    }
+
+    /// Leave: tell the cluster, which tells peers and, after the propagation delay, says
+    /// it is ready; `drain_cluster` then asks the runtime to shut down.
+    pub(crate) fn begin_leave(&mut self, now: Instant) {
+        self.log(Level::Info, "agent: graceful leave requested", now);
+        self.cluster.leave(now);
+        self.drain_cluster(now);
+    }
+
+    // ----- RPC commands ------------------------------------------------------------------
+
+    pub(crate) fn rpc_members(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        wan: bool,
+        filter: Option<&crate::rpc::commands::MemberFilter>,
+    ) {
+        let views = self.member_views(wan);
+        let kept: Vec<&MemberView> = views
+            .iter()
+            .filter(|m| filter.is_none_or(|f| f.matches(m)))
+            .collect();
+        let mut body = Vec::new();
+        write_members(&mut body, &kept);
+        self.rpc_reply(
+            conn,
+            seq,
+            "",
+            Some(&|tx: &mut Vec<u8>| tx.extend_from_slice(&body)),
+        );
     }
 
     pub(crate) fn rpc_join(
@@ -183,38 +503,17 @@ impl Agent {
             }
             Ok(true)
         })?;
-        let (num, error) = self.join(&existing, wan, now);
-        self.rpc_reply(
+        // Requests behind a join wait for its reply: answers stay in order.
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.rpc.parked = true;
+        }
+        let waiter = JoinWaiter::Rpc {
             conn,
             seq,
-            &error,
-            Some(&|tx: &mut Vec<u8>| {
-                wire::map(tx, 1);
-                wire::str(tx, "Num");
-                wire::int(tx, num.into());
-            }),
-        );
+            failures: Vec::new(),
+        };
+        self.start_join(&existing, wan, waiter, now);
         Ok(true)
-    }
-
-    /// Joins the addresses; returns how many answered and the error text ("" for success,
-    /// also for partial success).
-    pub(crate) fn join(&mut self, addrs: &[&str], wan: bool, now: Instant) -> (i32, String) {
-        if wan && !self.cfg.server {
-            return (0, String::from(msg::WAN_NEEDS_SERVER));
-        }
-        if addrs.is_empty() {
-            return (0, String::new());
-        }
-        let _ = now;
-        let mut text = alloc::format!("{} error occurred:\n", addrs.len());
-        for a in addrs {
-            text.push_str(&alloc::format!(
-                "\t* Failed to join {a}: gossip membership is not enabled in this build\n"
-            ));
-        }
-        text.push('\n');
-        (0, text)
     }
 
     pub(crate) fn rpc_force_leave(
@@ -222,22 +521,24 @@ impl Agent {
         conn: ConnId,
         seq: u64,
         r: &mut Reader<'_>,
-        _now: Instant,
+        now: Instant,
     ) -> R<bool> {
+        let mut node = "";
+        let mut prune = false;
         r.fields(&["Node", "Prune"], |k, r| {
             match k {
-                "Node" => {
-                    r.str()?;
-                }
-                "Prune" => {
-                    r.bool()?;
-                }
+                "Node" => node = r.str()?,
+                "Prune" => prune = r.bool()?,
                 _ => return Ok(false),
             }
             Ok(true)
         })?;
-        // An unknown node is no error (Serf 0.9.4); this node alone knows no failed ones.
-        self.rpc_reply(conn, seq, "", None);
+        let error = match self.cluster.force_leave(node, prune, now) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string_alloc(),
+        };
+        self.drain_cluster(now);
+        self.rpc_reply(conn, seq, &error, None);
         Ok(true)
     }
 
@@ -246,7 +547,7 @@ impl Agent {
         conn: ConnId,
         seq: u64,
         r: &mut Reader<'_>,
-        _now: Instant,
+        now: Instant,
     ) -> R<bool> {
         let mut set: Vec<(String, String)> = Vec::new();
         let mut delete: Vec<String> = Vec::new();
@@ -270,16 +571,12 @@ impl Agent {
             }
             Ok(true)
         })?;
-        // Deletes first, then merges (Serf's order).
-        for k in delete {
-            self.membership.tags.remove(&k);
-            self.membership.deleted.push(k);
-        }
-        for (k, v) in set {
-            self.membership.deleted.retain(|d| *d != k);
-            self.membership.tags.insert(k, v);
-        }
-        self.rpc_reply(conn, seq, "", None);
+        let error = match self.cluster.set_tags(&set, &delete, now) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string_alloc(),
+        };
+        self.drain_cluster(now);
+        self.rpc_reply(conn, seq, &error, None);
         Ok(true)
     }
 
@@ -288,7 +585,7 @@ impl Agent {
         conn: ConnId,
         seq: u64,
         r: &mut Reader<'_>,
-        _now: Instant,
+        now: Instant,
     ) -> R<bool> {
         let mut name = "";
         let mut payload: &[u8] = &[];
@@ -302,15 +599,12 @@ impl Agent {
             }
             Ok(true)
         })?;
-        if name.len() + payload.len() > USER_EVENT_LIMIT {
-            self.rpc_reply(conn, seq, msg::EVENT_TOO_LARGE, None);
-            return Ok(true);
-        }
-        self.rpc_reply(conn, seq, "", None);
-        self.membership.event_ltime += 1;
-        let ltime = self.membership.event_ltime;
-        let (name, payload) = (String::from(name), Vec::from(payload));
-        self.deliver_user_event(&name, &payload, coalesce, ltime);
+        let error = match self.cluster.user_event(name, payload, coalesce, now) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string_alloc(),
+        };
+        self.rpc_reply(conn, seq, &error, None);
+        self.drain_cluster(now);
         Ok(true)
     }
 
@@ -338,5 +632,21 @@ impl Agent {
                 wire::bin(tx, payload);
             });
         }
+    }
+}
+
+fn push_failure(waiter: &mut JoinWaiter, name: &str, why: &str) {
+    let (JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. }) = waiter;
+    failures.push(alloc::format!("Failed to join {name}: {why}"));
+}
+
+/// `to_string` without pulling in `alloc::string::ToString` at every call site.
+pub(crate) trait ToStringAlloc {
+    fn to_string_alloc(&self) -> String;
+}
+
+impl<T: core::fmt::Display> ToStringAlloc for T {
+    fn to_string_alloc(&self) -> String {
+        alloc::format!("{self}")
     }
 }

@@ -39,6 +39,8 @@ pub struct Sim {
     pub logs: Vec<LogRecord>,
     /// Every `Close` output, in order (to check each connection closes at most once).
     pub closes: Vec<ConnId>,
+    /// Gossip datagrams the agent sent (nobody receives them in this driver).
+    pub datagrams: Vec<(tandem_core::Pool, std::net::SocketAddr, Vec<u8>)>,
 }
 
 impl Sim {
@@ -60,6 +62,7 @@ impl Sim {
             effects: Vec::new(),
             logs: Vec::new(),
             closes: Vec::new(),
+            datagrams: Vec::new(),
         }
     }
 
@@ -146,6 +149,11 @@ impl Sim {
                 }
                 Output::ResumeRead(c) => self.push_unsent(c),
                 Output::Log(r) => self.logs.push(r),
+                Output::Datagram => {
+                    while let Some(d) = self.agent.poll_datagram() {
+                        self.datagrams.push(d);
+                    }
+                }
                 Output::Effect(e) => self.effects.push(e),
             }
         }

@@ -37,10 +37,20 @@ fn help_lists_every_command_sorted_by_name() {
     let list = [
         entry("abc", "test command"),
         entry("echo", "Print its arguments"),
+        entry(
+            "events",
+            "Stream membership and user events until interrupted",
+        ),
+        entry("force-leave", "Force a failed member into the left state"),
         entry("gen", "test command"),
         entry("help", "List commands, or show one command's usage"),
         entry("jobs", "List the jobs of this session"),
+        entry("join", "Join a cluster through these addresses"),
         entry("kill", "Stop a job of this session"),
+        entry(
+            "leave",
+            "Leave the cluster gracefully and shut the agent down",
+        ),
         entry("members", "List the members of the cluster"),
         entry(
             "monitor",

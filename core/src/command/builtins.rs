@@ -25,6 +25,12 @@ impl Agent {
             Builtin::Stats => ("stats", args.is_empty()),
             Builtin::Members => ("members", args.is_empty()),
             Builtin::Monitor => ("monitor", true),
+            Builtin::Events | Builtin::Join => ("", true),
+            Builtin::Leave => ("leave", args.is_empty()),
+            Builtin::ForceLeave => (
+                "force-leave",
+                matches!(args, [n] if n != "-prune") || matches!(args, [p, _] if p == "-prune"),
+            ),
         };
         if !ok {
             return self.usage_error(id, name, now);
@@ -50,12 +56,30 @@ impl Agent {
                 o.u64("jobId", jid);
                 o.arr("members", |a| {
                     for m in self.member_views(false) {
-                        a.obj(|o| m.write_json(o));
+                        a.obj(|o| crate::members::write_member_json(&m, o));
                     }
                 });
                 o.str("type", "members");
             }))),
-            Builtin::Monitor => Ok(None),
+            Builtin::Monitor | Builtin::Events | Builtin::Join => Ok(None),
+            Builtin::Leave => {
+                self.begin_leave(now);
+                Ok(Some(items::message(id, "Graceful leave started")))
+            }
+            Builtin::ForceLeave => {
+                let (prune, node) = match args {
+                    [p, n] if p == "-prune" => (true, n.as_str()),
+                    [n, ..] => (false, n.as_str()),
+                    [] => (false, ""),
+                };
+                match self.cluster.force_leave(node, prune, now) {
+                    Ok(()) => {
+                        self.drain_cluster(now);
+                        Ok(None)
+                    }
+                    Err(e) => Err((1, alloc::format!("{e}"))),
+                }
+            }
         };
         match result {
             Ok(item) => {

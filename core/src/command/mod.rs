@@ -20,6 +20,10 @@ pub(crate) enum Builtin {
     Stats,
     Members,
     Monitor,
+    Join,
+    ForceLeave,
+    Leave,
+    Events,
 }
 
 /// Name, one-line summary and usage of a command, as `help` shows them.
@@ -52,6 +56,18 @@ const BUILTINS: &[(Builtin, &str, &str, &str)] = &[
         "echo [WORD]...",
     ),
     (
+        Builtin::Events,
+        "events",
+        "Stream membership and user events until interrupted",
+        "events [FILTER]",
+    ),
+    (
+        Builtin::ForceLeave,
+        "force-leave",
+        "Force a failed member into the left state",
+        "force-leave [-prune] NODE",
+    ),
+    (
         Builtin::Help,
         "help",
         "List commands, or show one command's usage",
@@ -64,10 +80,22 @@ const BUILTINS: &[(Builtin, &str, &str, &str)] = &[
         "jobs",
     ),
     (
+        Builtin::Join,
+        "join",
+        "Join a cluster through these addresses",
+        "join [-wan] ADDRESS...",
+    ),
+    (
         Builtin::Kill,
         "kill",
         "Stop a job of this session",
         "kill JOB_ID",
+    ),
+    (
+        Builtin::Leave,
+        "leave",
+        "Leave the cluster gracefully and shut the agent down",
+        "leave",
     ),
     (
         Builtin::Members,

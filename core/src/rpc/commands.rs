@@ -62,7 +62,6 @@ impl Filter {
     }
 
     /// Whether a member event of this kind passes.
-    #[allow(dead_code)] // member events arrive with the gossip pools
     pub(crate) fn member(&self, event: &str) -> bool {
         self.0.iter().any(|i| match i {
             FilterItem::All => true,
@@ -363,23 +362,6 @@ impl Agent {
         out
     }
 
-    fn rpc_members(&mut self, conn: ConnId, seq: u64, wan: bool, filter: Option<&MemberFilter>) {
-        let views = self.member_views(wan);
-        let ms: Vec<wire::Member<'_>> = views
-            .iter()
-            .map(|v| v.as_wire())
-            .filter(|m| filter.is_none_or(|f| f.matches(m)))
-            .collect();
-        let mut body = Vec::new();
-        wire::members(&mut body, &ms);
-        self.rpc_reply(
-            conn,
-            seq,
-            "",
-            Some(&|tx: &mut Vec<u8>| tx.extend_from_slice(&body)),
-        );
-    }
-
     fn rpc_members_filtered(&mut self, conn: ConnId, seq: u64, r: &mut Reader<'_>) -> R<bool> {
         let mut name = "";
         let mut status = "";
@@ -454,18 +436,14 @@ impl MemberFilter {
         })
     }
 
-    pub(crate) fn matches(&self, m: &wire::Member<'_>) -> bool {
+    pub(crate) fn matches(&self, m: &crate::cluster::MemberView) -> bool {
         let ok = |re: &Option<regex_automata::meta::Regex>, s: &str| {
             re.as_ref().is_none_or(|re| re.is_match(s))
         };
-        ok(&self.name, m.name)
-            && ok(&self.status, m.status)
+        ok(&self.name, &m.name)
+            && ok(&self.status, m.status.as_str())
             && self.tags.iter().all(|(k, re)| {
-                let v = m
-                    .tags
-                    .iter()
-                    .find(|(tk, _)| tk == k)
-                    .map_or("", |(_, v)| v.as_str());
+                let v = m.tags.get(k).map_or("", String::as_str);
                 re.is_match(v)
             })
     }

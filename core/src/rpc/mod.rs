@@ -107,6 +107,8 @@ pub(crate) struct RpcConn {
     /// The monitor's Seq and level (one per connection).
     pub(crate) monitor: Option<(u64, Level)>,
     pub(crate) streams: Vec<Stream>,
+    /// A request (`join`) waits for its answer; the ones behind it stay buffered.
+    pub(crate) parked: bool,
 }
 
 impl Agent {
@@ -129,6 +131,9 @@ impl Agent {
             };
             if c.closing {
                 return;
+            }
+            if c.rpc.parked {
+                break;
             }
             if c.tx_len() >= self.cfg.limits.max_tx {
                 // Slow reader: no new requests until it reads; its stream records are
@@ -174,7 +179,7 @@ impl Agent {
         if c.closing {
             return;
         }
-        if c.read_closed {
+        if c.read_closed && !c.rpc.parked {
             // A half-sent request will never complete; streams die with the reader.
             self.close_conn(conn);
             return;

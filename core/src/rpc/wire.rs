@@ -19,8 +19,6 @@ pub(crate) mod msg {
     pub(crate) const INVALID_AUTH: &str = "Invalid authentication token";
     pub(crate) const INVALID_FILTER: &str = "Invalid event filter";
     pub(crate) const STREAM_EXISTS: &str = "Stream with given sequence exists";
-    pub(crate) const EVENT_TOO_LARGE: &str =
-        "user event exceeds configured limit of 512 bytes before encoding";
     pub(crate) const WAN_NEEDS_SERVER: &str = "Must be a server to join WAN cluster";
 }
 
@@ -56,14 +54,6 @@ pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
 
 pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
     let _ = rmp::encode::write_uint(out, v);
-}
-
-pub(crate) fn int(out: &mut Vec<u8>, v: i64) {
-    if v >= 0 {
-        uint(out, v as u64);
-    } else {
-        let _ = rmp::encode::write_sint(out, v);
-    }
 }
 
 pub(crate) fn bool(out: &mut Vec<u8>, v: bool) {

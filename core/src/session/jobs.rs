@@ -49,6 +49,10 @@ pub(crate) enum Run {
     Monitor(Level),
     /// A host command running through effects.
     Host,
+    /// `events`: streams cluster events that pass the filter until interrupted.
+    Events(crate::rpc::commands::Filter),
+    /// `join`: waits for the cluster's answer.
+    Join,
 }
 
 #[derive(Debug)]
@@ -96,6 +100,10 @@ impl Agent {
         };
         let run = match self.registry.resolve(name) {
             Some(Resolved::Builtin(Builtin::Monitor)) => Run::Monitor(Level::Info),
+            Some(Resolved::Builtin(Builtin::Events)) => {
+                Run::Events(crate::rpc::commands::Filter(Vec::new()))
+            }
+            Some(Resolved::Builtin(Builtin::Join)) => Run::Join,
             Some(Resolved::Builtin(b)) => Run::Builtin(b),
             Some(Resolved::Host(_)) => Run::Host,
             None => return Err(format!("{name}: command not found")),
@@ -138,6 +146,8 @@ impl Agent {
         match job.run {
             Run::Builtin(b) => self.run_builtin(id, b, words.get(1..).unwrap_or(&[]), now),
             Run::Monitor(_) => self.start_monitor(id, words.get(1..).unwrap_or(&[]), now),
+            Run::Events(_) => self.start_events(id, words.get(1..).unwrap_or(&[]), now),
+            Run::Join => self.start_join_job(id, words.get(1..).unwrap_or(&[]), now),
             Run::Host => {
                 let command = if words.is_empty() {
                     String::new()
@@ -387,6 +397,54 @@ impl Agent {
             .collect();
         for item in recent {
             self.job_item(id, item);
+        }
+    }
+
+    fn start_events(&mut self, id: u32, args: &[String], now: Instant) {
+        let filter = match args {
+            [] => crate::rpc::commands::Filter::parse(""),
+            [f] => crate::rpc::commands::Filter::parse(f),
+            _ => return self.usage_error(id, "events", now),
+        };
+        let Some(filter) = filter else {
+            return self.end_job(id, -10, Some("Invalid event filter"), false, now);
+        };
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.run = Run::Events(filter);
+        }
+    }
+
+    fn start_join_job(&mut self, id: u32, args: &[String], now: Instant) {
+        let (wan, addrs) = match args {
+            [flag, rest @ ..] if flag == "-wan" => (true, rest),
+            rest => (false, rest),
+        };
+        if addrs.is_empty() {
+            return self.usage_error(id, "join", now);
+        }
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let waiter = crate::members::JoinWaiter::Job {
+            job: id,
+            failures: Vec::new(),
+        };
+        self.start_join(&addrs, wan, waiter, now);
+    }
+
+    /// Streams a cluster event to every running `events` job whose filter passes; `item`
+    /// builds the item for a job id, `pass` asks the filter.
+    pub(crate) fn feed_event_jobs(
+        &mut self,
+        pass: impl Fn(&crate::rpc::commands::Filter) -> bool,
+        item: impl Fn(u32) -> Item,
+    ) {
+        let ids: Vec<u32> = self
+            .jobs
+            .values()
+            .filter(|j| !j.ended && matches!(&j.run, Run::Events(f) if pass(f)))
+            .map(|j| j.id)
+            .collect();
+        for id in ids {
+            self.job_item(id, item(id));
         }
     }
 
