@@ -496,6 +496,16 @@ impl Agent {
         self.settle(now);
     }
 
+    /// Joins a cluster through `addrs` (`ip`, `ip:port` or host names, which come back as
+    /// [`Effect::Resolve`]), as `-join` does at start; the outcome is logged.
+    pub fn join(&mut self, addrs: &[&str], wan: bool, now: Instant) {
+        let waiter = members::JoinWaiter::Log {
+            failures: Vec::new(),
+        };
+        self.start_join(addrs, wan, waiter, now);
+        self.settle(now);
+    }
+
     /// The cluster: members, pools and counters (read-only).
     pub fn cluster(&self) -> &cluster::Cluster {
         &self.cluster

@@ -36,6 +36,8 @@ pub(crate) enum JoinWaiter {
     },
     /// An HTTP-API `join` job.
     Job { job: u32, failures: Vec<String> },
+    /// The embedding application (`-join` at start): the outcome is logged.
+    Log { failures: Vec<String> },
 }
 
 /// A join waiting for host names to be resolved by the runtime.
@@ -272,7 +274,9 @@ impl Agent {
             return;
         };
         let mut failures = match &waiter {
-            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } => failures.clone(),
+            JoinWaiter::Rpc { failures, .. }
+            | JoinWaiter::Job { failures, .. }
+            | JoinWaiter::Log { failures } => failures.clone(),
         };
         if let Some(e) = &outcome.error {
             failures.extend(e.failures.iter().cloned());
@@ -305,6 +309,17 @@ impl Agent {
                     self.end_job(job, 1, Some(error.trim_end()), false, now);
                 }
             }
+            JoinWaiter::Log { .. } => self.log_join(joined, &error, now),
+        }
+    }
+
+    fn log_join(&mut self, joined: u32, error: &str, now: Instant) {
+        if error.is_empty() {
+            let text = alloc::format!("agent: joined: {joined} nodes");
+            self.log(Level::Info, &text, now);
+        } else {
+            let text = alloc::format!("agent: join failed: {}", error.trim_end());
+            self.log(Level::Warn, &text, now);
         }
     }
 
@@ -370,7 +385,7 @@ impl Agent {
     fn join_addrs(&mut self, pool: Pool, addrs: &[SocketAddr], waiter: JoinWaiter, now: Instant) {
         let has_failures = matches!(
             &waiter,
-            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } if !failures.is_empty()
+            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } | JoinWaiter::Log { failures } if !failures.is_empty()
         );
         if addrs.is_empty() && !has_failures {
             // Nothing to contact: Num 0, no error (Serf).
@@ -378,9 +393,9 @@ impl Agent {
         }
         if addrs.is_empty() {
             let failures = match waiter {
-                JoinWaiter::Rpc { ref failures, .. } | JoinWaiter::Job { ref failures, .. } => {
-                    failures.clone()
-                }
+                JoinWaiter::Rpc { ref failures, .. }
+                | JoinWaiter::Job { ref failures, .. }
+                | JoinWaiter::Log { ref failures } => failures.clone(),
             };
             let error = crate::cluster::JoinError { failures }.to_string_alloc();
             return self.finish_join_now(waiter, 0, error, now);
@@ -423,6 +438,7 @@ impl Agent {
                     self.end_job(job, 1, Some(error.trim_end()), false, now);
                 }
             }
+            JoinWaiter::Log { .. } => self.log_join(joined, &error, now),
         }
     }
 
@@ -636,7 +652,9 @@ impl Agent {
 }
 
 fn push_failure(waiter: &mut JoinWaiter, name: &str, why: &str) {
-    let (JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. }) = waiter;
+    let (JoinWaiter::Rpc { failures, .. }
+    | JoinWaiter::Job { failures, .. }
+    | JoinWaiter::Log { failures }) = waiter;
     failures.push(alloc::format!("Failed to join {name}: {why}"));
 }
 
