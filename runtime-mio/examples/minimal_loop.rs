@@ -5,7 +5,8 @@
 //! The call contract is all there is: after every input, drain `poll_output()`, then wait no
 //! longer than `poll_timeout()`. poll(2) is level-triggered, so interest is recomputed each
 //! turn (`wants_read`, `tx_pending`) and `ResumeRead` needs nothing. Left out: the RPC
-//! listener, host commands, signals, lingering after a close (`tandem-mio` has them).
+//! listener, gossip sockets, host commands, signals, lingering after a close (`tandem-mio`
+//! has them).
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read as _, Write as _};
@@ -161,6 +162,9 @@ fn drain(agent: &mut Agent, conns: &mut HashMap<ConnId, Conn>, clock: &Clock) {
             Output::ResumeRead(_) => {}
             // No host commands are registered and there is no RPC: no job, reload or leave.
             Output::Effect(_) => {}
+            // No gossip socket: this node never joins anyone, and what it would send is
+            // dropped (`tandem-mio` sends it from its UDP sockets).
+            Output::Datagram => while agent.poll_datagram().is_some() {},
         }
     }
 }

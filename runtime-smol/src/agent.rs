@@ -315,6 +315,8 @@ impl Runtime {
                     }
                 }
                 Output::Log(record) => print_line(&record.line),
+                // No gossip sockets yet: the datagrams are dropped.
+                Output::Datagram => while self.agent.borrow_mut().poll_datagram().is_some() {},
                 Output::Effect(effect) => self.effect(effect),
             }
         }
@@ -361,6 +363,13 @@ impl Runtime {
                 }
             }
             Effect::Reload => self.reload("reload requested"),
+            Effect::Resolve { id, names, .. } => {
+                let results: Vec<_> = names
+                    .into_iter()
+                    .map(|n| (n, Err("host names are not resolved yet".to_string())))
+                    .collect();
+                self.input(|agent, now| agent.resolved(id, &results, now));
+            }
             Effect::Shutdown => {
                 self.leaving.set(true);
                 self.log(Level::Info, "agent: shutdown requested");

@@ -533,6 +533,8 @@ impl MioAgent {
                 Output::ResumeRead(id) => self.queue_ready(id),
                 Output::Close(id) => self.begin_close(id),
                 Output::Log(record) => (self.printer)(&record),
+                // No gossip sockets yet: the datagrams are dropped.
+                Output::Datagram => while self.agent.poll_datagram().is_some() {},
                 Output::Effect(effect) => self.effect(effect),
             }
         }
@@ -558,6 +560,14 @@ impl MioAgent {
             }
             Effect::JobWritable(job) => self.offer(job, None),
             Effect::Reload => self.requests.push_back(AgentRequest::Reload),
+            Effect::Resolve { id, names, .. } => {
+                let results: Vec<_> = names
+                    .into_iter()
+                    .map(|n| (n, Err("host names are not resolved yet".to_string())))
+                    .collect();
+                let now = self.clock.now();
+                self.agent.resolved(id, &results, now);
+            }
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
         }
     }
