@@ -17,7 +17,7 @@ use std::time::{Duration, Instant as StdInstant};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use tandem_core::{Level, Listener};
+use tandem_core::{Level, Listener, Pool};
 
 use crate::cli::AgentOptions;
 use crate::{AgentRequest, MioAgent, RUNTIME, print_line};
@@ -55,10 +55,11 @@ pub fn run(opts: AgentOptions) -> i32 {
             return 1;
         }
     };
-    let mut rt = match MioAgent::new(config) {
+    // The gossip sockets are bound first: the agent advertises what was bound.
+    let mut rt = match MioAgent::with_gossip(config) {
         Ok(rt) => rt,
         Err(e) => {
-            print_line(&format!("==> {e}"));
+            print_line(&format!("==> agent: {e}"));
             return 1;
         }
     };
@@ -80,12 +81,41 @@ pub fn run(opts: AgentOptions) -> i32 {
             tandem_core::VERSION
         ),
     );
+    for pool in [Pool::Lan, Pool::Wan] {
+        if let Some(addr) = rt.gossip_addr(pool) {
+            let name = pool.as_str();
+            rt.log(
+                Level::Info,
+                &format!("agent: gossip {name} listening on {addr}"),
+            );
+        }
+    }
+    if let Some(lan) = rt
+        .gossip_addr(Pool::Lan)
+        .filter(|a| a.ip().is_unspecified())
+    {
+        rt.log(
+            Level::Warn,
+            &format!(
+                "agent: gossip is bound to {}, which is what other nodes are told to reach \
+                 this one at: give -bind a routable address",
+                lan.ip()
+            ),
+        );
+    }
     rt.log(Level::Info, &format!("agent: RPC listening on {}", lp.rpc));
     // Printed last: once it is out, both listeners are up.
     rt.log(
         Level::Info,
         &format!("agent: HTTP API listening on {}", lp.http),
     );
+    // `-join` and `-join-wan`: the core joins and logs the outcome.
+    for (addrs, wan) in [(&opts.join, false), (&opts.join_wan, true)] {
+        if !addrs.is_empty() {
+            let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+            rt.input(|agent, now| agent.join(&addrs, wan, now));
+        }
+    }
     let code = serve(&mut rt, &mut lp, &opts);
     rt.close_all();
     if code == 0 {
@@ -223,7 +253,7 @@ fn reload(rt: &mut MioAgent, opts: &AgentOptions, why: &str) {
         Level::Info,
         &format!("agent: {why}, reloading configuration"),
     );
-    match opts.load_config() {
+    match opts.reload_config(rt.agent().config()) {
         Ok(config) => rt.input(|agent, now| agent.apply_config(config, now)),
         Err(e) => rt.log(
             Level::Err,

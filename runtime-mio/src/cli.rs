@@ -14,7 +14,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
 use tandem_core::{Config, Level};
@@ -25,6 +25,10 @@ use crate::RUNTIME;
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
 /// Default address of the agent RPC (Consul's RPC port on loopback).
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
+/// Default gossip port of the LAN pool (Serf LAN).
+pub const DEFAULT_LAN_PORT: u16 = 8301;
+/// Default gossip port of the WAN pool (Serf WAN, servers only).
+pub const DEFAULT_WAN_PORT: u16 = 8302;
 
 /// The top-level usage: `agent`, `version`.
 fn top_usage() -> String {
@@ -221,8 +225,9 @@ pub fn usage(synopsis: &str, specs: &[FlagSpec]) -> String {
 const AGENT_USAGE: &str = "\
 Usage: tandem-mio agent [options]
 
-  Starts the tandem agent and runs until an interrupt (SIGINT) or SIGTERM is received.
-  SIGHUP re-reads the -config-file and applies it.";
+  Starts the tandem agent and runs until an interrupt (SIGINT) or SIGTERM is received, or
+  until a graceful `leave` has reached the cluster. SIGHUP re-reads the -config-file and
+  applies it (the gossip addresses, -server and -datacenter stay as they were at start).";
 
 const AGENT_FLAGS: &[FlagSpec] = &[
     FlagSpec {
@@ -242,6 +247,46 @@ const AGENT_FLAGS: &[FlagSpec] = &[
         value: Some("<key>"),
         help: "Key RPC clients must give (Serf's `auth` command) before any other command. \
                Overrides rpc_auth of the config file.",
+    },
+    FlagSpec {
+        name: "bind",
+        value: Some("<address>"),
+        help: "IP address the gossip sockets (UDP) bind to, and that this node advertises \
+               to the cluster. Default 127.0.0.1 (or the config file's lan_addr).",
+    },
+    FlagSpec {
+        name: "lan-port",
+        value: Some("<port>"),
+        help: "UDP port of the LAN gossip pool. Default 8301; 0 picks a free port (the log \
+               says which).",
+    },
+    FlagSpec {
+        name: "wan-port",
+        value: Some("<port>"),
+        help: "UDP port of the WAN gossip pool (with -server only). Default 8302; 0 picks a \
+               free port (the log says which).",
+    },
+    FlagSpec {
+        name: "server",
+        value: None,
+        help: "Server mode: the node also gossips in the WAN pool and carries the tag \
+               role=consul.",
+    },
+    FlagSpec {
+        name: "datacenter",
+        value: Some("<name>"),
+        help: "Datacenter of this node, published as the tag dc. Default dc1.",
+    },
+    FlagSpec {
+        name: "join",
+        value: Some("<address>"),
+        help: "Address of a LAN member to join at start (ip, ip:port or host[:port]; the \
+               port defaults to the LAN port). Repeatable. The outcome is logged.",
+    },
+    FlagSpec {
+        name: "join-wan",
+        value: Some("<address>"),
+        help: "Address of a WAN member to join at start (servers only). Repeatable.",
     },
     FlagSpec {
         name: "config-file",
@@ -277,6 +322,21 @@ pub struct AgentOptions {
     pub log_level: Option<Level>,
     /// `-rpc-auth`: overrides the file's `rpc_auth`.
     pub rpc_auth: Option<String>,
+    /// `-bind`: the gossip sockets' IP (overrides the IP of the file's `lan_addr` and
+    /// `wan_addr`).
+    pub bind: Option<IpAddr>,
+    /// `-lan-port`: overrides the port of the file's `lan_addr`.
+    pub lan_port: Option<u16>,
+    /// `-wan-port`: overrides the port of the file's `wan_addr`.
+    pub wan_port: Option<u16>,
+    /// `-server`: overrides the file's `server`.
+    pub server: Option<bool>,
+    /// `-datacenter`: overrides the file's `datacenter`.
+    pub datacenter: Option<String>,
+    /// `-join`, in order: LAN members to join at start.
+    pub join: Vec<String>,
+    /// `-join-wan`, in order: WAN members to join at start.
+    pub join_wan: Vec<String>,
 }
 
 impl AgentOptions {
@@ -296,10 +356,40 @@ impl AgentOptions {
             node: None,
             log_level: None,
             rpc_auth: None,
+            bind: None,
+            lan_port: None,
+            wan_port: None,
+            server: None,
+            datacenter: None,
+            join: Vec::new(),
+            join_wan: Vec::new(),
         };
         for (flag, value) in parsed.flags {
+            if flag == "server" {
+                opts.server = Some(parse_bool(flag, value.as_deref())?);
+                continue;
+            }
             let value = value.unwrap_or_default();
             match flag {
+                "bind" => {
+                    opts.bind = Some(value.parse().map_err(|_| FlagError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: "expected an IP address".into(),
+                    })?);
+                }
+                "lan-port" => opts.lan_port = Some(parse_port(flag, &value)?),
+                "wan-port" => opts.wan_port = Some(parse_port(flag, &value)?),
+                "datacenter" if value.is_empty() => {
+                    return Err(FlagError::Invalid {
+                        flag,
+                        value,
+                        reason: "must not be empty".into(),
+                    });
+                }
+                "datacenter" => opts.datacenter = Some(value),
+                "join" => opts.join.push(value),
+                "join-wan" => opts.join_wan.push(value),
                 "http-addr" => opts.http_addr = resolve(flag, &value)?,
                 "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
                 "config-file" => opts.config_file = Some(PathBuf::from(value)),
@@ -339,8 +429,56 @@ impl AgentOptions {
         if let Some(key) = &self.rpc_auth {
             cfg.rpc_auth = Some(key.clone());
         }
+        if let Some(server) = self.server {
+            cfg.server = server;
+        }
+        if let Some(dc) = &self.datacenter {
+            cfg.datacenter.clone_from(dc);
+        }
+        // The addresses to bind; the runtime replaces them with the bound ones (port 0).
+        cfg.lan_addr = SocketAddr::new(
+            self.bind.unwrap_or(cfg.lan_addr.ip()),
+            self.lan_port.unwrap_or(cfg.lan_addr.port()),
+        );
+        cfg.wan_addr = SocketAddr::new(
+            self.bind.unwrap_or(cfg.wan_addr.ip()),
+            self.wan_port.unwrap_or(cfg.wan_addr.port()),
+        );
         Ok(cfg)
     }
+
+    /// The configuration to apply on SIGHUP or `reload`: [`AgentOptions::load_config`],
+    /// keeping what the cluster was started with (bound gossip addresses, server mode,
+    /// datacenter), which a running agent cannot change.
+    pub fn reload_config(&self, running: &Config) -> Result<Config, String> {
+        let mut cfg = self.load_config()?;
+        cfg.lan_addr = running.lan_addr;
+        cfg.wan_addr = running.wan_addr;
+        cfg.server = running.server;
+        cfg.datacenter.clone_from(&running.datacenter);
+        Ok(cfg)
+    }
+}
+
+/// A boolean flag's value as Go's `strconv.ParseBool` reads it; no value is `true`.
+fn parse_bool(flag: &'static str, value: Option<&str>) -> Result<bool, FlagError> {
+    match value {
+        None | Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(FlagError::Invalid {
+            flag,
+            value: other.to_string(),
+            reason: "parse error".into(),
+        }),
+    }
+}
+
+fn parse_port(flag: &'static str, value: &str) -> Result<u16, FlagError> {
+    value.parse().map_err(|_| FlagError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason: "expected a port number (0-65535)".into(),
+    })
 }
 
 fn resolve(flag: &'static str, value: &str) -> Result<SocketAddr, FlagError> {
@@ -397,6 +535,117 @@ mod tests {
         );
         assert_eq!(err("extra"), "unexpected extra arguments: extra");
         assert!(err("-http-addr nonsense").starts_with("invalid value \"nonsense\""));
+    }
+
+    #[test]
+    fn gossip_flags_set_the_cluster_config() {
+        let opts = AgentOptions::parse(&words(
+            "-bind 127.0.0.2 -lan-port 0 -wan-port=9302 -server -datacenter dc7 \
+             -join a -join 127.0.0.1:7 -join-wan b",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(opts.join, ["a", "127.0.0.1:7"]);
+        assert_eq!(opts.join_wan, ["b"]);
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.lan_addr, "127.0.0.2:0".parse().unwrap());
+        assert_eq!(cfg.wan_addr, "127.0.0.2:9302".parse().unwrap());
+        assert!(cfg.server);
+        assert_eq!(cfg.datacenter, "dc7");
+        let client = AgentOptions::parse(&words("-server=false"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert!(!client.server);
+    }
+
+    #[test]
+    fn gossip_defaults_are_serfs_ports_on_loopback() {
+        let cfg = AgentOptions::parse(&[])
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(
+            cfg.lan_addr,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_LAN_PORT))
+        );
+        assert_eq!(
+            cfg.wan_addr,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_WAN_PORT))
+        );
+        assert!(!cfg.server);
+        assert_eq!(cfg.datacenter, "dc1");
+    }
+
+    #[test]
+    fn bad_gossip_flags_are_errors() {
+        let err = |s: &str| AgentOptions::parse(&words(s)).unwrap_err().to_string();
+        assert_eq!(
+            err("-bind localhost"),
+            "invalid value \"localhost\" for flag -bind: expected an IP address"
+        );
+        assert_eq!(
+            err("-lan-port 70000"),
+            "invalid value \"70000\" for flag -lan-port: expected a port number (0-65535)"
+        );
+        assert_eq!(
+            err("-server=maybe"),
+            "invalid value \"maybe\" for flag -server: parse error"
+        );
+        assert_eq!(
+            err("-datacenter="),
+            "invalid value \"\" for flag -datacenter: must not be empty"
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_clusters_identity() {
+        let opts = AgentOptions::parse(&words("-server -datacenter dc2"))
+            .unwrap()
+            .unwrap();
+        let mut running = opts.load_config().unwrap();
+        running.lan_addr = "127.0.0.1:40001".parse().unwrap();
+        running.wan_addr = "127.0.0.1:40002".parse().unwrap();
+        let reloaded = opts.reload_config(&running).unwrap();
+        assert_eq!(reloaded.lan_addr, running.lan_addr);
+        assert_eq!(reloaded.wan_addr, running.wan_addr);
+        assert!(reloaded.server);
+        assert_eq!(reloaded.datacenter, "dc2");
+    }
+
+    #[test]
+    fn the_agent_usage_lists_every_flag() {
+        let text = usage(AGENT_USAGE, AGENT_FLAGS);
+        for flag in [
+            "-bind=",
+            "-lan-port=",
+            "-wan-port=",
+            "-server\n",
+            "-datacenter=",
+            "-join=",
+            "-join-wan=",
+            "-node=",
+            "-http-addr=",
+            "-rpc-addr=",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_agent_flags_are_tandem_agents() {
+        // `tandem-mio agent` and `tandem agent` take the same flags, with the same help.
+        let table = |source: &'static str| {
+            source
+                .split("const AGENT_FLAGS")
+                .nth(1)
+                .and_then(|t| t.split("\n];").next())
+        };
+        let smol = table(include_str!("../../runtime-smol/src/cli.rs"));
+        assert!(smol.is_some());
+        assert_eq!(table(include_str!("cli.rs")), smol);
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn handshake_members_monitor_stream_and_leave() {
     handshake(&mut l, 0);
     l.send(&rpc_request("leave", 1, None));
     l.reply_ok(1);
-    wait_record(&mut c, 2, "agent: graceful leave, shutting down");
+    wait_record(&mut c, 2, "agent: left the cluster, shutting down");
     drop(l);
     drop(c);
     let status = agent.wait_exit(Duration::from_secs(5));

@@ -3,16 +3,19 @@
 //!
 //! One thread runs a `LocalExecutor` with these tasks:
 //! - an accept loop per listener (HTTP API, agent RPC);
+//! - a reader per gossip socket (UDP: LAN, and WAN on servers), and one writer that waits
+//!   for a full socket to drain (see `gossip`);
 //! - one task per connection, which reads into the agent's receive window, writes from its
 //!   transmit window, and otherwise sleeps on the connection's doorbell;
 //! - one timer task, which keeps a single `async_io::Timer` armed at `poll_timeout()`;
 //! - one signal task (SIGINT/SIGTERM stop the agent, SIGHUP reloads the config);
-//! - one task per running host job (see `host`).
+//! - one task per running host job (see `host`);
+//! - one task per name lookup of a `join`, awaiting the thread that does it (see `gossip`).
 //!
 //! Invariants kept here:
 //! - The agent is borrowed only between two `.await`s, never across one, so tasks cannot
 //!   observe each other's borrows.
-//! - Every input is followed by [`Runtime::drain`] (the core's call contract): outputs are
+//! - Every input is followed by `Runtime::drain` (the core's call contract): outputs are
 //!   dispatched at once, and the timer task is told when the next deadline moved.
 //! - A connection's bytes are written only by its own task, so writes stay in order; other
 //!   tasks ring its doorbell instead.
@@ -28,11 +31,12 @@ use async_executor::{LocalExecutor, Task};
 use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use futures_lite::{AsyncReadExt as _, StreamExt as _, future};
-use tandem_core::{Agent, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, Output};
+use tandem_core::{Agent, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, Output, Pool};
 
 use crate::RUNTIME;
 use crate::cli::AgentOptions;
 use crate::clock::Clock;
+use crate::gossip::{self, GossipSockets};
 use crate::host;
 use crate::logging::print_line;
 
@@ -107,7 +111,7 @@ pub(crate) struct HostJob {
 
 /// Everything the tasks share.
 pub(crate) struct Runtime {
-    agent: RefCell<Agent>,
+    pub(crate) agent: RefCell<Agent>,
     clock: Clock,
     opts: AgentOptions,
     conns: RefCell<HashMap<ConnId, Rc<ConnEntry>>>,
@@ -120,8 +124,12 @@ pub(crate) struct Runtime {
     shutdown: Bell,
     /// The shutdown is a `leave`'s (see [`LEAVE_LINGER`]).
     leaving: Cell<bool>,
+    /// The UDP sockets of the gossip pools.
+    pub(crate) gossip: GossipSockets,
+    /// Sending gossip: blocked or not, datagrams dropped.
+    pub(crate) sender: gossip::Sender,
     /// Weak, because tasks hold the runtime: dropping the executor must drop them all.
-    ex: Weak<LocalExecutor<'static>>,
+    pub(crate) ex: Weak<LocalExecutor<'static>>,
 }
 
 /// Runs `tandem agent` until SIGINT, SIGTERM or a `leave`; returns the exit code.
@@ -139,6 +147,14 @@ pub fn run(opts: AgentOptions) -> i32 {
         unix_ms: clock.unix_ms_at_start(),
         utc_offset_secs: clock.utc_offset_secs(),
         runtime: RUNTIME.into(),
+    };
+    // Bound first: the agent advertises the addresses actually bound (port 0 picks one).
+    let gossip = match GossipSockets::bind(&mut config) {
+        Ok(g) => g,
+        Err(e) => {
+            print_line(&format!("==> {e}"));
+            return 1;
+        }
     };
     // Session and consumer ids come from this seed, so it must not be guessable.
     let seed = match getrandom::u64() {
@@ -164,6 +180,8 @@ pub fn run(opts: AgentOptions) -> i32 {
         armed: Cell::new(None),
         shutdown: Bell::new(),
         leaving: Cell::new(false),
+        gossip,
+        sender: gossip::Sender::new(),
         ex: Rc::downgrade(&ex),
     });
     let code = async_io::block_on(ex.run(Rc::clone(&rt).serve()));
@@ -198,13 +216,22 @@ impl Runtime {
         };
         ex.spawn(Rc::clone(&self).timer_loop()).detach();
         ex.spawn(Rc::clone(&self).signal_loop(signals)).detach();
+        ex.spawn(Rc::clone(&self).gossip_writer()).detach();
+        ex.spawn(Rc::clone(&self).gossip_reader(Pool::Lan, Rc::clone(&self.gossip.lan)))
+            .detach();
+        if let Some(wan) = &self.gossip.wan {
+            ex.spawn(Rc::clone(&self).gossip_reader(Pool::Wan, Rc::clone(wan)))
+                .detach();
+        }
         let accepting = [
             ex.spawn(Rc::clone(&self).accept_loop(rpc, Listener::Rpc)),
             ex.spawn(Rc::clone(&self).accept_loop(http, Listener::Http)),
         ];
-        let (node, pid) = {
+        let (node, pid, lan, wan) = {
             let agent = self.agent.borrow();
-            (agent.config().node_name.clone(), agent.config().host.pid)
+            let c = agent.config();
+            let wan = c.server.then_some(c.wan_addr);
+            (c.node_name.clone(), c.host.pid, c.lan_addr, wan)
         };
         self.log(
             Level::Info,
@@ -213,12 +240,33 @@ impl Runtime {
                 tandem_core::VERSION
             ),
         );
+        self.log(
+            Level::Info,
+            &format!("agent: gossip LAN listening on {lan}"),
+        );
+        if let Some(wan) = wan {
+            self.log(
+                Level::Info,
+                &format!("agent: gossip WAN listening on {wan}"),
+            );
+        }
+        if lan.ip().is_unspecified() {
+            self.log(
+                Level::Warn,
+                &format!(
+                    "agent: gossip is bound to {}, which is what other nodes are told to \
+                     reach this one at: give -bind a routable address",
+                    lan.ip()
+                ),
+            );
+        }
         self.log(Level::Info, &format!("agent: RPC listening on {rpc_addr}"));
         // Printed last: once it is out, both listeners are up.
         self.log(
             Level::Info,
             &format!("agent: HTTP API listening on {http_addr}"),
         );
+        self.join_at_start();
         self.shutdown.wait().await;
         // Stop accepting (dropping the accept tasks closes the listeners), then give the
         // connections a moment to take answers already queued, such as the reply to the
@@ -243,6 +291,16 @@ impl Runtime {
             }
         }
         0
+    }
+
+    /// `-join` and `-join-wan`: the core joins and logs the outcome.
+    fn join_at_start(self: &Rc<Self>) {
+        for (addrs, wan) in [(&self.opts.join, false), (&self.opts.join_wan, true)] {
+            if !addrs.is_empty() {
+                let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+                self.input(|agent, now| agent.join(&addrs, wan, now));
+            }
+        }
     }
 
     fn bind(
@@ -315,8 +373,7 @@ impl Runtime {
                     }
                 }
                 Output::Log(record) => print_line(&record.line),
-                // No gossip sockets yet: the datagrams are dropped.
-                Output::Datagram => while self.agent.borrow_mut().poll_datagram().is_some() {},
+                Output::Datagram => self.send_datagrams(),
                 Output::Effect(effect) => self.effect(effect),
             }
         }
@@ -363,13 +420,11 @@ impl Runtime {
                 }
             }
             Effect::Reload => self.reload("reload requested"),
-            Effect::Resolve { id, names, .. } => {
-                let results: Vec<_> = names
-                    .into_iter()
-                    .map(|n| (n, Err("host names are not resolved yet".to_string())))
-                    .collect();
-                self.input(|agent, now| agent.resolved(id, &results, now));
-            }
+            Effect::Resolve {
+                id,
+                names,
+                default_port,
+            } => self.resolve(id, names, default_port),
             Effect::Shutdown => {
                 self.leaving.set(true);
                 self.log(Level::Info, "agent: shutdown requested");
@@ -449,7 +504,8 @@ impl Runtime {
             Level::Info,
             &format!("agent: {why}, reloading configuration"),
         );
-        match self.opts.load_config() {
+        let loaded = self.opts.reload_config(self.agent.borrow().config());
+        match loaded {
             Ok(config) => self.input(|agent, now| agent.apply_config(config, now)),
             Err(e) => self.log(
                 Level::Err,

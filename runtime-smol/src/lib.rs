@@ -9,8 +9,10 @@
 //!
 //! The agent runs on one thread: an `async_executor::LocalExecutor` driven by
 //! `async_io::block_on`, with the agent in an `Rc<RefCell<_>>` that is only ever borrowed
-//! between two `.await`s, never across one. `async-io` adds its one helper thread for the
-//! reactor; nothing else spawns threads. (The client's `monitor` and `exec` add one thread
+//! between two `.await`s, never across one. It owns the HTTP and RPC listeners and the UDP
+//! gossip sockets (LAN, and WAN on a `-server`). `async-io` adds its one helper thread for
+//! the reactor; the only other threads are short-lived host name lookups for `join`
+//! (`Effect::Resolve`), which block. (The client's `monitor` and `exec` add one thread
 //! that waits for Ctrl-C.)
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
@@ -22,6 +24,7 @@ pub mod agent;
 pub mod cli;
 mod client;
 mod clock;
+mod gossip;
 mod host;
 mod logging;
 mod procfs;

@@ -33,12 +33,14 @@ fn members_prints_consuls_table() {
     // Build is the widest cell of its column once the version is longer than "Build".
     let build = tandem_core::VERSION;
     let w = build.len().max("Build".len());
+    let addr = format!("127.0.0.1:{}", agent.lan_port);
+    let a = addr.len();
     assert_eq!(
         out.ok(),
         format!(
-            "Node  Address         Status  Type    {:<w$}  Protocol  DC\n\
-             n1    127.0.0.1:8301  alive   client  {build:<w$}  2         dc1\n",
-            "Build"
+            "Node  {:<a$}  Status  Type    {:<w$}  Protocol  DC\n\
+             n1    {addr:<a$}  alive   client  {build:<w$}  2         dc1\n",
+            "Address", "Build"
         )
     );
 }
@@ -52,7 +54,7 @@ fn members_json_is_an_array_with_the_wire_names() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["Name"], "n1");
     assert_eq!(list[0]["Addr"], "127.0.0.1");
-    assert_eq!(list[0]["Port"], 8301);
+    assert_eq!(list[0]["Port"], agent.lan_port);
     assert_eq!(list[0]["Status"], "alive");
     assert_eq!(list[0]["Tags"]["role"], "node");
     assert_eq!(list[0]["Tags"]["build"], tandem_core::VERSION);
@@ -212,7 +214,7 @@ fn leave_completes_and_the_agent_exits_zero() {
     let out = rpc(&agent, "leave", &[]);
     assert_eq!(out.ok(), "Graceful leave complete\n");
     assert_eq!(agent.wait_exit(Duration::from_secs(10)).code(), Some(0));
-    agent.wait_log("agent: graceful leave, shutting down");
+    agent.wait_log("agent: left the cluster, shutting down");
 }
 
 #[test]
@@ -312,7 +314,7 @@ fn monitor_exits_one_when_the_agent_goes_away() {
     let mut monitor = spawn_monitor(&agent, &[]);
     monitor.wait_stdout("[INFO] agent: HTTP API listening on");
     rpc(&agent, "leave", &[]).ok();
-    monitor.wait_stdout("[INFO] agent: graceful leave, shutting down");
+    monitor.wait_stdout("[INFO] agent: left the cluster, shutting down");
     assert_eq!(monitor.wait_exit(Duration::from_secs(10)).code(), Some(1));
     assert!(
         monitor

@@ -68,6 +68,6 @@ fn a_python_msgpack_client_speaks_consuls_commands() {
     );
     // `leave` ended the agent.
     assert_eq!(agent.wait_exit(Duration::from_secs(10)).code(), Some(0));
-    agent.wait_log("agent: graceful leave, shutting down");
+    agent.wait_log("agent: left the cluster, shutting down");
     agent.wait_log("agent: reload requested, reloading configuration");
 }

@@ -64,7 +64,8 @@ fn serf_members_lists_the_tandem_node() {
     let text = out.ok();
     assert_eq!(text.lines().count(), 1, "{text}");
     let (cols, tags) = member_row(text.lines().next().unwrap_or_default());
-    assert_eq!(cols, ["n1", "127.0.0.1:8301", "alive"]);
+    let addr = format!("127.0.0.1:{}", agent.lan_port);
+    assert_eq!(cols, ["n1", addr.as_str(), "alive"]);
     assert_eq!(tags["role"], "node");
     assert_eq!(tags["dc"], "dc1");
     assert_eq!(tags["vsn"], "2");
@@ -94,8 +95,8 @@ fn serf_members_json_decodes_tandems_member() {
     let v: Value = serde_json::from_str(out.ok()).expect("JSON");
     let m = &v["members"][0];
     assert_eq!(m["name"], "n1");
-    assert_eq!(m["addr"], "127.0.0.1:8301");
-    assert_eq!(m["port"], 8301);
+    assert_eq!(m["addr"], format!("127.0.0.1:{}", agent.lan_port));
+    assert_eq!(m["port"], agent.lan_port);
     assert_eq!(m["status"], "alive");
     assert_eq!(m["tags"]["role"], "node");
     // Serf reads the protocol range from the Delegate* fields.

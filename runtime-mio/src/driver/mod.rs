@@ -1,10 +1,11 @@
 //! [`MioAgent`]: one [`tandem_core::Agent`] with its sockets, driven by events from a
 //! `mio::Poll` that the application owns.
 //!
-//! What it owns: the HTTP and RPC listeners, every connection, closed sockets lingering
-//! until the peer is done, the runtime timers ([`crate::timers`]), the worker threads of
-//! host jobs and the `mio::Waker` they ring. What it leaves to the application: the `Poll`,
-//! signals, the config file, and process exit ([`AgentRequest`]).
+//! What it owns: the HTTP and RPC listeners, the UDP gossip sockets (LAN, and WAN on a
+//! server), every connection, closed sockets lingering until the peer is done, the runtime
+//! timers ([`crate::timers`]), the worker threads of host jobs and of name lookups, and the
+//! `mio::Waker` they ring. What it leaves to the application: the `Poll`, signals, the
+//! config file, and process exit ([`AgentRequest`]).
 //!
 //! Invariants kept here:
 //! - Every input to the agent is followed by [`MioAgent::settle`] (the core's call
@@ -18,15 +19,17 @@
 //! - `WRITABLE` is registered only while a write would block, and a connection is
 //!   re-registered only when its interest set changes.
 //! - Tokens, from the base the application gives: `+0` the HTTP listener, `+1` the RPC
-//!   listener, `+2` the waker, `+8 + 2·i` the connection whose `ConnId` has index `i`, and
+//!   listener, `+2` the waker, `+3` the LAN gossip socket, `+4` the WAN gossip socket,
+//!   `+8 + 2·i` the connection whose `ConnId` has index `i`, and
 //!   `+8 + 2·j + 1` lingering socket `j`. The slot keeps the whole `ConnId`, so an event or
 //!   output for an earlier occupant of the index (an older generation) is never applied to
 //!   a newer one.
 //!
-//! This file holds the public face and the drain; `conns` the sockets, `jobs` the host
-//! job side.
+//! This file holds the public face and the drain; `conns` the sockets, `gossip` the UDP
+//! side and name lookups, `jobs` the host job side.
 
 mod conns;
+mod gossip;
 mod jobs;
 
 use std::collections::{HashMap, VecDeque};
@@ -41,7 +44,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token, Waker};
 use tandem_core::{
     Agent, Config, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, LogRecord, Output,
-    RegisterError,
+    Pool, RegisterError,
 };
 
 use crate::RUNTIME;
@@ -50,15 +53,20 @@ use crate::host::{self, HostCommand, HostFn, JobMsg};
 use crate::timers::{RtTimer, Timers};
 pub(crate) use conns::protocol;
 use conns::{ConnSlot, Lingering, ListenerSlot, conn_offset, slot_mut};
+use gossip::{GossipSlot, Resolved, gossip_offset};
 use jobs::RunningJob;
 
 /// Offset of the HTTP listener's token from the base.
 const HTTP_LISTENER: usize = 0;
 /// Offset of the RPC listener's token.
 const RPC_LISTENER: usize = 1;
-/// Offset of the waker's token (host job threads ring it).
+/// Offset of the waker's token (host job and name lookup threads ring it).
 const WAKER: usize = 2;
-/// Offset of the first connection token; 3..8 are reserved.
+/// Offset of the LAN gossip socket's token.
+const LAN_GOSSIP: usize = 3;
+/// Offset of the WAN gossip socket's token.
+const WAN_GOSSIP: usize = 4;
+/// Offset of the first connection token; 5..8 are reserved.
 const FIRST_CONN: usize = 8;
 /// Connection slots (and lingering-socket slots) a `MioAgent` has tokens for.
 const MAX_SLOTS: usize = 1 << 20;
@@ -88,7 +96,9 @@ type Printer = Box<dyn FnMut(&LogRecord) + Send>;
 ///
 /// # Driving it
 ///
-/// 1. [`new`](Self::new), [`listen`](Self::listen) on the listeners wanted, then
+/// 1. [`new`](Self::new) (no gossip: a node on its own) or
+///    [`with_gossip`](Self::with_gossip) (binds the gossip sockets first, so the agent
+///    advertises what was bound), [`listen`](Self::listen) on the listeners wanted, then
 ///    [`register`](Self::register) with the application's registry.
 /// 2. Poll with a timeout no longer than [`poll_timeout`](Self::poll_timeout) (retry
 ///    `Interrupted`: mio 1.x returns it).
@@ -176,6 +186,16 @@ pub struct MioAgent {
     host: HashMap<String, Arc<HostFn>>,
     requests: VecDeque<AgentRequest>,
     printer: Printer,
+    /// The gossip sockets (none for an agent made with `new`).
+    gossip: Vec<GossipSlot>,
+    /// Receive buffer of the gossip sockets (empty without them).
+    udp_buf: Box<[u8]>,
+    /// A gossip send would block: the socket's writable event resumes sending.
+    gossip_blocked: bool,
+    /// Datagrams dropped because their send failed (not for a full socket buffer).
+    datagrams_dropped: u64,
+    resolve_tx: Sender<Resolved>,
+    resolve_rx: Receiver<Resolved>,
 }
 
 impl std::fmt::Debug for MioAgent {
@@ -189,10 +209,54 @@ impl std::fmt::Debug for MioAgent {
 }
 
 impl MioAgent {
-    /// A new agent with `config`. The host facts (`config.host`: pid, wall clock, UTC
-    /// offset, runtime name) are filled in here, the agent is seeded from OS randomness,
-    /// and the host commands `sysinfo` and `dashboard` are registered.
-    pub fn new(mut config: Config) -> io::Result<MioAgent> {
+    /// A new agent with `config`, without gossip sockets: a node on its own, whose gossip
+    /// datagrams (a `join` would send some) are dropped. The host facts (`config.host`:
+    /// pid, wall clock, UTC offset, runtime name) are filled in here, the agent is seeded
+    /// from OS randomness, and the host commands `sysinfo` and `dashboard` are registered.
+    pub fn new(config: Config) -> io::Result<MioAgent> {
+        MioAgent::build(config, Vec::new())
+    }
+
+    /// A new agent that gossips: binds the LAN socket at `config.lan_addr` and, for a
+    /// server (`config.server`), the WAN socket at `config.wan_addr`, then builds the agent
+    /// with the addresses actually bound (port 0 picks a free port), which is what it
+    /// advertises. Otherwise as [`new`](Self::new).
+    pub fn with_gossip(config: Config) -> io::Result<MioAgent> {
+        let lan = gossip::bind(Pool::Lan, config.lan_addr)?;
+        let wan = if config.server {
+            Some(gossip::bind(Pool::Wan, config.wan_addr)?)
+        } else {
+            None
+        };
+        MioAgent::with_gossip_sockets(config, lan, wan)
+    }
+
+    /// [`with_gossip`](Self::with_gossip) on sockets the application bound itself (or
+    /// inherited); they are made non-blocking here, and their addresses replace
+    /// `config.lan_addr` and `config.wan_addr`. A server needs `wan`, a client must not
+    /// have one.
+    pub fn with_gossip_sockets(
+        mut config: Config,
+        lan: std::net::UdpSocket,
+        wan: Option<std::net::UdpSocket>,
+    ) -> io::Result<MioAgent> {
+        if config.server != wan.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a server needs a WAN gossip socket, and only a server has one",
+            ));
+        }
+        let mut slots = vec![GossipSlot::new(Pool::Lan, lan)?];
+        config.lan_addr = slots[0].addr;
+        if let Some(wan) = wan {
+            let slot = GossipSlot::new(Pool::Wan, wan)?;
+            config.wan_addr = slot.addr;
+            slots.push(slot);
+        }
+        MioAgent::build(config, slots)
+    }
+
+    fn build(mut config: Config, gossip: Vec<GossipSlot>) -> io::Result<MioAgent> {
         let clock = Clock::start();
         config.host = HostInfo {
             pid: std::process::id(),
@@ -204,6 +268,12 @@ impl MioAgent {
         let seed = getrandom::u64()
             .map_err(|e| io::Error::other(format!("Cannot read OS randomness: {e}")))?;
         let (job_tx, job_rx) = mpsc::channel();
+        let (resolve_tx, resolve_rx) = mpsc::channel();
+        let udp_buf = if gossip.is_empty() {
+            Box::default()
+        } else {
+            vec![0u8; gossip::RECV_BUFFER].into_boxed_slice()
+        };
         let mut me = MioAgent {
             agent: Agent::new(config, seed, Instant::ZERO),
             clock,
@@ -223,6 +293,12 @@ impl MioAgent {
             host: HashMap::new(),
             requests: VecDeque::new(),
             printer: Box::new(|record| crate::print_line(&record.line)),
+            gossip,
+            udp_buf,
+            gossip_blocked: false,
+            datagrams_dropped: 0,
+            resolve_tx,
+            resolve_rx,
         };
         for command in host::builtins() {
             me.register_host_command(command)
@@ -294,6 +370,14 @@ impl MioAgent {
                 Interest::READABLE,
             )?;
         }
+        for g in &mut self.gossip {
+            registry.register(
+                &mut g.socket,
+                Token(base + gossip_offset(g.pool)),
+                Interest::READABLE,
+            )?;
+            g.registered = Interest::READABLE;
+        }
         self.waker = Some(Arc::new(Waker::new(registry, Token(base + WAKER))?));
         self.registry = Some(registry.try_clone()?);
         self.base = base;
@@ -333,6 +417,17 @@ impl MioAgent {
             .iter()
             .find(|l| l.kind == listener)
             .map(|l| l.addr)
+    }
+
+    /// The bound address of a pool's gossip socket (also what the agent advertises).
+    pub fn gossip_addr(&self, pool: Pool) -> Option<SocketAddr> {
+        self.gossip.iter().find(|g| g.pool == pool).map(|g| g.addr)
+    }
+
+    /// Gossip datagrams dropped because sending them failed (a full socket buffer delays
+    /// them instead), or because the agent has no gossip sockets.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.datagrams_dropped
     }
 
     /// Connections the runtime holds (closing ones included, lingering ones not).
@@ -376,7 +471,12 @@ impl MioAgent {
         match offset {
             HTTP_LISTENER => self.accept_all(Listener::Http),
             RPC_LISTENER => self.accept_all(Listener::Rpc),
-            WAKER => self.job_messages(),
+            WAKER => {
+                self.job_messages();
+                self.resolve_messages();
+            }
+            LAN_GOSSIP => self.gossip_event(Pool::Lan, event),
+            WAN_GOSSIP => self.gossip_event(Pool::Wan, event),
             o if o >= FIRST_CONN => {
                 let slot = (o - FIRST_CONN) / 2;
                 if (o - FIRST_CONN).is_multiple_of(2) {
@@ -401,7 +501,7 @@ impl MioAgent {
     /// The instant of the agent's next deadline, for an application that keeps its own
     /// timers.
     pub fn next_deadline(&self) -> Option<StdInstant> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.gossip_ready() {
             return Some(StdInstant::now());
         }
         let core = self
@@ -449,8 +549,11 @@ impl MioAgent {
                 }
             }
         }
-        // Without a registry there is no waker: the channel is drained here instead.
+        // Without a registry there is no waker: the channels are drained here instead.
         self.job_messages();
+        self.resolve_messages();
+        // Once per turn, so a flood of datagrams waits its turn behind the connections.
+        self.run_ready_gossip();
         self.run_ready();
     }
 
@@ -513,6 +616,11 @@ impl MioAgent {
         for (_, job) in self.jobs.drain() {
             job.shared.stop();
         }
+        for mut g in std::mem::take(&mut self.gossip) {
+            if let Some(registry) = &self.registry {
+                let _ = registry.deregister(&mut g.socket);
+            }
+        }
         // Whatever the releases set off (cancelled jobs, log records) is acted on; it can
         // no longer reach a socket.
         self.settle();
@@ -533,8 +641,7 @@ impl MioAgent {
                 Output::ResumeRead(id) => self.queue_ready(id),
                 Output::Close(id) => self.begin_close(id),
                 Output::Log(record) => (self.printer)(&record),
-                // No gossip sockets yet: the datagrams are dropped.
-                Output::Datagram => while self.agent.poll_datagram().is_some() {},
+                Output::Datagram => self.send_datagrams(),
                 Output::Effect(effect) => self.effect(effect),
             }
         }
@@ -560,14 +667,11 @@ impl MioAgent {
             }
             Effect::JobWritable(job) => self.offer(job, None),
             Effect::Reload => self.requests.push_back(AgentRequest::Reload),
-            Effect::Resolve { id, names, .. } => {
-                let results: Vec<_> = names
-                    .into_iter()
-                    .map(|n| (n, Err("host names are not resolved yet".to_string())))
-                    .collect();
-                let now = self.clock.now();
-                self.agent.resolved(id, &results, now);
-            }
+            Effect::Resolve {
+                id,
+                names,
+                default_port,
+            } => self.resolve(id, names, default_port),
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
         }
     }
@@ -589,6 +693,9 @@ impl Drop for MioAgent {
             for l in self.lingering.iter_mut().flatten() {
                 let _ = registry.deregister(&mut l.stream);
             }
+            for g in &mut self.gossip {
+                let _ = registry.deregister(&mut g.socket);
+            }
         }
     }
 }
@@ -601,8 +708,13 @@ fn listener_offset(listener: Listener) -> usize {
 }
 
 // The fixed tokens sit below the connections, and the last lingering slot inside the range.
-const _: () =
-    assert!(HTTP_LISTENER < FIRST_CONN && RPC_LISTENER < FIRST_CONN && WAKER < FIRST_CONN);
+const _: () = assert!(
+    HTTP_LISTENER < FIRST_CONN
+        && RPC_LISTENER < FIRST_CONN
+        && WAKER < FIRST_CONN
+        && LAN_GOSSIP < FIRST_CONN
+        && WAN_GOSSIP < FIRST_CONN
+);
 const _: () = assert!(conn_offset(MAX_SLOTS - 1) + 1 < TOKEN_RANGE);
 
 #[cfg(test)]
@@ -627,6 +739,11 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         agent.register(poll.registry(), Token(100)).unwrap();
         assert!(agent.register(poll.registry(), Token(100)).is_err());
-        assert_eq!(agent.poll_timeout(), None, "an idle agent has no deadline");
+        // An idle agent's next deadline is the gossip's (the node's own cluster timers).
+        assert!(
+            agent
+                .poll_timeout()
+                .is_some_and(|t| t <= Duration::from_secs(60))
+        );
     }
 }

@@ -35,12 +35,14 @@ pub struct RunningAgent {
     pub port: u16,
     /// The bound agent RPC port.
     pub rpc_port: u16,
+    /// The bound LAN gossip port (UDP).
+    pub lan_port: u16,
     log: Arc<Log>,
 }
 
 impl RunningAgent {
-    /// Starts `tandem agent -http-addr 127.0.0.1:0 -rpc-addr 127.0.0.1:0 <extra>` and waits
-    /// until it listens.
+    /// Starts `tandem agent -http-addr 127.0.0.1:0 -rpc-addr 127.0.0.1:0 -lan-port 0 <extra>`
+    /// and waits until it listens.
     pub fn start(extra: &[&str]) -> RunningAgent {
         let mut child = Command::new(BIN)
             .args([
@@ -49,6 +51,9 @@ impl RunningAgent {
                 "127.0.0.1:0",
                 "-rpc-addr",
                 "127.0.0.1:0",
+                // Tests run in parallel: no fixed gossip port either.
+                "-lan-port",
+                "0",
             ])
             .args(extra)
             .stdin(Stdio::null())
@@ -71,11 +76,13 @@ impl RunningAgent {
             child,
             port: 0,
             rpc_port: 0,
+            lan_port: 0,
             log,
         };
         // The HTTP line comes last, so both ports are known once it is seen.
         agent.port = agent.port_in("agent: HTTP API listening on ");
         agent.rpc_port = agent.port_in("agent: RPC listening on ");
+        agent.lan_port = agent.port_in("agent: gossip LAN listening on ");
         agent
     }
 
