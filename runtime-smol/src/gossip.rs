@@ -281,6 +281,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn binding_writes_the_bound_addresses_into_the_config() {
+        let mut cfg = Config {
+            lan_addr: "127.0.0.1:0".parse().unwrap(),
+            wan_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let client = GossipSockets::bind(&mut cfg).unwrap();
+        assert!(client.wan.is_none(), "a client has no WAN socket");
+        assert_ne!(cfg.lan_addr.port(), 0);
+        assert_eq!(client.lan.get_ref().local_addr().unwrap(), cfg.lan_addr);
+        let mut cfg = Config {
+            lan_addr: "127.0.0.1:0".parse().unwrap(),
+            wan_addr: "127.0.0.1:0".parse().unwrap(),
+            server: true,
+            ..Config::default()
+        };
+        let server = GossipSockets::bind(&mut cfg).unwrap();
+        let wan = server.socket(Pool::Wan).expect("a server's WAN socket");
+        assert_eq!(wan.get_ref().local_addr().unwrap(), cfg.wan_addr);
+        assert_ne!(cfg.wan_addr.port(), 0);
+        // A taken port is an error that names the pool and the address.
+        let mut taken = Config {
+            lan_addr: cfg.lan_addr,
+            ..Config::default()
+        };
+        let err = GossipSockets::bind(&mut taken).err().unwrap();
+        assert!(
+            err.starts_with(&format!(
+                "agent: cannot listen for gossip LAN on {}: ",
+                cfg.lan_addr
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn names_take_the_default_port_unless_they_have_one() {
         let got = resolve_names(&["localhost".into(), "localhost:7000".into()], 8301);
         let ports = |i: usize| -> Vec<u16> {

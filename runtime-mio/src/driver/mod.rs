@@ -734,6 +734,38 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_advertises_the_gossip_addresses_it_bound() {
+        let cfg = Config {
+            lan_addr: "127.0.0.1:0".parse().unwrap(),
+            wan_addr: "127.0.0.1:0".parse().unwrap(),
+            server: true,
+            ..Config::default()
+        };
+        let agent = MioAgent::with_gossip(cfg).unwrap();
+        let lan = agent.gossip_addr(Pool::Lan).unwrap();
+        let wan = agent.gossip_addr(Pool::Wan).unwrap();
+        assert_ne!(lan.port(), 0);
+        assert_ne!(wan.port(), 0);
+        assert_eq!(agent.agent().config().lan_addr, lan);
+        assert_eq!(agent.agent().config().wan_addr, wan);
+        assert_eq!(agent.agent().cluster().local_addr(Pool::Lan), Some(lan));
+    }
+
+    #[test]
+    fn only_a_server_has_a_wan_socket() {
+        let socket = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = Config::default();
+        let err = MioAgent::with_gossip_sockets(client.clone(), socket(), Some(socket()));
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let server = Config {
+            server: true,
+            ..client
+        };
+        let err = MioAgent::with_gossip_sockets(server, socket(), None);
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
     fn foreign_tokens_are_not_the_agents() {
         let mut agent = MioAgent::new(Config::default()).unwrap();
         let poll = mio::Poll::new().unwrap();

@@ -94,6 +94,19 @@ impl RunningAgent {
             .unwrap_or_else(|| panic!("no port in {line:?}"))
     }
 
+    /// The bound WAN gossip port (UDP) of a `-server` agent.
+    pub fn wan_port(&self) -> u16 {
+        // Printed before the HTTP line, so it is in once `start` returns.
+        self.port_in("agent: gossip WAN listening on ")
+    }
+
+    /// `kill -9`: the agent dies without a word to anyone; reaped here.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let status = self.wait_exit(DEADLINE);
+        assert_eq!(status.code(), None, "killed by a signal: {status}");
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
