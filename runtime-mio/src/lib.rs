@@ -5,13 +5,15 @@
 //! - the `tandem-mio` binary: `tandem-mio agent` runs an agent with the same flags,
 //!   defaults, log lines, signals and exit codes as `tandem agent` ([`cli`], [`agent`]);
 //! - [`MioAgent`], for an application that already runs a `mio::Poll`: it registers the
-//!   agent's listeners and connections under a range of tokens, and the application hands
+//!   agent's listeners, gossip sockets (UDP, see [`MioAgent::with_gossip`]) and
+//!   connections under a range of tokens, and the application hands
 //!   it the events for them and calls it when its deadline passes (see the example on
 //!   [`MioAgent`]). The binary drives the agent exactly this way.
 //!
 //! One thread runs the loop. Host commands (`sysinfo`, `dashboard`, or the application's
 //! own, see [`MioAgent::register_host_command`]) run on worker threads and hand their items
-//! back through a channel and a `mio::Waker`. mio has no timers, so the poll timeout is the
+//! back through a channel and a `mio::Waker`; so do the host name lookups of a `join`.
+//! mio has no timers, so the poll timeout is the
 //! earliest of the core's deadline and the runtime's own ([`MioAgent::poll_timeout`]).
 //!
 //! `runtime-mio/examples/minimal_loop.rs` shows the least an embedder has to write without

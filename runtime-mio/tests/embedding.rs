@@ -1,6 +1,7 @@
 //! [`MioAgent`] inside an application's own `mio::Poll`, in this process: the application
 //! keeps its own socket on a token below the agent's range, adds a host command of its own,
-//! and learns of the agent's requests (`reload`) through `poll_request`.
+//! and learns of the agent's requests (`reload`) through `poll_request`; and two agents
+//! with gossip sockets, driven in one thread, forming a cluster.
 
 mod support;
 
@@ -151,4 +152,57 @@ fn an_application_poll_serves_the_agent_beside_its_own_socket() {
     agent.close_all();
     assert_eq!(agent.connection_count(), 0);
     assert_eq!(agent.agent().connection_count(Listener::Http), 0);
+}
+
+/// Two agents in one thread, each in its own `Poll` (mio allows one `Waker` per `Poll`),
+/// gossiping with each other over their UDP sockets: the embedder's side of `with_gossip`
+/// and `Agent::join`.
+#[test]
+fn two_embedded_agents_gossip_into_one_cluster() {
+    use tandem_core::Pool;
+
+    let mut nodes: Vec<(Poll, MioAgent)> = ["e1", "e2"]
+        .iter()
+        .map(|name| {
+            let poll = Poll::new().unwrap();
+            let config = Config {
+                node_name: (*name).into(),
+                lan_addr: "127.0.0.1:0".parse().unwrap(),
+                ..Config::default()
+            };
+            let mut agent = MioAgent::with_gossip(config).unwrap();
+            agent.register(poll.registry(), AGENT_BASE).unwrap();
+            (poll, agent)
+        })
+        .collect();
+    let first = nodes[0].1.gossip_addr(Pool::Lan).unwrap().to_string();
+    nodes[1]
+        .1
+        .input(|agent, now| agent.join(&[first.as_str()], false, now));
+
+    let mut events = Events::with_capacity(256);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes
+        .iter()
+        .all(|(_, a)| a.agent().cluster().active_members(Pool::Lan) == 2)
+    {
+        assert!(Instant::now() < deadline, "the two agents never met");
+        for (poll, agent) in &mut nodes {
+            // Short waits, so neither agent starves the other.
+            let timeout = agent.poll_timeout().map_or(Duration::from_millis(5), |t| {
+                t.min(Duration::from_millis(5))
+            });
+            match poll.poll(&mut events, Some(timeout)) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.unwrap(),
+            }
+            for event in events.iter() {
+                assert!(agent.handle_event(event), "{event:?}");
+            }
+            agent.handle_timeout();
+        }
+    }
+    for (_, agent) in &nodes {
+        assert_eq!(agent.datagrams_dropped(), 0);
+    }
 }

@@ -347,8 +347,8 @@ impl MioAgent {
         Ok(addr)
     }
 
-    /// Registers the listeners and the job waker with `registry`, taking the tokens
-    /// `token_base .. token_base + TOKEN_RANGE`. Called once.
+    /// Registers the listeners, the gossip sockets and the waker with `registry`, taking
+    /// the tokens `token_base .. token_base + TOKEN_RANGE`. Called once.
     pub fn register(&mut self, registry: &Registry, token_base: Token) -> io::Result<()> {
         if self.registry.is_some() {
             return Err(io::Error::new(
@@ -585,7 +585,9 @@ impl MioAgent {
     // ----- shutting down -------------------------------------------------------------
 
     /// Stops accepting: the listeners are deregistered and closed. Open connections go on,
-    /// so replies already queued can still be written.
+    /// so replies already queued can still be written, and so does gossip (until
+    /// [`close_all`](Self::close_all)): a node stopped without a `leave` simply goes
+    /// silent, and its peers find it failed.
     pub fn stop_listening(&mut self) {
         for mut l in std::mem::take(&mut self.listeners) {
             self.timers.cancel(l.backoff);
