@@ -292,7 +292,8 @@ const AGENT_FLAGS: &[FlagSpec] = &[
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
-               timing). Re-read on SIGHUP.",
+               timing, rpc_auth, server, datacenter, tags, lan_addr, wan_addr). Flags \
+               override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -611,6 +612,39 @@ mod tests {
             err("-datacenter="),
             "invalid value \"\" for flag -datacenter: must not be empty"
         );
+    }
+
+    #[test]
+    fn the_files_gossip_addresses_are_the_defaults_of_the_flags() {
+        let dir = std::env::temp_dir().join(format!("tandem-gossip-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        std::fs::write(
+            &path,
+            r#"{"lan_addr":"127.0.0.3:7301","wan_addr":"127.0.0.3:7302","server":true,
+                "datacenter":"east","tags":{"rack":"r1"}}"#,
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let cfg = |flags: &str| {
+            AgentOptions::parse(&words(&format!("-config-file {file} {flags}")))
+                .unwrap()
+                .unwrap()
+                .load_config()
+                .unwrap()
+        };
+        let plain = cfg("");
+        assert_eq!(plain.lan_addr, "127.0.0.3:7301".parse().unwrap());
+        assert_eq!(plain.wan_addr, "127.0.0.3:7302".parse().unwrap());
+        assert!(plain.server);
+        assert_eq!(plain.datacenter, "east");
+        assert_eq!(plain.tags["rack"], "r1");
+        let flagged = cfg("-bind 127.0.0.4 -lan-port 0 -server=false -datacenter west");
+        assert_eq!(flagged.lan_addr, "127.0.0.4:0".parse().unwrap());
+        assert_eq!(flagged.wan_addr, "127.0.0.4:7302".parse().unwrap());
+        assert!(!flagged.server);
+        assert_eq!(flagged.datacenter, "west");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
