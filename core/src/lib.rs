@@ -163,7 +163,9 @@ pub enum Output {
     /// A record the agent logged; the runtime prints it (it is already in the log ring).
     Log(LogRecord),
     /// Gossip datagrams are queued: send each one [`Agent::poll_datagram`] returns, from
-    /// the socket of its pool, until it returns `None`.
+    /// the socket of its pool, until it returns `None`. It is announced again only after
+    /// the queue ran empty: a runtime that stops at `WouldBlock` (peek, keep, retry when
+    /// writable) must resume sending on its own.
     Datagram,
     /// An effect for the runtime.
     Effect(Effect),
@@ -342,9 +344,37 @@ impl Agent {
     }
 
     /// Applies a new configuration: log level, limits and timing take effect at once for
-    /// new work; host facts are kept.
+    /// new work, and changed tags are gossiped to peers. What the cluster identity is made
+    /// of (node name, server mode, datacenter, gossip addresses and tuning) and the host
+    /// facts are kept from start: changing them takes a restart, as in Consul.
     pub fn apply_config(&mut self, mut config: Config, now: Instant) {
         config.host = core::mem::take(&mut self.cfg.host);
+        config.node_name = core::mem::take(&mut self.cfg.node_name);
+        config.datacenter = core::mem::take(&mut self.cfg.datacenter);
+        config.server = self.cfg.server;
+        config.lan_addr = self.cfg.lan_addr;
+        config.wan_addr = self.cfg.wan_addr;
+        config.cluster = self.cfg.cluster.take();
+        if config.tags != self.cfg.tags {
+            let set: Vec<(String, String)> = config
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let delete: Vec<String> = self
+                .cfg
+                .tags
+                .keys()
+                .filter(|k| !config.tags.contains_key(*k))
+                .cloned()
+                .collect();
+            if let Err(e) = self.cluster.set_tags(&set, &delete, now) {
+                let text = alloc::format!("agent: reload: tags not applied: {e}");
+                self.log(Level::Warn, &text, now);
+                config.tags = core::mem::take(&mut self.cfg.tags);
+            }
+            self.drain_cluster(now);
+        }
         self.log.set_capacity(config.limits.log_ring);
         self.cfg = config;
         self.stats.reloads += 1;
