@@ -73,7 +73,7 @@ fn three_nodes_converge_after_joins() {
             let fixed = [m.protocol_min, m.protocol_max, m.protocol_cur];
             assert_eq!(fixed, [1, 5, 2]);
             let delegate = [m.delegate_min, m.delegate_max, m.delegate_cur];
-            assert_eq!(delegate, [2, 5, 4]);
+            assert_eq!(delegate, [2, 5, 5]);
         }
         // Each node announced itself first, then one join per peer.
         let joins = |about| member_events(&sim, i, about);

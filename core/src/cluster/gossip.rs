@@ -100,7 +100,9 @@ pub(crate) struct EventLog {
 impl EventLog {
     fn new(window: u64, cap: usize) -> Self {
         EventLog {
-            clock: 0,
+            // Serf starts its event clock at 1, so the first event's LTime is 1 (and a
+            // join's LTime 0 is never news).
+            clock: 1,
             min_time: 0,
             seen: BTreeSet::new(),
             recent: VecDeque::new(),
@@ -177,6 +179,9 @@ pub(crate) struct Gossip {
     pub(crate) inbox: Vec<Inbound>,
     /// The time of the input being handled (set by the cluster before each foca call).
     pub(crate) now: Instant,
+    /// foca's broadcast queue has room: without it, new items are still taken in but not
+    /// passed on (a flood of new user events must not grow the queue without bound).
+    pub(crate) room: bool,
     max_members: usize,
 }
 
@@ -189,6 +194,7 @@ impl Gossip {
             events: EventLog::new(event_window, max_members.max(64)),
             inbox: Vec::new(),
             now: Instant::ZERO,
+            room: true,
             max_members,
         }
     }
@@ -256,7 +262,7 @@ impl Gossip {
                 }
                 self.events.recent.push_back((self.now, u.clone()));
                 self.inbox.push(Inbound::User(u));
-                Some(key)
+                (self.room || local).then_some(key)
             }
         }
     }

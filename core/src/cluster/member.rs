@@ -25,10 +25,11 @@ use super::wire::{Leave, Meta};
 use crate::time::Instant;
 
 /// Serf's protocol range `[min, max, cur]` as members report it; tandem speaks one
-/// protocol and reports Consul 0.7's values (the `consul members` Protocol column).
+/// protocol and reports what Serf 0.9.4 sends (specs/consul-serf-rpc.md, 5.3).
 pub const PROTOCOL: [u8; 3] = [1, 5, 2];
-/// Serf's delegate protocol range `[min, max, cur]` (Consul: cur 4; Serf's agent: 5).
-pub const DELEGATE: [u8; 3] = [2, 5, 4];
+/// Serf's delegate protocol range `[min, max, cur]`, as Serf 0.9.4 sends it (the CLI's
+/// "Protocol Version: 5, Available Protocol Range: [2, 5]").
+pub const DELEGATE: [u8; 3] = [2, 5, 5];
 
 /// A member's status, in Serf's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -288,7 +289,7 @@ mod tests {
                 v.delegate_max,
                 v.delegate_cur
             ],
-            [1, 5, 2, 2, 5, 4]
+            [1, 5, 2, 2, 5, 5]
         );
     }
 }

@@ -1,13 +1,20 @@
 //! Cluster membership: Serf's member list, events and commands over foca's SWIM, sans IO.
 //!
 //! A [`Cluster`] holds a LAN pool and, on servers, a WAN pool; each pool is one foca
-//! instance. foca answers "who is alive"; what members say about themselves (name, tags,
-//! "I am leaving") and user events travel as foca custom broadcasts, newest version wins.
-//! Because foca has no `left` state, a graceful leave first broadcasts a leave record, waits
+//! instance. foca answers "who is alive". What members say about themselves (name and
+//! tags: a *meta*), leave records and user events travel as foca custom broadcasts, newest
+//! version wins (`gossip.rs`). Because foca has no `left` state, a graceful leave
+//! first broadcasts a leave record (and pushes it to every member), waits
 //! `leave_propagate_delay`, then goes silent: peers that hold the record show `left`, not
-//! `failed`. A member that joins after a name or tag change was disseminated asks the owner
-//! for its meta directly (a PULL datagram, answered with PUSH); every foca datagram carries
-//! the sender's meta version, so a missed update is noticed on the next contact.
+//! `failed`. Because foca's gossip is lossy by design, PULL/PUSH exchanges repair what the
+//! member view needs (`exchange.rs`): missing metas, a joiner's first view, a periodic
+//! full sync, and the question "did it leave?" asked before `member-failed`.
+//!
+//! Files: `mod.rs` (the API, foca glue, member events), `exchange.rs` (datagrams besides
+//! foca's), `lifecycle.rs` (join, leave, reconnect), `member.rs` (the view and the one table
+//! of status transitions), `gossip.rs` (broadcast handler and what it learns), `wire.rs` and
+//! `codec.rs` (bytes), `identity.rs`, `timer.rs` (the one ordered timer queue), `pool.rs`,
+//! `outbox.rs`, `config.rs`, `event.rs` (events and errors with their wire text).
 //!
 //! # The call contract
 //!
@@ -33,15 +40,17 @@
 //!
 //! # What tandem reports
 //!
-//! Members report [`PROTOCOL`] `[1, 5, 2]` and [`DELEGATE`] `[2, 5, 4]` (Consul 0.7's values;
-//! tandem speaks one protocol and does not negotiate). Tags always include `role` (`consul`
+//! Members report [`PROTOCOL`] `[1, 5, 2]` and [`DELEGATE`] `[2, 5, 5]` (what Serf 0.9.4
+//! sends; tandem speaks one protocol and does not negotiate). Tags always include `role` (`consul`
 //! for a server, `node` for a client), `dc`, `build` and `vsn`, which `consul members` reads.
 
 mod codec;
 mod config;
 mod event;
+mod exchange;
 mod gossip;
 mod identity;
+mod lifecycle;
 mod member;
 mod outbox;
 mod pool;
@@ -68,12 +77,9 @@ use gossip::{Inbound, fresher};
 use identity::NodeId;
 use member::{Record, SelfState, Shown, transition};
 use outbox::Outbox;
-use pool::{FocaT, Io, PoolState, Want};
+use pool::{FocaT, Io, PoolState};
 use timer::{Task, Timers};
-use wire::{
-    Frame, Item, Leave, Meta, Pull, PushHeader, UserItem, WANT_EVENTS, WANT_JOIN, WANT_LEAVES,
-    WANT_METAS,
-};
+use wire::{Frame, Item, Leave, Meta, UserItem};
 
 use crate::time::Instant;
 
@@ -145,10 +151,12 @@ impl StatusCounts {
 
 /// Most addresses one join tries (more are ignored).
 const MAX_JOIN_ADDRS: usize = 64;
+/// More metas than this due at once are pulled in one listed PULL.
+pub(crate) const BULK_PULL: usize = 8;
 /// Most metas pulled per pull tick.
-const PULLS_PER_TICK: usize = 64;
+pub(crate) const PULLS_PER_TICK: usize = 4 * (wire::PULL_MAX_LISTED + 1);
 /// Sync attempts per sync interval (the first and the retries while none is answered).
-const SYNC_TRIES: u32 = 3;
+pub(crate) const SYNC_TRIES: u32 = 3;
 /// Most addresses remembered for reconnecting.
 const RECONNECT_ADDRS: usize = 16;
 
@@ -404,8 +412,8 @@ impl Cluster {
                 meta_version,
                 packet,
             }) => self.on_foca(pool, from, meta_version, packet, now),
-            Ok(Frame::Pull(pull)) => self.on_pull(pool, from, pull, now),
-            Ok(Frame::Push(header, items)) => self.on_push(pool, header, &items, now),
+            Ok(Frame::Pull(pull, listed)) => self.on_pull(pool, from, pull, &listed, now),
+            Ok(Frame::Push(header, items)) => self.on_push(pool, from, header, &items, now),
             Err(_) => self.stats.bad_datagrams += 1,
         }
     }
@@ -515,7 +523,7 @@ impl Cluster {
             let _ = self.foca_call(pool, now, |f, io| f.gossip(io));
             self.settle(pool, now);
             self.sync(pool, me.addr);
-            self.tell_everyone_we_leave(pool);
+            self.tell_everyone_we_leave(pool, false);
         }
         let at = now + self.cfg.leave_propagate_delay;
         self.timers.schedule(at, Task::Leave);
@@ -690,6 +698,7 @@ impl Cluster {
         now: Instant,
         f: impl FnOnce(&mut FocaT, &mut Io<'_>) -> R,
     ) -> Option<R> {
+        let max_backlog = self.cfg.limits.max_members + 256;
         let Cluster {
             lan,
             wan,
@@ -702,7 +711,11 @@ impl Cluster {
             Pool::Lan => lan,
             Pool::Wan => wan.as_mut()?,
         };
-        p.gossip.with(|g| g.now = now);
+        let room = p.foca.custom_broadcast_backlog() < max_backlog;
+        p.gossip.with(|g| {
+            g.now = now;
+            g.room = room;
+        });
         let mut io = Io {
             pool,
             now,
@@ -848,6 +861,11 @@ impl Cluster {
                     add_broadcast(&mut p.foca, &record);
                 }
                 self.broadcast_meta(pool, now);
+                if leaving {
+                    // Peers that learn the new identity but hold only the old record would
+                    // show `failed`: tell each of them directly.
+                    self.tell_everyone_we_leave(pool, false);
+                }
             }
             OwnedNotification::Active => {
                 if let Some(p) = self.pool_mut(pool) {
@@ -891,10 +909,11 @@ impl Cluster {
     /// identity): go above it and re-broadcast.
     fn refute(&mut self, pool: Pool, version: u32, now: Instant) {
         if let Some(p) = self.pool_mut(pool)
-            && version > p.version {
-                p.version = version.wrapping_add(1);
-                self.broadcast_meta(pool, now);
-            }
+            && version > p.version
+        {
+            p.version = version.wrapping_add(1);
+            self.broadcast_meta(pool, now);
+        }
     }
 
     /// Queues our meta as a custom broadcast (stored locally too).
@@ -973,19 +992,20 @@ impl Cluster {
 
     fn push_event(&mut self, event: ClusterEvent) {
         if let ClusterEvent::User(new) = &event
-            && new.coalesce {
-                // Serf's coalescing: a queued event of the same name is replaced by a newer one.
-                let queued = self.events.iter_mut().rev().find_map(|e| match e {
-                    ClusterEvent::User(old) if old.coalesce && old.name == new.name => Some(old),
-                    _ => None,
-                });
-                if let Some(old) = queued {
-                    if new.ltime > old.ltime {
-                        *old = new.clone();
-                    }
-                    return;
+            && new.coalesce
+        {
+            // Serf's coalescing: a queued event of the same name is replaced by a newer one.
+            let queued = self.events.iter_mut().rev().find_map(|e| match e {
+                ClusterEvent::User(old) if old.coalesce && old.name == new.name => Some(old),
+                _ => None,
+            });
+            if let Some(old) = queued {
+                if new.ltime > old.ltime {
+                    *old = new.clone();
                 }
+                return;
             }
+        }
         if self.events.len() >= self.cfg.limits.max_events {
             self.stats.events_dropped += 1;
             return;
@@ -1047,707 +1067,6 @@ impl Cluster {
             self.schedule_reap(pool, at);
         }
     }
-
-    // ----- internals: datagrams ------------------------------------------------------
-
-    fn on_foca(
-        &mut self,
-        pool: Pool,
-        from: SocketAddr,
-        meta_version: u32,
-        packet: &[u8],
-        now: Instant,
-    ) {
-        let mut addrs = core::mem::take(&mut self.addr_scratch);
-        addrs.clear();
-        let peeked = codec::peek(packet, |a| addrs.push(a));
-        let admitted = match &peeked {
-            Ok(pk) => self.admits(pool, pk.header.src.addr, &addrs),
-            Err(_) => false,
-        };
-        self.addr_scratch = addrs;
-        let src = match peeked {
-            Ok(pk) if admitted => pk.header.src,
-            Ok(_) => {
-                self.stats.members_refused += 1;
-                return;
-            }
-            Err(_) => {
-                self.stats.bad_datagrams += 1;
-                return;
-            }
-        };
-        let r = self.foca_call(pool, now, |f, io| f.handle_data(packet, io));
-        match r {
-            Some(Ok(())) => {}
-            Some(Err(_)) => self.stats.foca_errors += 1,
-            None => {
-                self.stats.bad_datagrams += 1;
-                return;
-            }
-        }
-        self.settle(pool, now);
-        self.mark_join_answer(pool, from, src.addr, now);
-        self.check_advertised(pool, src, meta_version, now);
-    }
-
-    /// Whether a packet from `src` carrying members `addrs` keeps the pool within
-    /// `max_members`. Exact only near the limit, where it is worth the walk.
-    fn admits(&self, pool: Pool, src: SocketAddr, addrs: &[SocketAddr]) -> bool {
-        let max = self.cfg.limits.max_members;
-        let Some(p) = self.pool(pool) else {
-            return false;
-        };
-        let known = p.foca.iter_membership_state().len();
-        if known + 1 + addrs.len() <= max {
-            return true;
-        }
-        let me = p.me().addr;
-        let mut members: BTreeSet<SocketAddr> = p
-            .foca
-            .iter_membership_state()
-            .map(|m| m.id().addr)
-            .collect();
-        for a in core::iter::once(&src).chain(addrs) {
-            if *a != me {
-                members.insert(*a);
-            }
-        }
-        members.len() <= max
-    }
-
-    /// Compares the meta version a member advertises with ours of it.
-    fn check_advertised(&mut self, pool: Pool, src: NodeId, version: u32, now: Instant) {
-        let grace = self.cfg.pull_interval;
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        if src.addr == p.me().addr {
-            return;
-        }
-        let theirs = (src.bump, version);
-        match p.have(&src.addr) {
-            None => self.want(pool, src.addr, theirs, now + grace, false),
-            Some(have) => match fresher(have, theirs) {
-                // A broadcast may still be on its way; ask if it does not come.
-                Ordering::Less => self.want(pool, src.addr, theirs, now + grace, false),
-                // It restarted and forgot its versions: tell it what we hold.
-                Ordering::Greater if have.0 == src.bump => {
-                    self.want(pool, src.addr, have, now, true);
-                }
-                _ => {}
-            },
-        }
-    }
-
-    /// Wants the meta of a member foca reports, unless we hold one for its identity.
-    fn want_meta_of(&mut self, pool: Pool, id: NodeId, now: Instant) {
-        let grace = self.cfg.pull_interval;
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let stale = p
-            .have(&id.addr)
-            .is_none_or(|h| identity::bump_cmp(h.0, id.bump) == Ordering::Less);
-        if stale {
-            self.want(pool, id.addr, (id.bump, 0), now + grace, false);
-        }
-    }
-
-    fn want(&mut self, pool: Pool, addr: SocketAddr, need: (u16, u32), at: Instant, force: bool) {
-        let max = self.cfg.limits.max_members;
-        let Some(p) = self.pool_mut(pool) else {
-            return;
-        };
-        if p.wanted.len() >= max && !p.wanted.contains_key(&addr) {
-            return;
-        }
-        let w = p.wanted.entry(addr).or_insert(Want {
-            need,
-            at,
-            force,
-            sent: None,
-        });
-        if fresher(need, w.need) == Ordering::Greater {
-            w.need = need;
-        }
-        w.at = w.at.min(at);
-        w.force |= force;
-        let at = w.at;
-        if p.pull_at.is_none_or(|t| at < t) {
-            p.pull_at = Some(at);
-            self.timers.schedule(at, Task::Pull(pool));
-        }
-    }
-
-    fn pull_tick(&mut self, pool: Pool, now: Instant) {
-        let interval = self.cfg.pull_interval;
-        let max_len;
-        let mut sends: Vec<(SocketAddr, Pull)> = Vec::new();
-        {
-            let Some(p) = self.pool_mut(pool) else {
-                return;
-            };
-            p.pull_at = None;
-            max_len = p.timing.max_packet_size;
-            let me = p.me();
-            let version = p.version;
-            let due: Vec<SocketAddr> = p
-                .wanted
-                .iter()
-                .filter(|(_, w)| w.at <= now)
-                .map(|(a, _)| *a)
-                .take(PULLS_PER_TICK)
-                .collect();
-            for addr in due {
-                let have = p.have(&addr);
-                let alive = p.records.get(&addr).is_some_and(|r| r.active && !r.is_self);
-                let Some(w) = p.wanted.get_mut(&addr) else {
-                    continue;
-                };
-                let needed = w.force || have.is_none_or(|h| fresher(h, w.need) == Ordering::Less);
-                if !alive || !needed {
-                    p.wanted.remove(&addr);
-                    continue;
-                }
-                if let Some(sent) = w.sent.filter(|s| now < *s + interval) {
-                    w.at = sent + interval;
-                    continue;
-                }
-                w.sent = Some(now);
-                w.force = false;
-                w.at = now + interval;
-                sends.push((
-                    addr,
-                    Pull {
-                        requester: me,
-                        requester_version: version,
-                        known: have.unwrap_or((0, 0)),
-                        wants: 0,
-                    },
-                ));
-            }
-        }
-        for (to, pull) in sends {
-            self.send_pull(pool, to, &pull);
-        }
-        let _ = max_len;
-        if let Some(p) = self.pool_mut(pool)
-            && let Some(at) = p.wanted.values().map(|w| w.at).min() {
-                let at = at.max(now);
-                p.pull_at = Some(at);
-                self.timers.schedule(at, Task::Pull(pool));
-            }
-    }
-
-    fn send_pull(&mut self, pool: Pool, to: SocketAddr, pull: &Pull) {
-        self.stats.pulls_sent += 1;
-        self.out.push(pool, to, |b| wire::encode_pull(b, pull));
-    }
-
-    fn on_pull(&mut self, pool: Pool, from: SocketAddr, pull: Pull, now: Instant) {
-        let interval = self.cfg.pull_interval;
-        let sync_interval = self.cfg.sync_interval;
-        let max = self.cfg.limits.max_members;
-        let Some(p) = self.pool_mut(pool) else {
-            self.stats.bad_datagrams += 1;
-            return;
-        };
-        let requester = pull.requester.addr;
-        // Answer members only (no reflection for strangers), once per half interval each.
-        let member = p
-            .records
-            .get(&requester)
-            .is_some_and(|r| r.active && !r.is_self);
-        let recent = p
-            .answered
-            .get(&requester)
-            .is_some_and(|t| now < *t + interval / 2);
-        if !member || recent {
-            return;
-        }
-        if p.answered.len() >= max {
-            p.answered.retain(|_, t| now < *t + interval);
-        }
-        p.answered.insert(requester, now);
-        let me = p.me();
-        if pull.known.0 == me.bump && pull.known.1 > p.version {
-            self.refute(pool, pull.known.1, now);
-            self.settle(pool, now);
-        }
-        self.check_advertised(pool, pull.requester, pull.requester_version, now);
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let max_len = p.timing.max_packet_size;
-        let (header, items) = p.gossip.with(|g| {
-            let mut items: Vec<Vec<u8>> = Vec::new();
-            let mut add = |item: Item| {
-                let mut b = Vec::new();
-                item.encode(&mut b);
-                items.push(b);
-            };
-            if pull.wants & WANT_METAS != 0 {
-                for (addr, rec) in &p.records {
-                    if let (true, Some(m)) = (rec.active, g.metas.get(addr)) {
-                        add(Item::Meta(m.clone()));
-                    }
-                }
-            } else if let Some(m) = g.metas.get(&me.addr) {
-                add(Item::Meta(m.clone()));
-            }
-            if pull.wants & WANT_LEAVES != 0 {
-                for l in g.leaves.values() {
-                    add(Item::Leave(*l));
-                }
-            }
-            if pull.wants & WANT_EVENTS != 0 {
-                // Only young events: a node that joined since must not have old ones
-                // replayed (Serf replays only on request).
-                for (at, u) in &g.events.recent {
-                    if now < *at + sync_interval * 2 {
-                        add(Item::User(u.clone()));
-                    }
-                }
-            }
-            let header = PushHeader {
-                wants: pull.wants,
-                event_clock: g.events.clock,
-            };
-            (header, items)
-        });
-        self.stats.pulls_answered += 1;
-        let out = &mut self.out;
-        // Joins and syncs are answered even when empty: the asker waits for an answer.
-        let always = pull.wants & (WANT_JOIN | WANT_EVENTS) != 0;
-        wire::pack_push(header, items.into_iter(), max_len, always, |d| {
-            out.push(pool, from, |b| b.extend_from_slice(d));
-        });
-    }
-
-    fn on_push(&mut self, pool: Pool, header: PushHeader, items: &[&[u8]], now: Instant) {
-        let Some(p) = self.pool(pool) else {
-            self.stats.bad_datagrams += 1;
-            return;
-        };
-        let me = p.me();
-        let gossip = p.gossip.clone();
-        // A join's answer sets the event floor only if it comes right after the node got
-        // in (one round trip after the Feed): a late one (its Feed was lost, and the node
-        // got in through others) must not hide events that happened after it was in.
-        let first_look = p
-            .first_connected
-            .is_none_or(|t| now <= t + p.timing.probe_rtt);
-        let mut bad = 0;
-        let mut alive: Vec<NodeId> = Vec::new();
-        gossip.with(|g| {
-            g.now = now;
-            if header.wants & WANT_JOIN != 0 && first_look {
-                // Serf without `Replay`: events from before we joined are not ours.
-                g.events.clock = g.events.clock.max(header.event_clock);
-                g.events.min_time = g.events.min_time.max(header.event_clock);
-            }
-            for raw in items {
-                // Direct answers are not re-broadcast: they are news to us alone.
-                match Item::decode(raw) {
-                    Ok(item) => {
-                        if let Item::Meta(m) = &item
-                            && m.id.addr != me.addr {
-                                alive.push(m.id);
-                            }
-                        g.receive(item, false);
-                    }
-                    Err(_) => bad += 1,
-                }
-            }
-        });
-        self.stats.bad_datagrams += bad;
-        if header.wants & WANT_EVENTS != 0 {
-            let every = self.cfg.sync_interval;
-            if let Some(p) = self.pool_mut(pool).filter(|p| p.sync_tries > 0) {
-                p.sync_tries = 0;
-                p.sync_at = Some(now + every);
-                self.timers.schedule(now + every, Task::Sync(pool));
-            }
-        }
-        // Metas come from the sender's live members: teach foca the ones it missed (a
-        // join's Feed holds only what fits a packet, and updates stop after a few
-        // transmissions). Alive at incarnation 0 changes nothing foca knows better.
-        let mut addrs = core::mem::take(&mut self.addr_scratch);
-        addrs.clear();
-        addrs.extend(alive.iter().map(|id| id.addr));
-        let admitted = self.admits(pool, me.addr, &addrs);
-        self.addr_scratch = addrs;
-        if admitted && !alive.is_empty() {
-            let members = alive.into_iter().map(foca::Member::alive);
-            let _ = self.foca_call(pool, now, |f, io| f.apply_many(members, false, io));
-        } else if !admitted {
-            self.stats.members_refused += 1;
-        }
-        self.settle(pool, now);
-    }
-
-    /// Pulls everything from one random live member: memberlist's push-pull, which repairs
-    /// what lossy broadcasts missed.
-    fn sync_tick(&mut self, pool: Pool, now: Instant) {
-        let every = self.cfg.sync_interval;
-        let interval = self.cfg.pull_interval;
-        let Some(p) = self.pool_mut(pool) else {
-            return;
-        };
-        if p.sync_at.is_some_and(|t| t > now) {
-            // A sooner sync replaced this one.
-            return;
-        }
-        p.sync_at = None;
-        // Pulls and answers are datagrams: until one answers, ask another member every
-        // pull interval, a few times (an answer moves the next sync a full interval on).
-        p.sync_tries = if p.sync_tries >= SYNC_TRIES {
-            1
-        } else {
-            p.sync_tries + 1
-        };
-        let next = if p.sync_tries < SYNC_TRIES {
-            interval
-        } else {
-            every
-        };
-        self.schedule_sync(pool, now + next);
-        if self.state != SelfState::Active {
-            return;
-        }
-        let peers = self.random_peers(pool, 1, None);
-        for to in peers {
-            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_EVENTS);
-        }
-    }
-
-    fn schedule_sync(&mut self, pool: Pool, at: Instant) {
-        let Some(p) = self.pool_mut(pool) else {
-            return;
-        };
-        if p.sync_at.is_none_or(|t| at < t) {
-            p.sync_at = Some(at);
-            self.timers.schedule(at, Task::Sync(pool));
-        }
-    }
-
-    /// A member announced its leave: it goes silent after the propagation delay. If foca
-    /// still has it alive well after that (its own `Down` gossip missed us, and probing
-    /// would take a round of the whole cluster), declare that identity down ourselves.
-    fn expect_silence(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let own_leave = p
-            .gossip
-            .with(|g| g.leaves.get(&addr).is_some_and(|l| !l.forced));
-        if own_leave && p.records.get(&addr).is_some_and(|r| r.active && !r.is_self) {
-            let at = now + self.cfg.leave_propagate_delay + p.timing.probe_period * 2;
-            self.timers.schedule(at, Task::LeaveDue(pool, addr));
-        }
-    }
-
-    fn leave_due_tick(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let Some(id) = p.records.get(&addr).filter(|r| r.active).map(|r| r.id) else {
-            return;
-        };
-        let left = p.gossip.with(|g| {
-            g.leaves
-                .get(&addr)
-                .is_some_and(|l| !l.forced && l.covers(id))
-        });
-        if left {
-            let down = core::iter::once(foca::Member::down(id));
-            let _ = self.foca_call(pool, now, |f, io| f.apply_many(down, true, io));
-            self.settle(pool, now);
-        }
-    }
-
-    /// A member went down a moment ago without a leave record: ask two random members for
-    /// their leave records, in case its leave broadcast missed us.
-    fn explain_tick(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let unexplained = p.records.get(&addr).is_some_and(|r| {
-            !r.active
-                && p.gossip
-                    .with(|g| g.leaves.get(&addr).is_none_or(|l| !l.covers(r.id)))
-        });
-        if !unexplained {
-            return;
-        }
-        for to in self.random_peers(pool, 2, Some(addr)) {
-            self.send_state_pull(pool, to, WANT_LEAVES);
-        }
-        let _ = now;
-    }
-
-    /// Up to `n` distinct random live members of `pool`, never this node or `except`.
-    fn random_peers(
-        &mut self,
-        pool: Pool,
-        n: usize,
-        except: Option<SocketAddr>,
-    ) -> Vec<SocketAddr> {
-        let Some(p) = self.pool(pool) else {
-            return Vec::new();
-        };
-        let mut live: Vec<SocketAddr> = p
-            .records
-            .iter()
-            .filter(|(a, r)| r.active && !r.is_self && Some(**a) != except)
-            .map(|(a, _)| *a)
-            .collect();
-        let mut chosen = Vec::new();
-        while chosen.len() < n && !live.is_empty() {
-            let i = self.rng.random_range(0..live.len());
-            chosen.push(live.swap_remove(i));
-        }
-        chosen
-    }
-
-    fn send_state_pull(&mut self, pool: Pool, to: SocketAddr, wants: u8) {
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let pull = Pull {
-            requester: p.me(),
-            requester_version: p.version,
-            known: p.have(&to).unwrap_or((0, 0)),
-            wants,
-        };
-        self.send_pull(pool, to, &pull);
-    }
-
-    // ----- internals: join, leave, reconnect -----------------------------------------------
-
-    fn schedule_join(&mut self, id: JoinId, now: Instant) {
-        let retry = self.cfg.join_retry;
-        if let Some(j) = self.joins.iter().find(|j| j.id == id) {
-            let at = (now + retry).min(j.deadline);
-            self.timers.schedule(at, Task::Join(id));
-        }
-    }
-
-    fn announce_unanswered(&mut self, id: JoinId, now: Instant) {
-        let Some(j) = self.joins.iter().find(|j| j.id == id) else {
-            return;
-        };
-        let pool = j.pool;
-        let targets: Vec<SocketAddr> = j
-            .targets
-            .iter()
-            .filter(|(_, answered)| !answered)
-            .map(|(a, _)| *a)
-            .collect();
-        for t in targets {
-            let _ = self.foca_call(pool, now, |f, io| f.announce(NodeId::new(t, 0), io));
-        }
-        self.settle(pool, now);
-    }
-
-    fn join_tick(&mut self, id: JoinId, now: Instant) {
-        let Some(deadline) = self.joins.iter().find(|j| j.id == id).map(|j| j.deadline) else {
-            return;
-        };
-        if now >= deadline {
-            self.finish_join(id);
-        } else {
-            self.announce_unanswered(id, now);
-            self.schedule_join(id, now);
-        }
-    }
-
-    /// A FOCA datagram from `from` (identity address `src`) answers pending joins to it;
-    /// each newly answered address is asked for every meta it knows.
-    fn mark_join_answer(&mut self, pool: Pool, from: SocketAddr, src: SocketAddr, now: Instant) {
-        let mut newly = Vec::new();
-        let mut finished = Vec::new();
-        for j in self.joins.iter_mut().filter(|j| j.pool == pool) {
-            for (t, answered) in &mut j.targets {
-                if !*answered && (*t == from || *t == src) {
-                    *answered = true;
-                    newly.push(from);
-                }
-            }
-            if j.targets.iter().all(|(_, a)| *a) {
-                finished.push(j.id);
-            }
-        }
-        for id in finished {
-            self.finish_join(id);
-        }
-        newly.dedup();
-        let joined = !newly.is_empty();
-        for to in newly {
-            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_JOIN);
-        }
-        if joined {
-            // Nodes that join together learn little from each other's answers: sync again
-            // once the join's gossip has settled.
-            if let Some(p) = self.pool(pool) {
-                let at = now + p.timing.probe_period * 2;
-                self.schedule_sync(pool, at);
-            }
-        }
-        let _ = src;
-    }
-
-    fn finish_join_if_answered(&mut self, id: JoinId) -> bool {
-        let done = self
-            .joins
-            .iter()
-            .find(|j| j.id == id)
-            .is_some_and(|j| j.targets.iter().all(|(_, a)| *a));
-        if done {
-            self.finish_join(id);
-        }
-        done
-    }
-
-    fn finish_join(&mut self, id: JoinId) {
-        let Some(i) = self.joins.iter().position(|j| j.id == id) else {
-            return;
-        };
-        let j = self.joins.swap_remove(i);
-        let joined = j.targets.iter().filter(|(_, a)| *a).count();
-        let error = (joined == 0 && !j.targets.is_empty()).then(|| JoinError {
-            failures: j
-                .targets
-                .iter()
-                .map(|(a, _)| format!("Failed to join {a}: no response"))
-                .collect(),
-        });
-        self.done_joins.push_back(JoinOutcome {
-            id,
-            pool: j.pool,
-            joined: u32::try_from(joined).unwrap_or(u32::MAX),
-            error,
-        });
-    }
-
-    fn leave_tick(&mut self, now: Instant) {
-        if self.state != SelfState::Leaving {
-            return;
-        }
-        for pool in self.pools() {
-            self.tell_everyone_we_leave(pool);
-            let _ = self.foca_call(pool, now, |f, io| f.leave_cluster(io));
-            self.settle(pool, now);
-        }
-        self.state = SelfState::Left;
-        for pool in self.pools() {
-            if let Some(me) = self.local_addr(pool) {
-                self.sync(pool, me);
-            }
-        }
-    }
-
-    /// Sends our leave record straight to every live member (a PUSH each), as well as
-    /// gossiping it: a leave is announced once and the node then goes silent, so it must
-    /// not hinge on a few lossy broadcasts (once at the start, once before going silent).
-    fn tell_everyone_we_leave(&mut self, pool: Pool) {
-        let Some(p) = self.pool(pool) else {
-            return;
-        };
-        let me = p.me();
-        let mut item = Vec::new();
-        Item::Leave(Leave {
-            id: me,
-            prune: false,
-            forced: false,
-        })
-        .encode(&mut item);
-        let header = PushHeader {
-            wants: 0,
-            event_clock: p.gossip.with(|g| g.events.clock),
-        };
-        let max_len = p.timing.max_packet_size;
-        let peers: Vec<SocketAddr> = p
-            .records
-            .iter()
-            .filter(|(_, r)| r.active && !r.is_self)
-            .map(|(a, _)| *a)
-            .collect();
-        let out = &mut self.out;
-        for to in peers {
-            wire::pack_push(
-                header,
-                core::iter::once(item.clone()),
-                max_len,
-                false,
-                |d| {
-                    out.push(pool, to, |b| b.extend_from_slice(d));
-                },
-            );
-        }
-    }
-
-    /// Schedules the reconnect check at `at`, unless one is due sooner.
-    fn schedule_reconnect(&mut self, pool: Pool, at: Instant) {
-        let Some(p) = self.pool_mut(pool) else {
-            return;
-        };
-        if p.reconnect_at.is_none_or(|t| at < t) {
-            p.reconnect_at = Some(at);
-            self.timers.schedule(at, Task::Reconnect(pool));
-        }
-    }
-
-    /// While foca is not connected (never joined, every member gone, or renewed after
-    /// being declared down and not yet heard under the new identity), announce to a few
-    /// known members, failed ones and the last join's addresses: foca itself only reaches
-    /// out while connected, so a lost rejoin gossip would otherwise strand it for good.
-    /// Checks every two probe periods while disconnected, every `reconnect_interval` else.
-    fn reconnect_tick(&mut self, pool: Pool, now: Instant) {
-        let every = self.cfg.reconnect_interval;
-        let active = self.state == SelfState::Active;
-        let Some(p) = self.pool_mut(pool) else {
-            return;
-        };
-        if p.reconnect_at.is_some_and(|t| t > now) {
-            // A later check replaced this one.
-            return;
-        }
-        p.reconnect_at = None;
-        let soon = p.timing.probe_period * 2;
-        if !active || p.connected {
-            self.schedule_reconnect(pool, now + every);
-            return;
-        }
-        let mut candidates: Vec<SocketAddr> = p.gossip.with(|g| {
-            p.records
-                .iter()
-                .filter(|(addr, r)| {
-                    !r.is_self
-                        && !r.pruned
-                        && (r.active || g.leaves.get(*addr).is_none_or(|l| !l.covers(r.id)))
-                })
-                .map(|(a, _)| *a)
-                .collect()
-        });
-        for a in &p.join_addrs {
-            if !candidates.contains(a) {
-                candidates.push(*a);
-            }
-        }
-        let next = if candidates.is_empty() { every } else { soon };
-        for _ in 0..3 {
-            if candidates.is_empty() {
-                break;
-            }
-            let i = self.rng.random_range(0..candidates.len());
-            let target = candidates.swap_remove(i);
-            let _ = self.foca_call(pool, now, |f, io| f.announce(NodeId::new(target, 0), io));
-        }
-        self.settle(pool, now);
-        self.schedule_reconnect(pool, now + next);
-    }
 }
 
 /// Queues an item of ours as a custom broadcast; foca runs it through the handler, which
@@ -1767,5 +1086,77 @@ impl core::fmt::Debug for Cluster {
             .field("wan", &self.wan.as_ref().map(PoolState::me))
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_can_move_between_threads() {
+        fn is_send<T: Send>() {}
+        is_send::<Cluster>();
+    }
+
+    #[test]
+    fn a_new_cluster_shows_itself_and_announces_its_join() {
+        let mut c = Cluster::new(ClusterConfig::default(), 1, Instant::ZERO);
+        let me = c.members(Pool::Lan);
+        assert_eq!(me.len(), 1);
+        assert_eq!(
+            (me[0].name.as_str(), me[0].status),
+            ("tandem", MemberStatus::Alive)
+        );
+        assert_eq!(me[0].tags["role"], "node");
+        match c.poll_event() {
+            Some(ClusterEvent::Member {
+                kind,
+                pool,
+                members,
+            }) => {
+                assert_eq!(
+                    (kind, pool, members.len()),
+                    (MemberEvent::Join, Pool::Lan, 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.poll_event(), None);
+        assert!(
+            c.members(Pool::Wan).is_empty(),
+            "a client is in no WAN pool"
+        );
+        assert_eq!(
+            c.join(Pool::Wan, &[], Instant::ZERO),
+            Err(ClusterError::NotServer)
+        );
+    }
+
+    #[test]
+    fn hostile_datagrams_change_nothing() {
+        use rand::Rng as _;
+        let mut c = Cluster::new(ClusterConfig::default(), 2, Instant::ZERO);
+        while c.poll_event().is_some() {}
+        let from = SocketAddr::from(([10, 9, 9, 9], 8301));
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let mut buf = [0u8; 200];
+        for i in 0..20_000u32 {
+            let len = rng.random_range(0..buf.len());
+            rng.fill_bytes(&mut buf[..len]);
+            // Valid frame kinds half the time, so the decoders behind them are reached.
+            if i % 2 == 0 && len > 0 {
+                buf[0] = (i % 3) as u8 + 1;
+            }
+            c.handle_datagram(
+                Pool::Lan,
+                from,
+                &buf[..len],
+                Instant::from_millis(u64::from(i)),
+            );
+        }
+        assert_eq!(c.members(Pool::Lan).len(), 1);
+        assert_eq!(c.poll_event(), None);
+        assert!(c.stats().bad_datagrams + c.stats().foca_errors > 0);
     }
 }

@@ -58,9 +58,10 @@ impl Outbox {
 
     pub(crate) fn pop(&mut self) {
         if let Some((_, _, buf)) = self.queue.pop_front()
-            && self.free.len() < FREE_BUFFERS {
-                self.free.push(buf);
-            }
+            && self.free.len() < FREE_BUFFERS
+        {
+            self.free.push(buf);
+        }
     }
 
     pub(crate) fn take(&mut self) -> Option<(Pool, SocketAddr, Vec<u8>)> {

@@ -52,6 +52,8 @@ pub(crate) struct PoolState {
     pub(crate) sync_at: Option<Instant>,
     /// Syncs sent this round and not answered yet (0: none pending).
     pub(crate) sync_tries: u32,
+    /// Quick syncs left after a join.
+    pub(crate) sync_boost: u32,
     /// The next reconnect check.
     pub(crate) reconnect_at: Option<Instant>,
     /// foca is connected (between its `Active` and `Idle`/`Defunct`/`Rejoin`).
@@ -103,6 +105,7 @@ impl PoolState {
             reap_at: None,
             sync_at: None,
             sync_tries: 0,
+            sync_boost: 0,
             reconnect_at: None,
             connected: false,
             first_connected: None,

@@ -5,12 +5,14 @@
 //! ```text
 //! frame := 0x01 meta_version:u32 foca_packet                       FOCA: foca's own bytes
 //!        | 0x02 requester:identity meta_version:u32                PULL: "send me state"
-//!               known_bump:u16 known_version:u32 wants:u8
+//!               known_bump:u16 known_version:u32 wants:u8 n:u8 (listed:identity){n}
 //!        | 0x03 wants:u8 event_clock:u64 count:u8 (len:u16 item){count}   PUSH: the answer
 //!
-//! wants := bit 0 METAS (every live member's meta; without it, the receiver's own only)
+//! wants := bit 0 METAS (every live member's meta; without it, the receiver's own and
+//!          the `listed` members' metas)
 //!        | bit 1 LEAVES (every leave record) | bit 2 EVENTS (recent user events)
 //!        | bit 3 JOIN (the answer's `event_clock` is the joiner's new event floor)
+//!        | bit 4 GONE (on an unsolicited PUSH of a leave record: the sender goes silent now)
 //!
 //! item   := 0x01 id:identity version:u32 name:str8 n:u8 (key:str8 value:str8){n}   META
 //!         | 0x02 id:identity prune:u8 forced:u8                                     LEAVE
@@ -29,6 +31,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::SocketAddr;
 
 use super::codec::{read_id, write_id};
 use super::identity::NodeId;
@@ -329,6 +332,8 @@ pub(crate) const WANT_METAS: u8 = 1;
 pub(crate) const WANT_LEAVES: u8 = 2;
 pub(crate) const WANT_EVENTS: u8 = 4;
 pub(crate) const WANT_JOIN: u8 = 8;
+/// On an unsolicited PUSH: the sender is going silent now (its leave has propagated).
+pub(crate) const WANT_GONE: u8 = 16;
 
 /// A PUSH answer's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,7 +351,8 @@ pub(crate) enum Frame<'a> {
         meta_version: u32,
         packet: &'a [u8],
     },
-    Pull(Pull),
+    /// A PULL and the members whose metas it lists.
+    Pull(Pull, Vec<SocketAddr>),
     /// The raw items; decode each with [`Item::decode`].
     Push(PushHeader, Vec<&'a [u8]>),
 }
@@ -370,13 +376,22 @@ impl<'a> Frame<'a> {
                 let requester_version = r.u32()?;
                 let known = (r.u16()?, r.u32()?);
                 let wants = r.u8()?;
+                let n = usize::from(r.u8()?);
+                if n > PULL_MAX_LISTED {
+                    return Err(CodecError::TooLong);
+                }
+                let mut listed = Vec::with_capacity(n);
+                for _ in 0..n {
+                    listed.push(read_id(&mut r)?.addr);
+                }
                 r.end()?;
-                Ok(Frame::Pull(Pull {
+                let pull = Pull {
                     requester,
                     requester_version,
                     known,
                     wants,
-                }))
+                };
+                Ok(Frame::Pull(pull, listed))
             }
             FRAME_PUSH => {
                 let header = PushHeader {
@@ -400,13 +415,21 @@ impl<'a> Frame<'a> {
     }
 }
 
-pub(crate) fn encode_pull(out: &mut Vec<u8>, pull: &Pull) {
+/// Most members one PULL lists.
+pub(crate) const PULL_MAX_LISTED: usize = 64;
+
+pub(crate) fn encode_pull(out: &mut Vec<u8>, pull: &Pull, listed: &[SocketAddr]) {
     out.push(FRAME_PULL);
     write_id(out, &pull.requester);
     out.extend_from_slice(&pull.requester_version.to_be_bytes());
     out.extend_from_slice(&pull.known.0.to_be_bytes());
     out.extend_from_slice(&pull.known.1.to_be_bytes());
     out.push(pull.wants);
+    let listed = listed.get(..PULL_MAX_LISTED).unwrap_or(listed);
+    out.push(u8::try_from(listed.len()).unwrap_or(u8::MAX));
+    for addr in listed {
+        write_id(out, &NodeId::new(*addr, 0));
+    }
 }
 
 /// Bytes before the items in a PUSH datagram.
@@ -523,8 +546,9 @@ mod tests {
             wants: WANT_METAS | WANT_JOIN,
         };
         let mut buf = Vec::new();
-        encode_pull(&mut buf, &pull);
-        assert!(matches!(Frame::decode(&buf), Ok(Frame::Pull(p)) if p == pull));
+        let listed = [id(7).addr, id(8).addr];
+        encode_pull(&mut buf, &pull, &listed);
+        assert!(matches!(Frame::decode(&buf), Ok(Frame::Pull(p, l)) if p == pull && l == listed));
 
         let encoded: Vec<Vec<u8>> = samples()
             .iter()
