@@ -1,0 +1,218 @@
+//! Whole agents — RPC, HTTP API and gossip together — on the simulated network with the
+//! virtual clock: joins over the RPC, members through both protocols, a crash detected as
+//! failed, force-leave, a graceful leave, and the same seed giving the same trace.
+
+use std::time::Duration;
+
+use tandem_core::cluster::MemberStatus;
+use tandem_core::{Agent, ConnId, Listener, Pool};
+use tandem_tests::http::{post_api, take_responses};
+use tandem_tests::netsim::{Net, NetConfig, lan_addr, node_name};
+use tandem_tests::netsim_agent::agent_net;
+
+const TICK: Duration = Duration::from_millis(100);
+
+fn rpc(cmd: &str, seq: u64, body: Option<&[(&str, Value)]>) -> Vec<u8> {
+    let mut v = Vec::new();
+    rmp::encode::write_map_len(&mut v, 2).unwrap();
+    rmp::encode::write_str(&mut v, "Command").unwrap();
+    rmp::encode::write_str(&mut v, cmd).unwrap();
+    rmp::encode::write_str(&mut v, "Seq").unwrap();
+    rmp::encode::write_uint(&mut v, seq).unwrap();
+    if let Some(fields) = body {
+        rmp::encode::write_map_len(&mut v, fields.len() as u32).unwrap();
+        for (k, val) in fields {
+            rmp::encode::write_str(&mut v, k).unwrap();
+            match val {
+                Value::Int(n) => {
+                    rmp::encode::write_uint(&mut v, *n).unwrap();
+                }
+                Value::Str(s) => rmp::encode::write_str(&mut v, s).unwrap(),
+                Value::Bool(b) => rmp::encode::write_bool(&mut v, *b).unwrap(),
+                Value::Strs(list) => {
+                    rmp::encode::write_array_len(&mut v, list.len() as u32).unwrap();
+                    for s in list {
+                        rmp::encode::write_str(&mut v, s).unwrap();
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+enum Value {
+    Int(u64),
+    Str(String),
+    Bool(bool),
+    Strs(Vec<String>),
+}
+
+/// Opens an RPC connection on agent `i` and shakes hands.
+fn rpc_conn(sim: &mut Net<Agent>, i: usize) -> ConnId {
+    sim.with(i, |a, now| {
+        let c = a.accept(Listener::Rpc, None, now).unwrap();
+        let hs = rpc("handshake", 0, Some(&[("Version", Value::Int(1))]));
+        assert_eq!(a.handle_stream(c, &hs, now), hs.len());
+        c
+    })
+}
+
+/// Sends bytes on a connection of agent `i`, returning what it has written so far after
+/// `wait` of simulated time, and consuming it.
+fn exchange(sim: &mut Net<Agent>, i: usize, c: ConnId, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    sim.with(i, |a, now| {
+        assert_eq!(a.handle_stream(c, bytes, now), bytes.len());
+    });
+    sim.run_for(wait);
+    sim.with(i, |a, now| {
+        let out = a.tx_pending(c).to_vec();
+        a.tx_consume(c, out.len(), now);
+        out
+    })
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| w == &needle)
+        .count()
+}
+
+fn statuses(sim: &Net<Agent>, i: usize) -> Vec<(String, MemberStatus)> {
+    sim.node(i)
+        .cluster()
+        .members(Pool::Lan)
+        .into_iter()
+        .map(|m| (m.name, m.status))
+        .collect()
+}
+
+fn everyone_sees(sim: &Net<Agent>, nodes: &[usize], name: &str, status: MemberStatus) -> bool {
+    nodes
+        .iter()
+        .all(|&i| statuses(sim, i).contains(&(name.to_string(), status)))
+}
+
+fn run_story(seed: u64) -> u64 {
+    let n = 5;
+    let mut sim = agent_net(n, NetConfig::default(), seed);
+    // Every agent but 0 joins agent 0 over its own RPC.
+    let mut joins = Vec::new();
+    for i in 1..n {
+        let c = rpc_conn(&mut sim, i);
+        let target = lan_addr(0).to_string();
+        let req = rpc(
+            "join",
+            2,
+            Some(&[
+                ("Existing", Value::Strs(vec![target])),
+                ("WAN", Value::Bool(false)),
+            ]),
+        );
+        sim.with(i, |a, now| {
+            assert_eq!(a.handle_stream(c, &req, now), req.len())
+        });
+        joins.push((i, c));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    sim.run_until_cond(Duration::from_secs(30), TICK, |s| {
+        all.iter().all(|&i| {
+            statuses(s, i)
+                .iter()
+                .filter(|(_, st)| *st == MemberStatus::Alive)
+                .count()
+                == n
+        })
+    })
+    .expect("five agents converge");
+    for (i, c) in joins {
+        let reply = sim.with(i, |a, _| a.tx_pending(c).to_vec());
+        // The handshake reply, then the join's header and {"Num":1}.
+        assert!(
+            reply.ends_with(&[0x81, 0xa3, b'N', b'u', b'm', 0x01]),
+            "agent {i}: {reply:02x?}"
+        );
+    }
+
+    // members over the RPC on agent 1: five alive members.
+    let c1 = rpc_conn(&mut sim, 1);
+    let reply = exchange(&mut sim, 1, c1, &rpc("members", 3, None), Duration::ZERO);
+    assert_eq!(count(&reply, b"\xa5alive"), n, "{reply:02x?}");
+    // ... and over the HTTP API on agent 2.
+    let h = sim.with(2, |a, now| a.accept(Listener::Http, None, now).unwrap());
+    let mut out = exchange(
+        &mut sim,
+        2,
+        h,
+        &post_api(r#"{"action":"exec","command":"members"}"#),
+        Duration::ZERO,
+    );
+    let r = take_responses(&mut out).remove(0).json();
+    let members = r["body"]["results"][0]["members"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(members.len(), n);
+    assert!(members.iter().all(|m| m["Status"] == "alive"));
+
+    // Agent 4 crashes: failed everywhere, then force-left from agent 0's RPC.
+    sim.kill(4);
+    let rest = [0, 1, 2, 3];
+    sim.run_until_cond(Duration::from_secs(60), TICK, |s| {
+        everyone_sees(s, &rest, &node_name(4), MemberStatus::Failed)
+    })
+    .expect("a crashed agent is failed everywhere");
+    let c0 = rpc_conn(&mut sim, 0);
+    let fl = rpc(
+        "force-leave",
+        4,
+        Some(&[
+            ("Node", Value::Str(node_name(4))),
+            ("Prune", Value::Bool(false)),
+        ]),
+    );
+    let reply = exchange(&mut sim, 0, c0, &fl, Duration::ZERO);
+    assert!(reply.ends_with(&[
+        0x82, 0xa5, b'E', b'r', b'r', b'o', b'r', 0xa0, 0xa3, b'S', b'e', b'q', 0x04
+    ]));
+    sim.run_until_cond(Duration::from_secs(30), TICK, |s| {
+        everyone_sees(s, &rest, &node_name(4), MemberStatus::Left)
+    })
+    .expect("force-leave turns it left everywhere");
+
+    // Agent 3 leaves gracefully over its RPC: left (never failed) on the others, and the
+    // agent asks its runtime to shut down once the leave has propagated.
+    let c3 = rpc_conn(&mut sim, 3);
+    exchange(&mut sim, 3, c3, &rpc("leave", 5, None), Duration::ZERO);
+    let others = [0, 1, 2];
+    sim.run_until_cond(Duration::from_secs(30), TICK, |s| {
+        everyone_sees(s, &others, &node_name(3), MemberStatus::Left)
+    })
+    .expect("a graceful leave shows left everywhere");
+    sim.run_for(Duration::from_secs(2));
+    assert!(
+        sim.events(3).iter().any(|e| e.0 == "Effect(Shutdown)"),
+        "the leaving agent asked to shut down"
+    );
+    for &i in &others {
+        assert!(
+            !sim.events(i)
+                .iter()
+                .any(|e| e.0.contains("EventMemberFailed: node-3")),
+            "agent {i} saw node-3 fail"
+        );
+    }
+    sim.trace()
+}
+
+#[test]
+fn five_agents_join_fail_force_leave_and_leave_over_their_rpc() {
+    run_story(40);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_agent_trace() {
+    assert_eq!(run_story(41), run_story(41));
+    assert_ne!(run_story(41), run_story(42));
+}
