@@ -1,0 +1,413 @@
+//! The process conformance drivers: the real `tandem` (smol) and `tandem-mio` binaries,
+//! started as `agent` on ephemeral loopback ports with the case's configuration in a
+//! temporary `-config-file`, spoken to over real sockets.
+//!
+//! The binaries belong to other packages, so cargo does not build them for this one: the
+//! first driver in a test process runs `cargo build -p tandem-smol -p tandem-mio --bins`
+//! once (quick when they are fresh, and it keeps a stale binary from being tested), into
+//! the target directory and profile this test binary was built in. Every agent is killed
+//! and reaped on drop, so a failing case leaves no process behind; its stderr is printed
+//! then, to show what the agent saw.
+
+use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tandem_core::{Config, Limits, Listener, Timing};
+
+use super::{Conn, DEADLINE, Driver, Received};
+
+/// Which runtime's binary to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// `tandem` from `runtime-smol`.
+    Smol,
+    /// `tandem-mio` from `runtime-mio`.
+    Mio,
+}
+
+impl Runtime {
+    /// The binary's file name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Runtime::Smol => "tandem",
+            Runtime::Mio => "tandem-mio",
+        }
+    }
+
+    /// The driver name used in failure messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Smol => "smol",
+            Runtime::Mio => "mio",
+        }
+    }
+}
+
+/// Lines the agent wrote to stderr, filled by a reader thread.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<(Vec<String>, bool)>,
+    grew: Condvar,
+}
+
+/// A running agent process.
+pub struct Process {
+    runtime: Runtime,
+    child: Child,
+    http: SocketAddr,
+    rpc: SocketAddr,
+    lan: SocketAddr,
+    log: Arc<Log>,
+    started: Instant,
+    /// Client sockets by [`Conn`] id; `None` once reset.
+    conns: Vec<Option<TcpStream>>,
+    config_dir: PathBuf,
+}
+
+impl Process {
+    /// Starts `<binary> agent` with `config` and waits until it listens.
+    pub fn start(runtime: Runtime, config: &Config) -> Process {
+        let bin = binary(runtime);
+        let config_dir = temp_dir();
+        let config_path = config_dir.join("agent.json");
+        std::fs::write(&config_path, config_file(config).to_string()).expect("write config");
+        let mut child = Command::new(&bin)
+            .arg("agent")
+            .args(["-http-addr", "127.0.0.1:0", "-rpc-addr", "127.0.0.1:0"])
+            // Tests run in parallel: no fixed gossip ports either.
+            .args(["-lan-port", "0", "-wan-port", "0"])
+            .arg(format!("-config-file={}", config_path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Log::default());
+        let reader = Arc::clone(&log);
+        // The pipe must be drained all the time, or the agent blocks on a full stderr.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                reader.lines.lock().unwrap().0.push(line);
+                reader.grew.notify_all();
+            }
+            reader.lines.lock().unwrap().1 = true;
+            reader.grew.notify_all();
+        });
+        let mut p = Process {
+            runtime,
+            child,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lan: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            started: Instant::now(),
+            conns: Vec::new(),
+            config_dir,
+        };
+        // The HTTP line comes last, so every address is known once it is in.
+        p.http = p.addr_in("agent: HTTP API listening on ");
+        p.rpc = p.addr_in("agent: RPC listening on ");
+        p.lan = p.addr_in("agent: gossip LAN listening on ");
+        p.started = Instant::now();
+        p
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lines.lock().unwrap().0.clone()
+    }
+
+    fn addr_in(&self, needle: &str) -> SocketAddr {
+        let line = self.wait_log(needle);
+        let at = line.find(needle).expect("needle in line") + needle.len();
+        line[at..]
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
+    }
+
+    /// Waits until a stderr line contains `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.0.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !lines.1 && !left.is_zero(),
+                "{}: no stderr line containing {needle:?}{}; stderr:\n{}",
+                self.runtime.name(),
+                if lines.1 { " (the agent exited)" } else { "" },
+                lines.0.join("\n")
+            );
+            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    fn stream(&self, c: &Conn) -> &TcpStream {
+        self.conns[c.id()]
+            .as_ref()
+            .expect("a connection that was not reset")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} agent stderr ---\n{}",
+                self.runtime.name(),
+                self.log_lines().join("\n")
+            );
+        }
+    }
+}
+
+impl Driver for Process {
+    fn name(&self) -> &'static str {
+        self.runtime.name()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn lan_addr(&self) -> SocketAddr {
+        self.lan
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn connect(&mut self, to: Listener) -> Conn {
+        let addr = match to {
+            Listener::Http => self.http,
+            Listener::Rpc => self.rpc,
+        };
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        self.conns.push(Some(stream));
+        Conn::new(self.conns.len() - 1)
+    }
+
+    fn send(&mut self, c: &Conn, bytes: &[u8]) {
+        self.stream(c).write_all(bytes).expect("send");
+    }
+
+    fn shutdown_write(&mut self, c: &Conn) {
+        self.stream(c).shutdown(Shutdown::Write).expect("shutdown");
+    }
+
+    fn reset(&mut self, c: &Conn) {
+        let stream = self.conns[c.id()].take().expect("reset once");
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt(2) on a socket we own, with a pointer to a live `linger` and
+        // its exact size. An abortive close is not available from std on stable.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::from_ref(&linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+        // Closing with a zero linger sends RST instead of FIN.
+        drop(stream);
+    }
+
+    fn receive(&mut self, c: &Conn, within: Duration) -> Received {
+        let mut stream = self.stream(c);
+        // A zero timeout means "block forever" to the socket.
+        stream
+            .set_read_timeout(Some(within.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        let mut chunk = [0u8; 16 * 1024];
+        match stream.read(&mut chunk) {
+            Ok(0) => Received::Eof,
+            Ok(n) => Received::Bytes(chunk[..n].to_vec()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Received::Quiet
+            }
+            // The agent closed with bytes of ours unread: the kernel resets the connection.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => Received::Eof,
+            Err(e) => panic!("{}: read: {e}", self.runtime.name()),
+        }
+    }
+
+    fn wait(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// The config file for `config`: every field the file knows, written out. The fields are
+/// destructured exhaustively so a new one fails to compile here instead of being dropped.
+pub fn config_file(config: &Config) -> Value {
+    let Config {
+        node_name,
+        log_level,
+        limits,
+        timing,
+        host: _, // the runtime's own facts
+        rpc_auth,
+        server,
+        datacenter,
+        tags,
+        lan_addr: _, // the runtime binds ephemeral ports and advertises what it bound
+        wan_addr: _,
+        cluster,
+    } = config;
+    assert!(
+        cluster.is_none(),
+        "gossip tuning is not part of the config file"
+    );
+    let Limits {
+        max_connections,
+        max_head,
+        max_headers,
+        max_body,
+        max_tx,
+        consumer_queue,
+        history,
+        max_sessions,
+        max_consumers,
+        max_jobs,
+        exec_results,
+        log_ring,
+        max_command,
+        rpc_max_frame,
+        rpc_max_str,
+        rpc_max_container,
+        rpc_max_values,
+    } = limits;
+    let Timing {
+        pull_timeout_ms,
+        pull_batch_ms,
+        consumer_timeout_ms,
+        session_timeout_ms,
+        exec_timeout_ms,
+    } = timing;
+    json!({
+        "node_name": node_name,
+        "log_level": log_level.as_str(),
+        "limits": {
+            "max_connections": max_connections,
+            "max_head": max_head,
+            "max_headers": max_headers,
+            "max_body": max_body,
+            "max_tx": max_tx,
+            "consumer_queue": consumer_queue,
+            "history": history,
+            "max_sessions": max_sessions,
+            "max_consumers": max_consumers,
+            "max_jobs": max_jobs,
+            "exec_results": exec_results,
+            "log_ring": log_ring,
+            "max_command": max_command,
+            "rpc_max_frame": rpc_max_frame,
+            "rpc_max_str": rpc_max_str,
+            "rpc_max_container": rpc_max_container,
+            "rpc_max_values": rpc_max_values,
+        },
+        "timing": {
+            "pull_timeout_ms": pull_timeout_ms,
+            "pull_batch_ms": pull_batch_ms,
+            "consumer_timeout_ms": consumer_timeout_ms,
+            "session_timeout_ms": session_timeout_ms,
+            "exec_timeout_ms": exec_timeout_ms,
+        },
+        "rpc_auth": rpc_auth,
+        "server": server,
+        "datacenter": datacenter,
+        "tags": tags,
+    })
+}
+
+fn temp_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tandem-conformance-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The path of `runtime`'s binary, built (once per test process) if needed.
+pub fn binary(runtime: Runtime) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(build_binaries);
+    match dir {
+        Ok(dir) => dir.join(runtime.binary_name()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Builds both agent binaries into the profile directory this test binary runs from
+/// (`<target>/<profile>/deps/<test>` → `<target>/<profile>`); returns that directory.
+fn build_binaries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("no profile directory above {}", exe.display()))?
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| format!("no target directory above {}", profile_dir.display()))?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace holds tests/");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "-p", "tandem-smol", "-p", "tandem-mio", "--bins"])
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run cargo build for the agent binaries: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p tandem-smol -p tandem-mio --bins failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    for runtime in [Runtime::Smol, Runtime::Mio] {
+        let bin = profile_dir.join(runtime.binary_name());
+        if !bin.is_file() {
+            return Err(format!("cargo built no {}", bin.display()));
+        }
+    }
+    Ok(profile_dir)
+}
