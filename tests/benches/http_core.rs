@@ -61,10 +61,7 @@ impl Bench {
             if let Output::Transmit(c) = out {
                 let pending = self.agent.tx_pending(c);
                 // Count responses by their status lines, as a client would.
-                self.responses += pending
-                    .windows(9)
-                    .filter(|w| *w == b"HTTP/1.1 ")
-                    .count() as u64;
+                self.responses += pending.windows(9).filter(|w| *w == b"HTTP/1.1 ").count() as u64;
                 let n = pending.len();
                 self.agent.tx_consume(c, n, self.now);
             }
@@ -146,7 +143,9 @@ fn main() {
         let mut b = Bench::new();
         let c = b.agent.accept(Listener::Http, None, b.now).expect("accept");
         let req = b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".to_vec();
-        figures.push(measure("POST /nope -> 404 (codec only)", n, |_| b.send(c, &req)));
+        figures.push(measure("POST /nope -> 404 (codec only)", n, |_| {
+            b.send(c, &req)
+        }));
         assert!(b.responses >= n);
     }
 
@@ -155,7 +154,9 @@ fn main() {
         let mut b = Bench::new();
         let c = b.agent.accept(Listener::Http, None, b.now).expect("accept");
         let req = post_api(r#"{"action":"exec","command":"version"}"#);
-        figures.push(measure("exec version (one-time session)", n, |_| b.send(c, &req)));
+        figures.push(measure("exec version (one-time session)", n, |_| {
+            b.send(c, &req)
+        }));
         assert!(b.responses >= n);
         assert_eq!(b.agent.session_count(), 0);
     }
@@ -168,7 +169,9 @@ fn main() {
         let req = post_api(&format!(
             r#"{{"action":"exec","command":"version","sessionId":"{sid}"}}"#
         ));
-        figures.push(measure("exec version (in a session)", n, |_| b.send(c, &req)));
+        figures.push(measure("exec version (in a session)", n, |_| {
+            b.send(c, &req)
+        }));
         assert!(b.responses >= n);
     }
 
@@ -195,12 +198,16 @@ fn main() {
         ));
         let m = n / 5;
         let before = b.responses;
-        figures.push(measure("pull_results, 20 items ready (+4 async_exec)", m, |_| {
-            for _ in 0..4 {
-                b.send(c, &echo);
-            }
-            b.send(c, &pull);
-        }));
+        figures.push(measure(
+            "pull_results, 20 items ready (+4 async_exec)",
+            m,
+            |_| {
+                for _ in 0..4 {
+                    b.send(c, &echo);
+                }
+                b.send(c, &pull);
+            },
+        ));
         assert!(b.responses - before >= m * 5, "every pull answered at once");
     }
 
@@ -217,16 +224,18 @@ fn main() {
         b.send(c, &pull);
         b.advance(Duration::from_millis(200));
         let before = b.responses;
-        figures.push(measure("pull_results long-poll, empty, 2 s timeout", n, |_| {
-            b.send(c, &pull);
-            b.advance(Duration::from_secs(2));
-        }));
+        figures.push(measure(
+            "pull_results long-poll, empty, 2 s timeout",
+            n,
+            |_| {
+                b.send(c, &pull);
+                b.advance(Duration::from_secs(2));
+            },
+        ));
         assert!(b.responses - before >= n);
     }
 
-    println!(
-        "| scenario | requests | req/s | allocations/request | bytes allocated/request |"
-    );
+    println!("| scenario | requests | req/s | allocations/request | bytes allocated/request |");
     println!("|---|---:|---:|---:|---:|");
     for f in &figures {
         let per = |v: u64| v as f64 / f.requests as f64;

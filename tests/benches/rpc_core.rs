@@ -86,7 +86,12 @@ impl Bench {
                 Output::Transmit(c) => {
                     let n = self.agent.tx_pending(c).len();
                     // Every reply starts with the fixmap(2) of its header.
-                    self.replied += self.agent.tx_pending(c).iter().filter(|&&b| b == 0x82).count() as u64;
+                    self.replied += self
+                        .agent
+                        .tx_pending(c)
+                        .iter()
+                        .filter(|&&b| b == 0x82)
+                        .count() as u64;
                     self.agent.tx_consume(c, n, self.now);
                 }
                 Output::Close(_) => panic!("connection closed"),

@@ -80,10 +80,7 @@ impl Sim {
 
     /// Opens a connection on the given listener (HTTP API or RPC).
     pub fn connect_to(&mut self, listener: Listener) -> ConnId {
-        let c = self
-            .agent
-            .accept(listener, None, self.now)
-            .expect("accept");
+        let c = self.agent.accept(listener, None, self.now).expect("accept");
         self.clients.insert(c, Client::default());
         self.drain();
         c

@@ -121,7 +121,11 @@ fn http_errors_and_empty_long_polls_allocate_nothing() {
     // agent's stats say one session exists; find its ids through a pull on a new session.
     let r = {
         let c2 = d.agent.accept(Listener::Http, None, d.now).unwrap();
-        assert!(d.agent.handle_stream(c2, &post_api(r#"{"action":"init_session"}"#), d.now) > 0);
+        assert!(
+            d.agent
+                .handle_stream(c2, &post_api(r#"{"action":"init_session"}"#), d.now)
+                > 0
+        );
         let mut out = Vec::new();
         while let Some(o) = d.agent.poll_output() {
             if let Output::Transmit(c) = o {

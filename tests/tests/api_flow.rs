@@ -74,7 +74,12 @@ fn seed_flow_end_to_end_in_memory() {
     let n = types.len();
     assert_eq!(types[..2], ["command", "input_status"], "{items:?}");
     assert!(types[2..n - 2].iter().all(|t| *t == "log"), "{items:?}");
-    assert!(items[n - 3]["log"].as_str().unwrap().ends_with("[INFO] test: hello"));
+    assert!(
+        items[n - 3]["log"]
+            .as_str()
+            .unwrap()
+            .ends_with("[INFO] test: hello")
+    );
     assert_eq!(types[n - 2..], ["status", "input_status"]);
     assert_eq!(
         items[n - 2],
