@@ -75,6 +75,7 @@ conformance! {
     keep_alive_serves_sequential_requests_on_one_connection;
     other_paths_are_404_and_the_connection_stays_open;
     a_body_over_the_configured_max_body_is_413_and_close with small_max_body;
+    a_413_is_delivered_even_with_the_refused_body_already_sent with small_max_body;
     connection_close_is_answered_then_closed;
     a_request_then_eof_is_answered_then_closed;
     eof_while_a_pull_is_parked_answers_it_then_closes;
@@ -84,12 +85,15 @@ conformance! {
     a_request_dribbled_byte_by_byte_is_answered;
     exec_stats_on_a_fresh_agent_counts_exactly_its_own_request;
     exec_members_lists_this_node_as_rpc_members_does;
+    connections_beyond_max_connections_are_closed_at_once with two_connections;
     // The agent RPC.
     rpc_handshake_is_answered_with_the_serf_transcript_bytes;
     rpc_command_before_the_handshake_is_refused_and_closed;
+    rpc_requests_pipelined_behind_handshake_required_are_not_answered;
     rpc_unsupported_command_is_refused_and_closed;
     rpc_requests_coalesced_in_one_write_are_answered_in_order;
     rpc_handshake_dribbled_byte_by_byte_is_answered;
+    rpc_eof_answers_whole_requests_then_closes_without_a_partial_reply;
     rpc_members_lists_one_alive_member_named_by_the_config;
     rpc_stats_is_sections_of_string_leaves;
     rpc_monitor_streams_records_until_stopped;
@@ -120,6 +124,16 @@ fn long_pull() -> Config {
     let mut config = base_config();
     config.timing.pull_timeout_ms = 60_000;
     config
+}
+
+fn two_connections() -> Config {
+    Config {
+        limits: Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
+        ..base_config()
+    }
 }
 
 fn rpc_auth() -> Config {
@@ -501,6 +515,28 @@ fn a_body_over_the_configured_max_body_is_413_and_close(d: &mut dyn Driver) {
     d.expect_eof(&mut c);
 }
 
+fn a_413_is_delivered_even_with_the_refused_body_already_sent(d: &mut dyn Driver) {
+    // The agent closes with the body unread; a runtime that closed the socket at once would
+    // make the kernel answer those bytes with a reset, which can destroy the 413 before
+    // the client reads it. Runtimes linger (read and drop) instead.
+    let mut c = d.connect(Listener::Http);
+    let body = "x".repeat(32 * 1024);
+    d.send(
+        &c,
+        format!(
+            "POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = d.response(&mut c);
+    assert_eq!(
+        raw(&r.raw),
+        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 17\r\nConnection: close\r\n\r\nPayload Too Large"
+    );
+    d.expect_eof(&mut c);
+}
+
 fn connection_close_is_answered_then_closed(d: &mut dyn Driver) {
     let mut c = d.connect(Listener::Http);
     d.send(
@@ -712,6 +748,39 @@ fn exec_members_lists_this_node_as_rpc_members_does(d: &mut dyn Driver) {
     );
 }
 
+fn connections_beyond_max_connections_are_closed_at_once(d: &mut dyn Driver) {
+    // The limit is per listener: two HTTP and two RPC connections are served.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = d.connect(Listener::Http);
+        d.send(&c, &post_api(UNKNOWN_BODY));
+        assert_eq!(raw(&d.response(&mut c).raw), ok_json(UNKNOWN));
+        open.push(c);
+    }
+    let _rpc = [handshaken(d), handshaken(d)];
+    // A third is closed without a byte, whatever it sends. The runtimes drop a refused
+    // socket at once, without the linger of an agent-closed one, so a client whose request
+    // was already on its way may see a reset instead of a FIN; nothing is lost either way.
+    let mut third = d.connect(Listener::Http);
+    d.send(&third, &post_api(UNKNOWN_BODY));
+    d.expect_closed_or_reset(&mut third);
+    // Once one closes, a new connection is served again.
+    let mut first = open.remove(0);
+    d.shutdown_write(&first);
+    d.expect_eof(&mut first);
+    let mut again = d.connect(Listener::Http);
+    d.send(&again, &post_api(UNKNOWN_BODY));
+    assert_eq!(raw(&d.response(&mut again).raw), ok_json(UNKNOWN));
+    d.send(&again, &post_api(r#"{"action":"exec","command":"stats"}"#));
+    let v = d.response(&mut again).json();
+    assert_eq!(
+        v["body"]["results"][0]["stats"]["agent"]["connections_refused"],
+        "1",
+        "{}: {v}",
+        d.name()
+    );
+}
+
 // ----- the agent RPC ---------------------------------------------------------------------
 
 /// §5.1: `{"Command":"handshake","Seq":0}` `{"Version":1}`.
@@ -769,6 +838,16 @@ fn rpc_command_before_the_handshake_is_refused_and_closed(d: &mut dyn Driver) {
     d.expect_eof(&mut c);
 }
 
+fn rpc_requests_pipelined_behind_handshake_required_are_not_answered(d: &mut dyn Driver) {
+    let mut c = d.connect(Listener::Rpc);
+    let mut bytes = req("members", 1);
+    bytes.extend(support::handshake(2));
+    bytes.extend(req("stats", 3));
+    d.send(&c, &bytes);
+    assert_bytes(&d.rpc_values(&mut c, 1), &reply(1, "Handshake required"));
+    d.expect_eof(&mut c);
+}
+
 fn rpc_unsupported_command_is_refused_and_closed(d: &mut dyn Driver) {
     let mut c = handshaken(d);
     // §5.2: {"Command":"bogus","Seq":2} → {"Error":"Unsupported command","Seq":2}, EOF.
@@ -808,6 +887,17 @@ fn rpc_handshake_dribbled_byte_by_byte_is_answered(d: &mut dyn Driver) {
     let mut want = hex(HANDSHAKE_OK);
     want.extend(reply_with(1, "", &map(&[("Num", 0u64.into())])));
     assert_bytes(&d.rpc_values(&mut c, 3), &want);
+}
+
+fn rpc_eof_answers_whole_requests_then_closes_without_a_partial_reply(d: &mut dyn Driver) {
+    let mut c = d.connect(Listener::Rpc);
+    let mut bytes = hex(HANDSHAKE);
+    let members = req("members", 1);
+    bytes.extend(&members[..members.len() - 1]);
+    d.send(&c, &bytes);
+    d.shutdown_write(&c);
+    assert_bytes(&d.rpc_values(&mut c, 1), &hex(HANDSHAKE_OK));
+    d.expect_eof(&mut c);
 }
 
 fn rpc_members_lists_one_alive_member_named_by_the_config(d: &mut dyn Driver) {

@@ -15,7 +15,8 @@ pub struct Memory {
     /// The simulation, for cases that look inside.
     pub sim: Sim,
     started: Instant,
-    conns: Vec<ConnId>,
+    /// Connections by [`Conn`] id; `None` for one the agent refused at accept.
+    conns: Vec<Option<ConnId>>,
 }
 
 impl Memory {
@@ -29,7 +30,7 @@ impl Memory {
         }
     }
 
-    fn conn(&self, c: &Conn) -> ConnId {
+    fn conn(&self, c: &Conn) -> Option<ConnId> {
         self.conns[c.id()]
     }
 }
@@ -52,28 +53,50 @@ impl Driver for Memory {
     }
 
     fn connect(&mut self, to: Listener) -> Conn {
-        let id = self.sim.connect_to(to);
+        // A runtime closes a socket the agent refuses. `Sim` has no refused client, so a
+        // connection over the limit is offered to the agent here, where a refusal is
+        // expected (and checked), and then reads as closed.
+        let full =
+            self.sim.agent.connection_count(to) >= self.sim.agent.config().limits.max_connections;
+        let id = if full {
+            let now = self.sim.now;
+            let accepted = self.sim.agent.accept(to, None, now);
+            self.sim.drain();
+            assert!(
+                accepted.is_err(),
+                "the agent accepted a connection beyond max_connections"
+            );
+            None
+        } else {
+            Some(self.sim.connect_to(to))
+        };
         self.conns.push(id);
         Conn::new(self.conns.len() - 1)
     }
 
     fn send(&mut self, c: &Conn, bytes: &[u8]) {
-        let id = self.conn(c);
-        self.sim.send(id, bytes);
+        // Bytes to a refused connection go nowhere, as into a socket the peer closed.
+        if let Some(id) = self.conn(c) {
+            self.sim.send(id, bytes);
+        }
     }
 
     fn shutdown_write(&mut self, c: &Conn) {
-        let id = self.conn(c);
-        self.sim.eof(id);
+        if let Some(id) = self.conn(c) {
+            self.sim.eof(id);
+        }
     }
 
     fn reset(&mut self, c: &Conn) {
-        let id = self.conn(c);
-        self.sim.reset(id);
+        if let Some(id) = self.conn(c) {
+            self.sim.reset(id);
+        }
     }
 
     fn receive(&mut self, c: &Conn, within: Duration) -> Received {
-        let id = self.conn(c);
+        let Some(id) = self.conn(c) else {
+            return Received::Eof;
+        };
         let end = self.sim.now + within;
         loop {
             let got = self.sim.received(id);

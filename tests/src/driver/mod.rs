@@ -47,6 +47,8 @@ pub struct Conn {
     id: usize,
     buf: Vec<u8>,
     eof: bool,
+    /// The close was a TCP reset, not an orderly FIN.
+    reset: bool,
 }
 
 impl Conn {
@@ -56,6 +58,7 @@ impl Conn {
             id,
             buf: Vec::new(),
             eof: false,
+            reset: false,
         }
     }
 
@@ -72,6 +75,10 @@ pub enum Received {
     Bytes(Vec<u8>),
     /// The agent closed the connection; nothing more will come.
     Eof,
+    /// The connection was reset (the agent closed it with bytes of ours unread and did not
+    /// linger to read them); anything the agent wrote and the client had not read yet may
+    /// be lost.
+    Reset,
     /// Nothing arrived within the time given, which has now passed.
     Quiet,
 }
@@ -124,6 +131,11 @@ pub trait Driver {
                 c.eof = true;
                 true
             }
+            Received::Reset => {
+                c.eof = true;
+                c.reset = true;
+                true
+            }
             Received::Quiet => false,
         }
     }
@@ -143,8 +155,9 @@ pub trait Driver {
             }
             assert!(
                 !c.eof,
-                "{}: connection closed before a whole {what}; unread: {:?}",
+                "{}: connection {} before a whole {what}; unread: {:?}",
                 self.name(),
+                if c.reset { "reset" } else { "closed" },
                 String::from_utf8_lossy(&c.buf)
             );
             let left = deadline.saturating_sub(self.elapsed());
@@ -216,10 +229,31 @@ pub trait Driver {
         );
     }
 
-    /// Asserts that the agent closes `c` without writing anything more.
+    /// Asserts that the agent closes `c` without writing anything more, in order (a FIN, not
+    /// a reset that could have destroyed its last answer).
     fn expect_eof(&mut self, c: &mut Conn) {
+        self.expect_closed_or_reset(c);
+        assert!(
+            !c.reset,
+            "{}: the connection was reset, not closed in order",
+            self.name()
+        );
+    }
+
+    /// Asserts that the agent closes `c` without writing anything more, by a FIN or a
+    /// reset (where nothing was to be delivered, and the runtimes do not linger).
+    fn expect_closed_or_reset(&mut self, c: &mut Conn) {
         let deadline = self.elapsed() + DEADLINE;
-        while !c.eof {
+        loop {
+            assert!(
+                c.buf.is_empty(),
+                "{}: expected the close, got {:?}",
+                self.name(),
+                String::from_utf8_lossy(&c.buf)
+            );
+            if c.eof {
+                return;
+            }
             let left = deadline.saturating_sub(self.elapsed());
             assert!(
                 !left.is_zero(),
@@ -227,12 +261,6 @@ pub trait Driver {
                 self.name()
             );
             self.fill(c, left);
-            assert!(
-                c.buf.is_empty(),
-                "{}: expected the close, got {:?}",
-                self.name(),
-                String::from_utf8_lossy(&c.buf)
-            );
         }
     }
 }

@@ -249,7 +249,7 @@ impl Driver for Process {
                 Received::Quiet
             }
             // The agent closed with bytes of ours unread: the kernel resets the connection.
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => Received::Eof,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => Received::Reset,
             Err(e) => panic!("{}: read: {e}", self.runtime.name()),
         }
     }
