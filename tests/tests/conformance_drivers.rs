@@ -81,6 +81,7 @@ conformance! {
     eof_while_a_pull_is_parked_answers_it_then_closes;
     reset_while_a_pull_is_parked_frees_the_consumer_for_the_next_pull with long_pull;
     many_requests_pipelined_behind_a_parked_pull_are_all_answered_in_order;
+    answers_beyond_max_tx_wait_for_the_client_and_all_arrive_in_order with small_max_tx;
     expect_100_continue_is_answered_before_the_body_is_sent;
     a_request_dribbled_byte_by_byte_is_answered;
     exec_stats_on_a_fresh_agent_counts_exactly_its_own_request;
@@ -124,6 +125,16 @@ fn long_pull() -> Config {
     let mut config = base_config();
     config.timing.pull_timeout_ms = 60_000;
     config
+}
+
+fn small_max_tx() -> Config {
+    Config {
+        limits: Limits {
+            max_tx: 1024,
+            ..Limits::default()
+        },
+        ..base_config()
+    }
 }
 
 fn two_connections() -> Config {
@@ -662,6 +673,33 @@ fn many_requests_pipelined_behind_a_parked_pull_are_all_answered_in_order(d: &mu
         );
     }
     d.expect_quiet(&mut c, Duration::from_millis(50));
+}
+
+fn answers_beyond_max_tx_wait_for_the_client_and_all_arrive_in_order(d: &mut dyn Driver) {
+    // 1 000 answers of 1 KiB on a connection whose output may queue 1 KiB: the agent stops
+    // reading requests whenever its answers wait, and resumes as they are written.
+    const N: usize = 1000;
+    let mut c = d.connect(Listener::Http);
+    let pad = "q".repeat(1000);
+    let mut bytes = Vec::new();
+    for i in 0..N {
+        bytes.extend(post_api(&format!(
+            r#"{{"action":"x","requestId":"{i}-{pad}"}}"#
+        )));
+    }
+    d.send(&c, &bytes);
+    for i in 0..N {
+        let r = d.response(&mut c);
+        assert_eq!(
+            raw(&r.raw),
+            ok_json(&format!(
+                r#"{{"message":"unknown action: x","requestId":"{i}-{pad}","state":"FAILED"}}"#
+            )),
+            "{}: answer {i}",
+            d.name()
+        );
+    }
+    d.expect_quiet(&mut c, Duration::from_millis(20));
 }
 
 fn expect_100_continue_is_answered_before_the_body_is_sent(d: &mut dyn Driver) {

@@ -265,10 +265,31 @@ pub trait Driver {
     }
 }
 
-/// The length of the first whole HTTP response in `buf`, if there is one.
+/// The length of the first whole HTTP response in `buf`, if there is one (framed by its
+/// `Content-Length`, as [`take_responses`] frames it; only the first is parsed).
 pub fn http_response_len(buf: &[u8]) -> Option<usize> {
-    let mut copy = buf.to_vec();
-    take_responses(&mut copy).first().map(|r| r.raw.len())
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return None,
+        Err(e) => panic!(
+            "malformed response ({e}): {:?}",
+            String::from_utf8_lossy(buf)
+        ),
+    };
+    let body: usize = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("numeric content-length")
+        })
+        .unwrap_or(0);
+    (buf.len() >= head + body).then_some(head + body)
 }
 
 /// The length of the first whole msgpack value in `buf`, if there is one. It only walks

@@ -57,6 +57,16 @@ struct Log {
     grew: Condvar,
 }
 
+/// One client socket.
+struct Client {
+    /// `None` once reset.
+    stream: Option<TcpStream>,
+    /// Bytes read while a send waited for the agent to take more, handed out first.
+    early: Vec<u8>,
+    /// The end of the connection, if a waiting send saw it.
+    ended: Option<Received>,
+}
+
 /// A running agent process.
 pub struct Process {
     runtime: Runtime,
@@ -66,8 +76,8 @@ pub struct Process {
     lan: SocketAddr,
     log: Arc<Log>,
     started: Instant,
-    /// Client sockets by [`Conn`] id; `None` once reset.
-    conns: Vec<Option<TcpStream>>,
+    /// Client sockets by [`Conn`] id.
+    conns: Vec<Client>,
     config_dir: PathBuf,
 }
 
@@ -157,6 +167,7 @@ impl Process {
 
     fn stream(&self, c: &Conn) -> &TcpStream {
         self.conns[c.id()]
+            .stream
             .as_ref()
             .expect("a connection that was not reset")
     }
@@ -201,12 +212,59 @@ impl Driver for Process {
         };
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        self.conns.push(Some(stream));
+        self.conns.push(Client {
+            stream: Some(stream),
+            early: Vec::new(),
+            ended: None,
+        });
         Conn::new(self.conns.len() - 1)
     }
 
     fn send(&mut self, c: &Conn, bytes: &[u8]) {
-        self.stream(c).write_all(bytes).expect("send");
+        let name = self.runtime.name();
+        let client = &mut self.conns[c.id()];
+        let stream = client
+            .stream
+            .as_ref()
+            .expect("a connection that was not reset");
+        // Write without blocking: an agent that stops reading because its answers wait for
+        // this client (the slow-reader bound) needs them read, as a real client would.
+        stream.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + DEADLINE;
+        let mut chunk = [0u8; 16 * 1024];
+        let mut off = 0;
+        while off < bytes.len() {
+            match (&*stream).write(&bytes[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{name}: the agent took no bytes for {DEADLINE:?}"
+                    );
+                    match (&*stream).read(&mut chunk) {
+                        _ if client.ended.is_some() => std::thread::sleep(Duration::from_millis(1)),
+                        Ok(0) => client.ended = Some(Received::Eof),
+                        Ok(n) => client.early.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                            client.ended = Some(Received::Reset);
+                        }
+                        Err(e) => panic!("{name}: read while sending: {e}"),
+                    }
+                }
+                // The agent closed; the client learns it from what it reads next.
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) =>
+                {
+                    break;
+                }
+                Err(e) => panic!("{name}: send: {e}"),
+            }
+        }
+        stream.set_nonblocking(false).expect("blocking");
     }
 
     fn shutdown_write(&mut self, c: &Conn) {
@@ -214,7 +272,7 @@ impl Driver for Process {
     }
 
     fn reset(&mut self, c: &Conn) {
-        let stream = self.conns[c.id()].take().expect("reset once");
+        let stream = self.conns[c.id()].stream.take().expect("reset once");
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,
@@ -236,6 +294,13 @@ impl Driver for Process {
     }
 
     fn receive(&mut self, c: &Conn, within: Duration) -> Received {
+        let client = &mut self.conns[c.id()];
+        if !client.early.is_empty() {
+            return Received::Bytes(std::mem::take(&mut client.early));
+        }
+        if let Some(end) = client.ended.take() {
+            return end;
+        }
         let mut stream = self.stream(c);
         // A zero timeout means "block forever" to the socket.
         stream
