@@ -218,6 +218,10 @@ pub struct Agent {
     /// Reused buffer for JSON bodies, so a response costs no allocation once warm.
     scratch: Vec<u8>,
     status_items: session::StatusItems,
+    /// The receive buffer lent to idle connections (see `rx_space`).
+    spare_rx: Vec<u8>,
+    /// The connection `spare_rx` was last lent to by `rx_space`.
+    lent_rx: Option<ConnId>,
     membership: members::Membership,
     cluster: cluster::Cluster,
     /// `Output::Datagram` was emitted and `poll_datagram` has not yet run dry.
@@ -252,6 +256,8 @@ impl Agent {
             stats: Stats::default(),
             scratch: Vec::new(),
             status_items: session::StatusItems::new(),
+            spare_rx: Vec::new(),
+            lent_rx: None,
             membership: members::Membership::default(),
             last_now: now,
             cfg: config,
@@ -305,6 +311,14 @@ impl Agent {
         self.conns
             .get(conn)
             .is_some_and(|c| !c.closing && !c.read_closed && self.window(c) > c.rx_len)
+    }
+
+    /// Bytes of memory the connection's buffers hold (receive and transmit capacity). An
+    /// idle or parked connection holds no receive buffer.
+    pub fn buffer_capacity(&self, conn: ConnId) -> usize {
+        self.conns
+            .get(conn)
+            .map_or(0, |c| c.rx.capacity() + c.tx.capacity())
     }
 
     /// The peer address given at accept.
@@ -414,13 +428,31 @@ impl Agent {
             c.read_paused = !c.closing;
             return &mut [];
         }
+        if c.rx.is_empty() {
+            // An idle connection owns no receive memory: lend the agent's spare buffer,
+            // which moves to the connection only if bytes are committed into it (a read
+            // that would block leaves it with the agent).
+            self.lent_rx = Some(conn);
+            if self.spare_rx.len() < window {
+                self.spare_rx.resize(window, 0);
+            }
+            return &mut self.spare_rx[..window];
+        }
+        self.lent_rx = None;
         c.rx_reserve(window);
         let start = c.rx_len;
         &mut c.rx[start..window]
     }
 
-    /// `n` bytes were read into the window from [`Agent::rx_space`].
+    /// `n` bytes were read into the window from [`Agent::rx_space`]. The window is valid
+    /// until the next call on the agent: commit before any other input.
     pub fn rx_commit(&mut self, conn: ConnId, n: usize, now: Instant) {
+        if self.lent_rx.take() == Some(conn)
+            && n > 0
+            && let Some(c) = self.conns.get_mut(conn)
+        {
+            c.rx = core::mem::take(&mut self.spare_rx);
+        }
         if let Some(c) = self.conns.get_mut(conn) {
             let n = n.min(c.rx.len() - c.rx_len);
             c.rx_len += n;
@@ -658,6 +690,21 @@ impl Agent {
             Some(Listener::Http) => self.process_conn(conn, now),
             Some(Listener::Rpc) => self.process_rpc(conn, now),
             None => {}
+        }
+        self.return_rx(conn);
+    }
+
+    /// A connection with nothing buffered hands its receive buffer back to the agent, so
+    /// idle and parked connections hold no receive memory and the next read reuses it.
+    fn return_rx(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.rx_len == 0
+            && !c.rx.is_empty()
+        {
+            let rx = core::mem::take(&mut c.rx);
+            if self.spare_rx.is_empty() && rx.len() <= conn::RX_CHUNK {
+                self.spare_rx = rx;
+            }
         }
     }
 

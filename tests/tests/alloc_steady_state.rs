@@ -156,3 +156,51 @@ fn http_errors_and_empty_long_polls_allocate_nothing() {
     });
     assert_eq!(n, 0, "allocations for 500 empty long-polls");
 }
+
+#[test]
+fn idle_and_parked_connections_hold_no_receive_buffer() {
+    let mut d = Driver::new();
+    let idle = d.agent.accept(Listener::Http, None, d.now).unwrap();
+    assert_eq!(d.agent.buffer_capacity(idle), 0, "a fresh connection");
+    d.feed(idle, &post_api(r#"{"action":"exec","command":"version"}"#));
+    // What is left is the transmit buffer kept for the next answer, no receive buffer.
+    let after = d.agent.buffer_capacity(idle);
+    assert!(
+        after < 4096,
+        "an idle keep-alive connection holds {after} bytes"
+    );
+
+    let c = d.agent.accept(Listener::Http, None, d.now).unwrap();
+    let mut out = Vec::new();
+    assert!(
+        d.agent
+            .handle_stream(c, &post_api(r#"{"action":"init_session"}"#), d.now)
+            > 0
+    );
+    while let Some(o) = d.agent.poll_output() {
+        if let Output::Transmit(c) = o {
+            out.extend_from_slice(d.agent.tx_pending(c));
+            let n = d.agent.tx_pending(c).len();
+            d.agent.tx_consume(c, n, d.now);
+        }
+    }
+    let text = String::from_utf8(out).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let pull = post_api(&format!(
+        r#"{{"action":"pull_results","sessionId":"{}","consumerId":"{}"}}"#,
+        v["sessionId"].as_str().unwrap(),
+        v["consumerId"].as_str().unwrap()
+    ));
+    let parked = d.agent.accept(Listener::Http, None, d.now).unwrap();
+    d.feed(parked, &pull);
+    d.now = d.now + Duration::from_millis(200);
+    d.agent.handle_timeout(d.now);
+    d.drain();
+    d.feed(parked, &pull);
+    assert!(
+        d.agent.buffer_capacity(parked) < 4096,
+        "a parked pull holds {} bytes",
+        d.agent.buffer_capacity(parked)
+    );
+}
