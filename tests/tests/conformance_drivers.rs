@@ -753,6 +753,7 @@ fn exec_stats_on_a_fresh_agent_counts_exactly_its_own_request(d: &mut dyn Driver
             r#""agent":{{"connections_accepted":"1","connections_closed":"0","connections_refused":"0","jobs":"1","jobs_started":"1","name":"conformance-node","reloads":"0","sessions":"1","sessions_created":"1"}},"#,
             r#""build":{{"version":"{v}"}},"#,
             r#""http":{{"api_failed":"0","api_interrupted":"0","api_refused":"0","api_succeeded":"0","bytes_in":"{n}","bytes_out":"0","consumers_expired":"0","errors":"0","requests":"1","sessions_expired":"0"}},"#,
+            r#""rpc":{{"decode_errors":"0","records_dropped":"0","replies":"0","requests":"0"}},"#,
             r#""runtime":{{"pid":"{pid}","runtime":"{runtime}"}}"#,
             r#"}},"type":"stats"}}"#
         ),

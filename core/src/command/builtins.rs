@@ -220,6 +220,13 @@ impl Agent {
         ]);
         http.sort_unstable_by_key(|&(k, _)| k);
         let build = Vec::from([("version", String::from(VERSION))]);
+        // Stream records dropped for slow readers are counted here (never buffered).
+        let rpc = Vec::from([
+            ("decode_errors", n(s.rpc_decode_errors)),
+            ("records_dropped", n(s.rpc_records_dropped)),
+            ("replies", n(s.rpc_replies)),
+            ("requests", n(s.rpc_requests)),
+        ]);
         let runtime = Vec::from([
             ("pid", n(self.cfg.host.pid.into())),
             ("runtime", self.cfg.host.runtime.clone()),
@@ -228,6 +235,7 @@ impl Agent {
             ("agent", agent),
             ("build", build),
             ("http", http),
+            ("rpc", rpc),
             ("runtime", runtime),
         ])
     }
