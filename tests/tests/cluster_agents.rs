@@ -216,3 +216,69 @@ fn the_same_seed_gives_the_same_agent_trace() {
     assert_eq!(run_story(41), run_story(41));
     assert_ne!(run_story(41), run_story(42));
 }
+
+/// One HTTP API call on a fresh connection of agent `i`, answered within `wait`.
+fn api(sim: &mut Net<Agent>, i: usize, body: &str, wait: Duration) -> serde_json::Value {
+    let h = sim.with(i, |a, now| a.accept(Listener::Http, None, now).unwrap());
+    let mut out = exchange(sim, i, h, &post_api(body), wait);
+    take_responses(&mut out).remove(0).json()
+}
+
+#[test]
+fn the_http_events_command_streams_a_member_join_and_a_user_event() {
+    let mut sim = agent_net(2, NetConfig::default(), 43);
+    let init = api(&mut sim, 0, r#"{"action":"init_session"}"#, Duration::ZERO);
+    let (sid, cid) = (
+        init["sessionId"].as_str().unwrap().to_string(),
+        init["consumerId"].as_str().unwrap().to_string(),
+    );
+    let pull = format!(r#"{{"action":"pull_results","sessionId":"{sid}","consumerId":"{cid}"}}"#);
+    api(&mut sim, 0, &pull, Duration::from_millis(200));
+    let started = api(
+        &mut sim,
+        0,
+        &format!(
+            r#"{{"action":"async_exec","command":"events member-join,user:deploy","sessionId":"{sid}"}}"#
+        ),
+        Duration::ZERO,
+    );
+    assert_eq!(started["state"], "SCHEDULED");
+    // Agent 1 joins through the HTTP API's `join` command, then fires a user event.
+    let joined = api(
+        &mut sim,
+        1,
+        &format!(r#"{{"action":"exec","command":"join {}"}}"#, lan_addr(0)),
+        Duration::from_secs(3),
+    );
+    let results = joined["body"]["results"].as_array().unwrap();
+    assert_eq!(results[0]["type"], "join", "{joined}");
+    assert_eq!(results[0]["joined"], 1);
+    assert_eq!(results[1]["statusCode"], 0);
+    sim.run_for(Duration::from_secs(2));
+    let c1 = rpc_conn(&mut sim, 1);
+    let ev = rpc(
+        "event",
+        2,
+        Some(&[
+            ("Name", Value::Str("deploy".into())),
+            ("Payload", Value::Str("v2".into())),
+            ("Coalesce", Value::Bool(false)),
+        ]),
+    );
+    exchange(&mut sim, 1, c1, &ev, Duration::from_secs(2));
+    let items = api(&mut sim, 0, &pull, Duration::from_millis(200));
+    let items = items["body"]["results"].as_array().unwrap().clone();
+    let events: Vec<&serde_json::Value> = items.iter().filter(|i| i["type"] == "event").collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "member-join" && e["members"][0]["Name"] == node_name(1)),
+        "{items:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "user" && e["name"] == "deploy" && e["payload"] == "v2"),
+        "{items:?}"
+    );
+}
