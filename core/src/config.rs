@@ -93,6 +93,16 @@ pub struct Timing {
     pub session_timeout_ms: u64,
     /// `exec`'s timeout when the request gives none (Arthas: 30000 ms).
     pub exec_timeout_ms: u64,
+    /// An HTTP request head must be complete this long after its first byte arrived;
+    /// otherwise the agent answers `408 Request Timeout` and closes (slowloris). 0 disables.
+    pub head_timeout_ms: u64,
+    /// An HTTP connection with nothing buffered, nothing parked and nothing left to write
+    /// is closed after this long without activity (keep-alive idle); a request whose body
+    /// is still arriving counts as idle since its last byte. 0 disables.
+    pub idle_timeout_ms: u64,
+    /// An RPC connection must complete `handshake` this long after it was accepted;
+    /// otherwise it is closed. 0 disables.
+    pub rpc_handshake_timeout_ms: u64,
 }
 
 impl Default for Timing {
@@ -103,6 +113,9 @@ impl Default for Timing {
             consumer_timeout_ms: 5 * 60 * 1000,
             session_timeout_ms: 3 * 60 * 60 * 1000,
             exec_timeout_ms: 30_000,
+            head_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            rpc_handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -119,6 +132,56 @@ impl Timing {
     }
     pub(crate) fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.session_timeout_ms)
+    }
+    pub(crate) fn head_timeout(&self) -> Option<Duration> {
+        (self.head_timeout_ms > 0).then(|| Duration::from_millis(self.head_timeout_ms))
+    }
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
+    }
+    pub(crate) fn rpc_handshake_timeout(&self) -> Option<Duration> {
+        (self.rpc_handshake_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.rpc_handshake_timeout_ms))
+    }
+}
+
+/// The credentials every HTTP request must carry (`Authorization: Basic`), Arthas's
+/// `username`/`password`. In the config file: `"http_auth": {"username": "u", "password":
+/// "p"}`; a missing `username` is `tandem` (as Arthas's is `arthas`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct HttpAuth {
+    /// The user name, compared exactly (default `tandem`).
+    #[serde(default = "default_http_user")]
+    pub username: String,
+    /// The password, compared exactly and in constant time.
+    pub password: String,
+}
+
+/// The user name when only a password is configured.
+pub const DEFAULT_HTTP_USER: &str = "tandem";
+
+fn default_http_user() -> String {
+    String::from(DEFAULT_HTTP_USER)
+}
+
+impl HttpAuth {
+    /// Credentials for `username` and `password`.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        HttpAuth {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl core::fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The password stays out of logs and panics.
+        f.debug_struct("HttpAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -153,6 +216,13 @@ pub struct Config {
     pub host: HostInfo,
     /// The key RPC clients must give with `auth` (Serf's `rpc_auth`); none means open.
     pub rpc_auth: Option<String>,
+    /// The credentials every HTTP request must carry (`Authorization: Basic`); none means
+    /// open. Failures are answered `401 Unauthorized` and closed.
+    pub http_auth: Option<HttpAuth>,
+    /// With `http_auth`: an HTTP request from 127.0.0.1 or ::1 that presents no credentials
+    /// is trusted (Arthas's `localConnectionNonAuth`, with ::1 counted as local too).
+    /// Credentials presented and wrong are refused even locally.
+    pub http_local_trust: bool,
     /// Server mode: this node also joins the WAN pool (tag `role=consul`).
     pub server: bool,
     /// The datacenter, published as tag `dc`.
@@ -178,6 +248,8 @@ impl Default for Config {
             timing: Timing::default(),
             host: HostInfo::default(),
             rpc_auth: None,
+            http_auth: None,
+            http_local_trust: false,
             server: false,
             datacenter: String::from("dc1"),
             tags: BTreeMap::new(),

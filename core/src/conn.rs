@@ -17,6 +17,7 @@ use crate::http::HttpConn;
 use crate::log::Level;
 use crate::rpc::RpcConn;
 use crate::rpc::commands::Filter;
+use crate::time::{Instant, TimerKey};
 
 /// Size of the receive window offered to an idle connection.
 pub(crate) const RX_CHUNK: usize = 4096;
@@ -86,10 +87,17 @@ pub(crate) struct Conn {
     pub(crate) closing: bool,
     pub(crate) http: HttpConn,
     pub(crate) rpc: RpcConn,
+    /// When the connection was accepted (the RPC handshake deadline counts from here).
+    pub(crate) accepted: Instant,
+    /// The last activity: bytes received, output written, a parked request answered (the
+    /// HTTP idle deadline counts from here).
+    pub(crate) last_active: Instant,
+    /// The connection's one timer entry (head, idle or handshake deadline), if armed.
+    pub(crate) timer: Option<TimerKey>,
 }
 
 impl Conn {
-    fn new(listener: Listener, peer: Option<SocketAddr>) -> Self {
+    fn new(listener: Listener, peer: Option<SocketAddr>, now: Instant) -> Self {
         Conn {
             listener,
             peer,
@@ -102,6 +110,9 @@ impl Conn {
             closing: false,
             http: HttpConn::default(),
             rpc: RpcConn::default(),
+            accepted: now,
+            last_active: now,
+            timer: None,
         }
     }
 
@@ -164,9 +175,14 @@ impl Conns {
         self.open[listener_index(l)]
     }
 
-    pub(crate) fn insert(&mut self, listener: Listener, peer: Option<SocketAddr>) -> ConnId {
+    pub(crate) fn insert(
+        &mut self,
+        listener: Listener,
+        peer: Option<SocketAddr>,
+        now: Instant,
+    ) -> ConnId {
         self.open[listener_index(listener)] += 1;
-        let conn = Some(Conn::new(listener, peer));
+        let conn = Some(Conn::new(listener, peer, now));
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
@@ -250,9 +266,9 @@ mod tests {
     #[test]
     fn stale_ids_never_reach_a_reused_slot() {
         let mut conns = Conns::default();
-        let a = conns.insert(Listener::Http, None);
+        let a = conns.insert(Listener::Http, None, Instant::ZERO);
         assert!(conns.remove(a).is_some());
-        let b = conns.insert(Listener::Http, None);
+        let b = conns.insert(Listener::Http, None, Instant::ZERO);
         assert_eq!(a.index(), b.index());
         assert_ne!(a, b);
         assert!(conns.get(a).is_none());

@@ -78,6 +78,7 @@ mod json;
 mod log;
 mod members;
 mod rpc;
+mod secret;
 mod session;
 mod stats;
 mod time;
@@ -92,7 +93,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 pub use cluster::Pool;
 pub use command::{CommandInfo, RegisterError};
-pub use config::{Config, HostInfo, Limits, Timing};
+pub use config::{Config, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
 pub use log::{Level, LogRecord};
 pub use stats::Stats;
@@ -106,6 +107,17 @@ use time::{Timer, TimerQueue};
 
 /// tandem's version, shown by `version`, `welcome` and `stats`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a connection's deadline is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnDeadline {
+    /// An HTTP request head not complete in time: `408`, then close.
+    Head,
+    /// An idle HTTP connection: close.
+    Idle,
+    /// An RPC connection without `handshake`: close.
+    Handshake,
+}
 
 /// A job the agent asked the host to run, or is running itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -409,9 +421,9 @@ impl Agent {
             self.stats.connections_refused += 1;
             return Err(Refused::TooManyConnections);
         }
-        let id = self.conns.insert(listener, peer);
+        let id = self.conns.insert(listener, peer, now);
         self.stats.connections_accepted += 1;
-        let _ = now;
+        self.arm_conn_timer(id, now);
         Ok(id)
     }
 
@@ -456,6 +468,9 @@ impl Agent {
         if let Some(c) = self.conns.get_mut(conn) {
             let n = n.min(c.rx.len() - c.rx_len);
             c.rx_len += n;
+            if n > 0 {
+                c.last_active = c.last_active.max(now);
+            }
             self.stats.bytes_in += n as u64;
             self.process(conn, now);
         }
@@ -495,6 +510,7 @@ impl Agent {
     pub fn handle_reset(&mut self, conn: ConnId, now: Instant) {
         if let Some(c) = self.conns.remove(conn) {
             self.stats.connections_closed += 1;
+            self.timers.cancel(c.timer);
             self.unpark(conn, c.http.parked, now);
         }
         self.settle(now);
@@ -513,6 +529,10 @@ impl Agent {
             }
             if was_over && c.tx_len() < self.cfg.limits.max_tx {
                 self.wake.push(conn);
+            }
+            if n > 0 {
+                c.last_active = c.last_active.max(now);
+                self.arm_conn_timer(conn, now);
             }
         }
         self.settle(now);
@@ -585,6 +605,7 @@ impl Agent {
                 Timer::ExecTimeout(job) => self.exec_timed_out(job, now),
                 Timer::Consumer(key, number) => self.consumer_timer(key, number, now),
                 Timer::Session(key) => self.session_timer(key, now),
+                Timer::Conn(conn) => self.conn_timer(conn, now),
             }
         }
         self.settle(now);
@@ -692,6 +713,84 @@ impl Agent {
             None => {}
         }
         self.return_rx(conn);
+        self.arm_conn_timer(conn, now);
+    }
+
+    /// The connection's deadline now, and what happens at it; updates the bookkeeping the
+    /// deadline is computed from. `None` when nothing should fire: closing, parked (a
+    /// long-poll or an `exec` waits on its own timers), an RPC connection past handshake.
+    fn conn_deadline(&mut self, conn: ConnId, now: Instant) -> Option<(Instant, ConnDeadline)> {
+        let timing = &self.cfg.timing;
+        let max_tx = self.cfg.limits.max_tx;
+        let c = self.conns.get_mut(conn)?;
+        if c.closing {
+            return None;
+        }
+        match c.listener {
+            Listener::Rpc if c.rpc.handshaken => None,
+            Listener::Rpc => timing
+                .rpc_handshake_timeout()
+                .map(|d| (c.accepted + d, ConnDeadline::Handshake)),
+            Listener::Http => {
+                if c.http.parked.is_some() {
+                    c.http.head_since = None;
+                    c.http.was_parked = true;
+                    return None;
+                }
+                if core::mem::take(&mut c.http.was_parked) {
+                    // Answering the parked request is activity: idle counts from now.
+                    c.last_active = c.last_active.max(now);
+                }
+                let idle = timing
+                    .idle_timeout()
+                    .map(|d| (c.last_active + d, ConnDeadline::Idle));
+                let reading_head =
+                    c.rx_len > 0 && c.http.framer.pending().is_none() && c.tx_len() < max_tx;
+                if reading_head {
+                    let since = *c.http.head_since.get_or_insert(now);
+                    timing
+                        .head_timeout()
+                        .map(|d| (since + d, ConnDeadline::Head))
+                        .or(idle)
+                } else {
+                    c.http.head_since = None;
+                    idle
+                }
+            }
+        }
+    }
+
+    /// (Re-)arms the connection's one timer entry for its current deadline.
+    fn arm_conn_timer(&mut self, conn: ConnId, now: Instant) {
+        let want = self.conn_deadline(conn, now).map(|(at, _)| at);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.timer.map(time::TimerKey::at) == want {
+            return;
+        }
+        self.timers.cancel(c.timer.take());
+        c.timer = want.map(|at| self.timers.schedule(at, Timer::Conn(conn)));
+    }
+
+    /// A connection's timer entry fired: act if its deadline has passed, else re-arm.
+    fn conn_timer(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        // The entry that fired is this one (it was popped).
+        c.timer = None;
+        match self.conn_deadline(conn, now) {
+            Some((at, ConnDeadline::Head)) if at <= now => {
+                self.stats.http_timeouts += 1;
+                self.timeout_request(conn);
+            }
+            Some((at, ConnDeadline::Idle | ConnDeadline::Handshake)) if at <= now => {
+                self.stats.idle_closes += 1;
+                self.close_conn(conn);
+            }
+            _ => self.arm_conn_timer(conn, now),
+        }
     }
 
     /// A connection with nothing buffered hands its receive buffer back to the agent, so

@@ -18,6 +18,12 @@ pub struct Stats {
     pub http_requests: u64,
     /// HTTP requests answered with an error status (4xx/5xx).
     pub http_errors: u64,
+    /// HTTP requests refused with `401 Unauthorized` (also counted in `http_errors`).
+    pub http_unauthorized: u64,
+    /// HTTP request heads not complete in time, answered `408` (also in `http_errors`).
+    pub http_timeouts: u64,
+    /// Connections closed by a timeout: HTTP keep-alive idle, RPC handshake.
+    pub idle_closes: u64,
     /// `/api` responses by state.
     pub api_succeeded: u64,
     /// `FAILED` responses.

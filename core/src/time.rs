@@ -70,6 +70,9 @@ pub(crate) enum Timer {
     Consumer(crate::session::SessionKey, u32),
     /// Session idle expiry.
     Session(crate::session::SessionKey),
+    /// A connection's own deadline: HTTP head read or keep-alive idle, RPC handshake. The
+    /// connection's state says which (see `Agent::conn_deadline`).
+    Conn(crate::ConnId),
 }
 
 /// Names one scheduled entry, so its owner can cancel it.
@@ -87,6 +90,13 @@ pub(crate) struct TimerKey {
 pub(crate) struct TimerQueue {
     entries: BTreeMap<TimerKey, Timer>,
     seq: u64,
+}
+
+impl TimerKey {
+    /// The deadline of the entry.
+    pub(crate) fn at(self) -> Instant {
+        self.at
+    }
 }
 
 impl TimerQueue {

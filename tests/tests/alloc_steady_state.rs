@@ -134,6 +134,8 @@ fn http_errors_and_empty_long_polls_allocate_nothing() {
                 d.agent.tx_consume(c, n, d.now);
             }
         }
+        // Done with it: left open, it would be closed idle during the 1000 s of polls.
+        d.agent.handle_reset(c2, d.now);
         String::from_utf8(out).unwrap()
     };
     let body = r.split("\r\n\r\n").nth(1).unwrap();

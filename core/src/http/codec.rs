@@ -9,7 +9,82 @@
 
 use alloc::string::String;
 
-use crate::config::Limits;
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use crate::config::{HttpAuth, Limits};
+use crate::secret::constant_time_eq;
+
+/// Bytes of decoded Basic credentials (`user:pass`) the agent looks at; longer ones are
+/// wrong credentials. Decoding happens on the stack, so a request costs no allocation.
+const MAX_CREDENTIALS: usize = 512;
+
+/// Standard base64, padding optional (some clients drop it).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What a request's `Authorization` header says about the configured credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// No `Authorization` header (or no credentials are configured, so none was checked).
+    Absent,
+    /// `Basic` credentials equal to the configured ones.
+    Valid,
+    /// Something presented that is not exactly the configured credentials: another
+    /// scheme, bad base64, no `:`, a wrong user or password, or the header twice.
+    Invalid,
+}
+
+/// Who must authenticate: the configured credentials, and whether a request presenting
+/// none is trusted (local trust, decided by the peer address).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gate<'a> {
+    pub(crate) creds: &'a HttpAuth,
+    pub(crate) trust_absent: bool,
+}
+
+impl Gate<'_> {
+    fn admits(&self, c: Credentials) -> bool {
+        match c {
+            Credentials::Valid => true,
+            Credentials::Absent => self.trust_absent,
+            Credentials::Invalid => false,
+        }
+    }
+}
+
+/// Checks an `Authorization` value against `creds`: the scheme is case-insensitive, the
+/// decoded text splits at its first `:`, both halves compare exactly and in constant time.
+fn check_basic(value: &[u8], creds: &HttpAuth) -> Credentials {
+    let v = value.trim_ascii();
+    let Some(sp) = v.iter().position(|&b| b == b' ' || b == b'\t') else {
+        return Credentials::Invalid;
+    };
+    let (scheme, token) = v.split_at(sp);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return Credentials::Invalid;
+    }
+    let mut buf = [0u8; MAX_CREDENTIALS];
+    let Ok(n) = BASE64.decode_slice(token.trim_ascii(), &mut buf) else {
+        return Credentials::Invalid;
+    };
+    let decoded = buf.get(..n).unwrap_or(&[]);
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return Credentials::Invalid;
+    };
+    let user = decoded.get(..colon).unwrap_or(&[]);
+    let pass = decoded.get(colon + 1..).unwrap_or(&[]);
+    // Both halves are always compared, so timing does not tell which one was wrong.
+    let user_ok = constant_time_eq(user, creds.username.as_bytes());
+    let pass_ok = constant_time_eq(pass, creds.password.as_bytes());
+    if user_ok & pass_ok {
+        Credentials::Valid
+    } else {
+        Credentials::Invalid
+    }
+}
 
 /// httparse needs a header array up front; `Limits::max_headers` picks how much of it is used.
 const HEADER_SLOTS: usize = 64;
@@ -66,6 +141,8 @@ pub(crate) struct Head {
     pub(crate) http10: bool,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
+    /// The `Authorization` header checked against the configured credentials.
+    pub(crate) credentials: Credentials,
 }
 
 impl Head {
@@ -85,6 +162,9 @@ pub(crate) enum Step {
     Request(Head),
     /// Answer with this error's status and close.
     Error(HttpError),
+    /// The head is complete and not authenticated: answer `401` (in this HTTP version) and
+    /// close, without waiting for the body.
+    Unauthorized { http10: bool },
 }
 
 /// Framing state of one connection, between requests and within one.
@@ -109,7 +189,7 @@ impl Framer {
     }
 
     /// Looks at the buffered bytes `rx` and says what to do next.
-    pub(crate) fn step(&mut self, rx: &[u8], limits: &Limits) -> Step {
+    pub(crate) fn step(&mut self, rx: &[u8], limits: &Limits, gate: Option<Gate<'_>>) -> Step {
         if let Some(head) = &self.pending {
             if rx.len() >= head.total_len() {
                 self.sent_continue = false;
@@ -134,15 +214,22 @@ impl Framer {
         if head_len > limits.max_head {
             return Step::Error(HttpError::HeadTooLarge);
         }
-        let head = match parse_head(&rx[..head_len], limits) {
+        let head = match parse_head(&rx[..head_len], limits, gate.map(|g| g.creds)) {
             Ok(head) => head,
             Err(e) => return Step::Error(e),
         };
+        if let Some(gate) = gate
+            && !gate.admits(head.credentials)
+        {
+            return Step::Unauthorized {
+                http10: head.http10,
+            };
+        }
         if head.body_len > limits.max_body {
             return Step::Error(HttpError::PayloadTooLarge);
         }
         self.pending = Some(head);
-        self.step(rx, limits)
+        self.step(rx, limits, gate)
     }
 
     /// Finds the end of the head (`\n\n` or `\n\r\n`, so bare-LF clients work too),
@@ -166,7 +253,7 @@ impl Framer {
     }
 }
 
-fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, HttpError> {
+fn parse_head(bytes: &[u8], limits: &Limits, creds: Option<&HttpAuth>) -> Result<Head, HttpError> {
     let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let n = limits.max_headers.min(HEADER_SLOTS);
     let mut req = httparse::Request::new(&mut slots[..n]);
@@ -186,6 +273,7 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, HttpError> {
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     let mut host = false;
+    let mut credentials = Credentials::Absent;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -213,6 +301,14 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, HttpError> {
             }
         } else if name.eq_ignore_ascii_case("host") {
             host = true;
+        } else if name.eq_ignore_ascii_case("authorization")
+            && let Some(creds) = creds
+        {
+            credentials = match credentials {
+                Credentials::Absent => check_basic(h.value, creds),
+                // Two headers are one too many, whatever they say.
+                _ => Credentials::Invalid,
+            };
         }
     }
     if let Some(te) = transfer_encoding {
@@ -248,6 +344,7 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<Head, HttpError> {
         },
         // HTTP/1.0 clients cannot read an interim response (RFC 9110 §10.1.1).
         expect_continue: expect_continue && body_len > 0 && !http10,
+        credentials,
     })
 }
 
@@ -273,7 +370,7 @@ mod tests {
     }
 
     fn step_all(input: &[u8]) -> Step {
-        Framer::default().step(input, &limits())
+        Framer::default().step(input, &limits(), None)
     }
 
     #[test]
@@ -295,10 +392,14 @@ mod tests {
         let req = b"POST /api?x=1 HTTP/1.1\nHost: x\nContent-Length: 0\n\n";
         let mut f = Framer::default();
         for end in 1..req.len() {
-            assert_eq!(f.step(&req[..end], &limits()), Step::NeedMore, "at {end}");
+            assert_eq!(
+                f.step(&req[..end], &limits(), None),
+                Step::NeedMore,
+                "at {end}"
+            );
             assert!(f.scanned <= end);
         }
-        assert!(matches!(f.step(req, &limits()), Step::Request(h) if h.api));
+        assert!(matches!(f.step(req, &limits(), None), Step::Request(h) if h.api));
     }
 
     #[test]
@@ -362,11 +463,11 @@ mod tests {
         let head =
             b"POST /api HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
         let mut f = Framer::default();
-        assert_eq!(f.step(head, &limits()), Step::SendContinue);
-        assert_eq!(f.step(head, &limits()), Step::NeedMore);
+        assert_eq!(f.step(head, &limits(), None), Step::SendContinue);
+        assert_eq!(f.step(head, &limits(), None), Step::NeedMore);
         let mut full = Vec::from(&head[..]);
         full.extend_from_slice(b"{}");
-        assert!(matches!(f.step(&full, &limits()), Step::Request(_)));
+        assert!(matches!(f.step(&full, &limits(), None), Step::Request(_)));
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub(crate) enum Parked {
     Exec { job: u32 },
 }
 
+/// Whether a peer is local for `http_local_trust`: exactly 127.0.0.1 or ::1 (an
+/// IPv4-mapped 127.0.0.1 from a dual-stack listener included).
+pub(crate) fn is_local(peer: core::net::SocketAddr) -> bool {
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match peer.ip().to_canonical() {
+        IpAddr::V4(a) => a == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(a) => a == Ipv6Addr::LOCALHOST,
+    }
+}
+
 /// Per-connection HTTP state.
 #[derive(Debug, Default)]
 pub(crate) struct HttpConn {
@@ -54,6 +64,10 @@ pub(crate) struct HttpConn {
     pub(crate) head_method: bool,
     /// Bytes of the request being handled still in the receive buffer (0 once consumed).
     pub(crate) current_len: usize,
+    /// When the first byte of the head being read was seen (the head deadline's start).
+    pub(crate) head_since: Option<Instant>,
+    /// A request was parked when the deadline was last computed.
+    pub(crate) was_parked: bool,
 }
 
 impl Agent {
@@ -95,6 +109,7 @@ impl Agent {
             c.closing = true;
             c.rx_len = 0;
             c.rx_release_if_idle();
+            self.timers.cancel(c.timer.take());
             self.out.push_back(Output::Close(conn));
         }
     }
@@ -132,6 +147,19 @@ impl Agent {
         self.wake.push(conn);
     }
 
+    /// The head deadline passed: `408 Request Timeout`, then close.
+    pub(crate) fn timeout_request(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        // No head was parsed: there is no version or method to honour.
+        c.http.keep_alive = false;
+        c.http.http10 = false;
+        c.http.head_method = false;
+        let status = Status::RequestTimeout;
+        self.respond(conn, status, response::TEXT, status.text());
+    }
+
     /// Answers with the JSON in `self.scratch`.
     pub(crate) fn respond_scratch(&mut self, conn: ConnId) {
         let body = core::mem::take(&mut self.scratch);
@@ -162,8 +190,20 @@ impl Agent {
                 break;
             }
             let rx_len = c.rx_len;
-            let step = c.http.framer.step(&c.rx[..rx_len], &self.cfg.limits);
+            let gate = self.cfg.http_auth.as_ref().map(|creds| codec::Gate {
+                creds,
+                trust_absent: self.cfg.http_local_trust && c.peer.is_some_and(is_local),
+            });
+            let step = c.http.framer.step(&c.rx[..rx_len], &self.cfg.limits, gate);
             match step {
+                Step::Unauthorized { http10 } => {
+                    self.stats.http_requests += 1;
+                    self.stats.http_errors += 1;
+                    self.stats.http_unauthorized += 1;
+                    self.tx_write(conn, |tx| response::write_unauthorized(tx, http10));
+                    self.close_conn(conn);
+                    return;
+                }
                 Step::NeedMore => break,
                 Step::SendContinue => {
                     // Only HTTP/1.1 heads ask for it (see `codec`), whatever came before.

@@ -11,6 +11,7 @@ pub(crate) enum Status {
     Ok,
     BadRequest,
     NotFound,
+    RequestTimeout,
     LengthRequired,
     PayloadTooLarge,
     ExpectationFailed,
@@ -25,6 +26,7 @@ impl Status {
             Status::Ok => b" 200 OK\r\n",
             Status::BadRequest => b" 400 Bad Request\r\n",
             Status::NotFound => b" 404 Not Found\r\n",
+            Status::RequestTimeout => b" 408 Request Timeout\r\n",
             Status::LengthRequired => b" 411 Length Required\r\n",
             Status::PayloadTooLarge => b" 413 Payload Too Large\r\n",
             Status::ExpectationFailed => b" 417 Expectation Failed\r\n",
@@ -39,6 +41,7 @@ impl Status {
             Status::Continue | Status::Ok => b"",
             Status::BadRequest => b"Bad Request",
             Status::NotFound => b"Not found",
+            Status::RequestTimeout => b"Request Timeout",
             Status::LengthRequired => b"Length Required: send a Content-Length body",
             Status::PayloadTooLarge => b"Payload Too Large",
             Status::ExpectationFailed => b"Expectation Failed",
@@ -86,6 +89,20 @@ pub(crate) fn write(
     tx.extend_from_slice(body);
 }
 
+/// The realm of the `WWW-Authenticate` challenge.
+pub(crate) const REALM: &str = "tandem";
+
+/// Writes the `401 Unauthorized` answer (Arthas's, with tandem's realm): an empty body, and
+/// `Connection: close`, because the agent closes after it.
+pub(crate) fn write_unauthorized(tx: &mut Vec<u8>, http10: bool) {
+    tx.extend_from_slice(if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" });
+    tx.extend_from_slice(b" 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"");
+    tx.extend_from_slice(REALM.as_bytes());
+    tx.extend_from_slice(
+        b"\"\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+}
+
 /// Writes the interim `100 Continue`.
 pub(crate) fn write_continue(tx: &mut Vec<u8>, http10: bool) {
     tx.extend_from_slice(if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" });
@@ -96,6 +113,16 @@ pub(crate) fn write_continue(tx: &mut Vec<u8>, http10: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unauthorized_bytes() {
+        let mut tx = Vec::new();
+        write_unauthorized(&mut tx, false);
+        assert_eq!(
+            tx,
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"tandem\"\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
 
     #[test]
     fn response_bytes() {

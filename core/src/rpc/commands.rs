@@ -9,6 +9,7 @@ use super::msgpack::{DecodeError, Reader};
 use super::wire::{self, msg};
 use super::{Cmd, Stream};
 use crate::log::{Level, LogRecord};
+use crate::secret::constant_time_eq;
 use crate::time::Instant;
 use crate::{Agent, ConnId, Effect, Output};
 
@@ -78,15 +79,6 @@ impl Filter {
             _ => false,
         })
     }
-}
-
-/// Compares secrets in time independent of where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
-    }
-    diff == 0
 }
 
 type R<T> = Result<T, DecodeError>;
@@ -213,6 +205,8 @@ impl Agent {
             msg::HANDSHAKE_DONE
         } else {
             c.rpc.handshaken = true;
+            let timer = c.timer.take();
+            self.timers.cancel(timer);
             ""
         };
         self.rpc_reply(conn, seq, error, None);
@@ -463,14 +457,5 @@ mod tests {
         assert!(f.user("deploy") && !f.user("other"));
         assert!(f.member("member-update") && !f.member("member-join"));
         assert_eq!(Filter::parse("bogus-event"), None);
-    }
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
-        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

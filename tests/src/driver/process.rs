@@ -334,6 +334,8 @@ pub fn config_file(config: &Config) -> Value {
         timing,
         host: _, // the runtime's own facts
         rpc_auth,
+        http_auth,
+        http_local_trust,
         server,
         datacenter,
         tags,
@@ -370,6 +372,9 @@ pub fn config_file(config: &Config) -> Value {
         consumer_timeout_ms,
         session_timeout_ms,
         exec_timeout_ms,
+        head_timeout_ms,
+        idle_timeout_ms,
+        rpc_handshake_timeout_ms,
     } = timing;
     json!({
         "node_name": node_name,
@@ -399,8 +404,15 @@ pub fn config_file(config: &Config) -> Value {
             "consumer_timeout_ms": consumer_timeout_ms,
             "session_timeout_ms": session_timeout_ms,
             "exec_timeout_ms": exec_timeout_ms,
+            "head_timeout_ms": head_timeout_ms,
+            "idle_timeout_ms": idle_timeout_ms,
+            "rpc_handshake_timeout_ms": rpc_handshake_timeout_ms,
         },
         "rpc_auth": rpc_auth,
+        "http_auth": http_auth
+            .as_ref()
+            .map(|a| json!({"username": a.username, "password": a.password})),
+        "http_local_trust": http_local_trust,
         "server": server,
         "datacenter": datacenter,
         "tags": tags,
