@@ -1,0 +1,1 @@
+‚§Command¤auth£Seq§AuthKey¤nope‚§Command¤join£Seq‚¨Existing¦ReplayÂ‚§Command¤auth£Seq§AuthKey¦s3cret‚§Command§members£Seq

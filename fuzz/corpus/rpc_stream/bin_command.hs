@@ -1,0 +1,1 @@
+‚§CommandÄmembers£Seq

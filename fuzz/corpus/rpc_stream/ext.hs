@@ -1,0 +1,1 @@
+Ô‚§Command§members£Seq

@@ -1,0 +1,1 @@
+‚§Command«force-leave£Seq‚¤Node¦nosuch¥PruneÂ

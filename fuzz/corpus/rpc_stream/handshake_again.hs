@@ -1,0 +1,1 @@
+‚§Command©handshake£Seq§Version

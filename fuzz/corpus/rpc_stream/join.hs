@@ -1,0 +1,1 @@
+‚§Command¤join£Seq‚¨Existing‘®127.0.0.1:7947¦ReplayÂ

@@ -1,0 +1,1 @@
+‚§Command¤join£Seq‚¨Existing‘¡a¦Replay

@@ -1,0 +1,1 @@
+‚§Command¥leave£Seq

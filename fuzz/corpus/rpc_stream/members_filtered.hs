@@ -1,0 +1,1 @@
+‚§Command°members-filtered£Seqƒ¤Tags¤role£d.*¦Status¥alive¤Name£t.*

@@ -1,0 +1,1 @@
+‚§Command«members-lan£Seq‚§Command«members-wan£Seq

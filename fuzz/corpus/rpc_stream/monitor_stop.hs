@@ -1,0 +1,1 @@
+‚§Command§monitor£Seq¨LogLevel¥debug‚§Command§monitor£Seq¨LogLevel¤INFO‚§Command¤stop£Seq¤Stopc‚§Command¤stop£Seq¤Stop

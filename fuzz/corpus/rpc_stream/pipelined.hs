@@ -1,0 +1,1 @@
+‚§Command§members£Seq‚§Command¥stats£Seq‚§Command«members-lan£Seq

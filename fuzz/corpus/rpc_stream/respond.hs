@@ -1,0 +1,1 @@
+‚§Command§respond£Seq‚¢ID§PayloadÄ1.02

@@ -1,0 +1,1 @@
+‚§Command§members£Seqÿ

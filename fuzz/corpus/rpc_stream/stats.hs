@@ -1,0 +1,1 @@
+‚§Command¥stats£Seq

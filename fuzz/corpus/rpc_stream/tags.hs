@@ -1,0 +1,1 @@
+‚§Command¤tags£Seq‚¤Tags¤role¢dbªDeleteTags‘¡x

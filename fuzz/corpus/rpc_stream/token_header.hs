@@ -1,0 +1,1 @@
+ƒ§Command§members£Seq¥Token¡t
