@@ -103,6 +103,9 @@ pub fn run(opts: AgentOptions) -> i32 {
             ),
         );
     }
+    for warning in opts.generated_warnings() {
+        rt.log(Level::Warn, &warning);
+    }
     rt.log(Level::Info, &format!("agent: RPC listening on {}", lp.rpc));
     // Printed last: once it is out, both listeners are up.
     rt.log(

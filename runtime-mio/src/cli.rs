@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
-use tandem_core::{Config, Level};
+use tandem_core::{Config, DEFAULT_HTTP_USER, HttpAuth, Level};
 
 use crate::RUNTIME;
 
@@ -249,6 +249,27 @@ const AGENT_FLAGS: &[FlagSpec] = &[
                Overrides rpc_auth of the config file.",
     },
     FlagSpec {
+        name: "http-auth",
+        value: Some("<user:password>"),
+        help: "Credentials every HTTP request must carry (Authorization: Basic), split at \
+               the first colon; a value without one is a password for the user tandem. \
+               Failures get 401. Overrides http_auth of the config file.",
+    },
+    FlagSpec {
+        name: "http-local-trust",
+        value: None,
+        help: "With -http-auth: trust HTTP requests from 127.0.0.1 or ::1 that present no \
+               credentials (wrong ones are still refused). Overrides http_local_trust of \
+               the config file.",
+    },
+    FlagSpec {
+        name: "insecure",
+        value: None,
+        help: "Serve the HTTP API or the RPC on a non-loopback address without credentials. \
+               Without it, such a listener gets a random password (HTTP, user tandem) or \
+               key (RPC), logged once at WARN.",
+    },
+    FlagSpec {
         name: "bind",
         value: Some("<address>"),
         help: "IP address the gossip sockets (UDP) bind to, and that this node advertises \
@@ -292,7 +313,8 @@ const AGENT_FLAGS: &[FlagSpec] = &[
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
-               timing, rpc_auth, server, datacenter, tags, lan_addr, wan_addr). Flags \
+               timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
+               lan_addr, wan_addr). Flags \
                override it. Re-read on SIGHUP.",
     },
     FlagSpec {
@@ -323,6 +345,14 @@ pub struct AgentOptions {
     pub log_level: Option<Level>,
     /// `-rpc-auth`: overrides the file's `rpc_auth`.
     pub rpc_auth: Option<String>,
+    /// `-http-auth`: overrides the file's `http_auth`.
+    pub http_auth: Option<HttpAuth>,
+    /// `-http-local-trust`: overrides the file's `http_local_trust`.
+    pub http_local_trust: Option<bool>,
+    /// `-insecure`: no generated credentials for non-loopback listeners.
+    pub insecure: bool,
+    /// Credentials generated for non-loopback listeners, once, and kept across reloads.
+    pub generated: Generated,
     /// `-bind`: the gossip sockets' IP (overrides the IP of the file's `lan_addr` and
     /// `wan_addr`).
     pub bind: Option<IpAddr>,
@@ -357,6 +387,10 @@ impl AgentOptions {
             node: None,
             log_level: None,
             rpc_auth: None,
+            http_auth: None,
+            http_local_trust: None,
+            insecure: false,
+            generated: Generated::default(),
             bind: None,
             lan_port: None,
             wan_port: None,
@@ -366,8 +400,15 @@ impl AgentOptions {
             join_wan: Vec::new(),
         };
         for (flag, value) in parsed.flags {
-            if flag == "server" {
-                opts.server = Some(parse_bool(flag, value.as_deref())?);
+            match flag {
+                "server" => opts.server = Some(parse_bool(flag, value.as_deref())?),
+                "http-local-trust" => {
+                    opts.http_local_trust = Some(parse_bool(flag, value.as_deref())?);
+                }
+                "insecure" => opts.insecure = parse_bool(flag, value.as_deref())?,
+                _ => {}
+            }
+            if matches!(flag, "server" | "http-local-trust" | "insecure") {
                 continue;
             }
             let value = value.unwrap_or_default();
@@ -396,6 +437,7 @@ impl AgentOptions {
                 "config-file" => opts.config_file = Some(PathBuf::from(value)),
                 "node" => opts.node = Some(value),
                 "rpc-auth" => opts.rpc_auth = Some(value),
+                "http-auth" => opts.http_auth = Some(parse_http_auth(flag, value)?),
                 "log-level" => {
                     opts.log_level = Some(Level::parse(&value).ok_or(FlagError::Invalid {
                         flag,
@@ -430,6 +472,22 @@ impl AgentOptions {
         if let Some(key) = &self.rpc_auth {
             cfg.rpc_auth = Some(key.clone());
         }
+        if let Some(auth) = &self.http_auth {
+            cfg.http_auth = Some(auth.clone());
+        }
+        if let Some(trust) = self.http_local_trust {
+            cfg.http_local_trust = trust;
+        }
+        if !self.insecure {
+            // A listener others can reach is never open by accident.
+            if cfg.http_auth.is_none() && !self.http_addr.ip().is_loopback() {
+                let password = self.generated.http.get_or_try(random_secret)?;
+                cfg.http_auth = Some(HttpAuth::new(DEFAULT_HTTP_USER, password));
+            }
+            if cfg.rpc_auth.is_none() && !self.rpc_addr.ip().is_loopback() {
+                cfg.rpc_auth = Some(self.generated.rpc.get_or_try(random_secret)?);
+            }
+        }
         if let Some(server) = self.server {
             cfg.server = server;
         }
@@ -448,6 +506,28 @@ impl AgentOptions {
         Ok(cfg)
     }
 
+    /// The WARN lines announcing generated credentials (after [`AgentOptions::load_config`]
+    /// generated them): the runtime logs them once, at start.
+    pub fn generated_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(password) = self.generated.http.get() {
+            out.push(format!(
+                "agent: HTTP API bound to {} without credentials; generated password: \
+                 {password} (user {DEFAULT_HTTP_USER}); give -http-auth, or -insecure to \
+                 serve it open",
+                self.http_addr
+            ));
+        }
+        if let Some(key) = self.generated.rpc.get() {
+            out.push(format!(
+                "agent: RPC bound to {} without credentials; generated auth key: {key}; give \
+                 -rpc-auth, or -insecure to serve it open",
+                self.rpc_addr
+            ));
+        }
+        out
+    }
+
     /// The configuration to apply on SIGHUP or `reload`: [`AgentOptions::load_config`],
     /// keeping what the cluster was started with (bound gossip addresses, server mode,
     /// datacenter), which a running agent cannot change.
@@ -459,6 +539,64 @@ impl AgentOptions {
         cfg.datacenter.clone_from(&running.datacenter);
         Ok(cfg)
     }
+}
+
+/// Secrets generated for listeners bound beyond loopback without credentials.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Generated {
+    http: Secret,
+    rpc: Secret,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field("http", &self.http.get().is_some())
+            .field("rpc", &self.rpc.get().is_some())
+            .finish()
+    }
+}
+
+/// A secret made at most once (the first load that needs it); reloads keep it.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Secret(std::sync::OnceLock<String>);
+
+impl Secret {
+    fn get(&self) -> Option<&String> {
+        self.0.get()
+    }
+
+    fn get_or_try(&self, make: fn() -> Result<String, String>) -> Result<String, String> {
+        if let Some(s) = self.0.get() {
+            return Ok(s.clone());
+        }
+        let made = make()?;
+        Ok(self.0.get_or_init(|| made).clone())
+    }
+}
+
+/// 128 bits of OS randomness as 32 hex digits.
+fn random_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("cannot read OS randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `-http-auth`'s `user:password` (split at the first colon); no colon: a password for
+/// the user `tandem`.
+fn parse_http_auth(flag: &'static str, value: String) -> Result<HttpAuth, FlagError> {
+    let auth = match value.split_once(':') {
+        Some((user, pass)) => HttpAuth::new(user, pass),
+        None => HttpAuth::new(DEFAULT_HTTP_USER, value.as_str()),
+    };
+    if auth.password.is_empty() {
+        return Err(FlagError::Invalid {
+            flag,
+            value,
+            reason: "the password must not be empty".into(),
+        });
+    }
+    Ok(auth)
 }
 
 /// A boolean flag's value as Go's `strconv.ParseBool` reads it; no value is `true`.
@@ -680,6 +818,68 @@ mod tests {
         let smol = table(include_str!("../../runtime-smol/src/cli.rs"));
         assert!(smol.is_some());
         assert_eq!(table(include_str!("cli.rs")), smol);
+    }
+
+    #[test]
+    fn http_auth_flags_set_the_config() {
+        let cfg = AgentOptions::parse(&words("-http-auth admin:pa:ss -http-local-trust"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("admin", "pa:ss")));
+        assert!(cfg.http_local_trust);
+        let cfg = AgentOptions::parse(&words("-http-auth secret"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("tandem", "secret")));
+        assert!(!cfg.http_local_trust);
+        let err = AgentOptions::parse(&words("-http-auth admin:")).unwrap_err();
+        assert!(err.to_string().contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_listeners_get_a_generated_secret_once() {
+        let loopback = AgentOptions::parse(&[]).unwrap().unwrap();
+        let cfg = loopback.load_config().unwrap();
+        assert_eq!((cfg.http_auth, cfg.rpc_auth), (None, None));
+        assert!(loopback.generated_warnings().is_empty());
+
+        let open = AgentOptions::parse(&words("-http-addr 0.0.0.0:0 -rpc-addr 0.0.0.0:0"))
+            .unwrap()
+            .unwrap();
+        let first = open.load_config().unwrap();
+        let auth = first.http_auth.clone().unwrap();
+        assert_eq!(auth.username, "tandem");
+        assert_eq!(auth.password.len(), 32);
+        let key = first.rpc_auth.clone().unwrap();
+        assert_ne!(auth.password, key);
+        // A reload keeps them.
+        let again = open.reload_config(&first).unwrap();
+        assert_eq!(again.http_auth, first.http_auth);
+        assert_eq!(again.rpc_auth, first.rpc_auth);
+        let warnings = open.generated_warnings();
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains(&auth.password) && warnings[0].contains("0.0.0.0:0"));
+        assert!(warnings[1].contains(&key));
+        assert!(!format!("{open:?}").contains(&key), "a secret in Debug");
+
+        // Given credentials, or -insecure: nothing is generated.
+        let given = AgentOptions::parse(&words(
+            "-http-addr 0.0.0.0:0 -rpc-addr 0.0.0.0:0 -http-auth u:p -rpc-auth k",
+        ))
+        .unwrap()
+        .unwrap();
+        let cfg = given.load_config().unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("u", "p")));
+        assert_eq!(cfg.rpc_auth.as_deref(), Some("k"));
+        assert!(given.generated_warnings().is_empty());
+        let insecure = AgentOptions::parse(&words("-http-addr 0.0.0.0:0 -insecure"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(insecure.load_config().unwrap().http_auth, None);
     }
 
     #[test]

@@ -260,6 +260,9 @@ impl Runtime {
                 ),
             );
         }
+        for warning in self.opts.generated_warnings() {
+            self.log(Level::Warn, &warning);
+        }
         self.log(Level::Info, &format!("agent: RPC listening on {rpc_addr}"));
         // Printed last: once it is out, both listeners are up.
         self.log(
