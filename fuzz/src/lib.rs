@@ -770,10 +770,10 @@ fn header_verdict(v: &rmpv::Value, raw: &[u8]) -> Verdict {
 ///    reply must be `{"Error":"Handshake required","Seq":seq}`.
 /// 2. Framing length: after a handshake, on an agent requiring `rpc_auth`, a `join` header
 ///    is refused with "Authentication required" and its body is read and dropped — the body
-///    is these bytes — then a `members` header with Seq 4242 follows. When the walker (and
-///    rmpv) frame a whole value, the agent must answer Seq 4242, which it can only find if
-///    its scanner framed exactly as many bytes; when the walker sees `0xc1` or an oversized
-///    declaration first, the agent must not.
+///    is the first value of these bytes — then a `members` header with Seq 4242 follows.
+///    When the walker (and rmpv) frame a whole value, the agent must answer Seq 4242, which
+///    it can only find if its scanner framed exactly as many bytes; when the walker sees
+///    `0xc1` or an oversized declaration first, the agent must not.
 pub fn msgpack_len(data: &[u8]) {
     let limits = Limits::default();
     let walked = walk(data, limits.rpc_max_str, limits.rpc_max_container);
@@ -828,9 +828,14 @@ pub fn msgpack_len(data: &[u8]) {
     let Some(expect) = expect_sentinel else {
         return;
     };
+    // Only the first value is the discarded body; bytes after it would be read as headers.
+    let body = match walked {
+        Walk::Complete(n) => &data[..n],
+        _ => data,
+    };
     let mut stream = RPC_HANDSHAKE.to_vec();
     rpc_header(&mut stream, "join", 1);
-    stream.extend_from_slice(data);
+    stream.extend_from_slice(body);
     rpc_header(&mut stream, "members", 4242);
     let cfg = Config {
         rpc_auth: Some(RPC_KEY.into()),
