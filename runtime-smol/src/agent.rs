@@ -757,7 +757,9 @@ enum Got {
 /// kernel does not answer it with RST (see [`LINGER`]).
 async fn linger(stream: &Async<TcpStream>) {
     let discard = async {
-        let mut buf = [0u8; 4096];
+        // On the heap, and only while lingering: an array here would sit inside every
+        // connection task's future from accept on (4 KiB per idle connection).
+        let mut buf = vec![0u8; 4096];
         let mut total = 0;
         let mut reader = stream;
         while total < LINGER_MAX {
