@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 use tandem_core::{CommandInfo, JobId};
-
-use crate::procfs;
+use tandem_runtime::procfs;
 
 /// The function a host command runs on its worker thread: the job (to emit items through)
 /// and the words after the command name.

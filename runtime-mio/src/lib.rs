@@ -19,17 +19,16 @@
 //! `runtime-mio/examples/minimal_loop.rs` shows the least an embedder has to write without
 //! mio at all: std sockets and `poll(2)`.
 
-// `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
-// `procfs`), each with its SAFETY note; everything on the network path is safe code.
+// The two FFI calls a runtime needs (`localtime_r`, `sysconf`) live in `tandem-runtime`;
+// this crate is safe code throughout.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
 pub mod cli;
-mod clock;
 mod driver;
 mod host;
-mod procfs;
 mod timers;
 
 pub use driver::{AgentRequest, MioAgent, TOKEN_RANGE};

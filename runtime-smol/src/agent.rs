@@ -32,10 +32,10 @@ use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use futures_lite::{AsyncReadExt as _, StreamExt as _, future};
 use tandem_core::{Agent, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, Output, Pool};
+use tandem_runtime::clock::Clock;
 
 use crate::RUNTIME;
 use crate::cli::AgentOptions;
-use crate::clock::Clock;
 use crate::gossip::{self, GossipSockets};
 use crate::host;
 use crate::logging::print_line;

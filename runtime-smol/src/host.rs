@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_io::Timer;
 use tandem_core::{Agent, CommandInfo, JobError, JobId, RegisterError};
+use tandem_runtime::procfs;
 
 use crate::agent::{Bell, Runtime};
-use crate::procfs;
 
 /// The host commands: name, summary, usage.
 const COMMANDS: &[(&str, &str, &str)] = &[

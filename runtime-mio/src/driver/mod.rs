@@ -46,9 +46,9 @@ use tandem_core::{
     Agent, Config, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, LogRecord, Output,
     Pool, RegisterError,
 };
+use tandem_runtime::clock::Clock;
 
 use crate::RUNTIME;
-use crate::clock::Clock;
 use crate::host::{self, HostCommand, HostFn, JobMsg};
 use crate::timers::{RtTimer, Timers};
 pub(crate) use conns::protocol;

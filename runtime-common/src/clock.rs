@@ -3,8 +3,6 @@
 //!
 //! The core never reads a clock, so this is the only place time comes from. The mapping is
 //! monotonic because `std::time::Instant` is, and `now` never goes backwards.
-//!
-//! Copied from `tandem-smol` (where it is private).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +10,7 @@ use tandem_core::Instant;
 
 /// The runtime's clock.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
+pub struct Clock {
     start: std::time::Instant,
     /// Wall time at `start`, in Unix milliseconds.
     unix_ms: u64,
@@ -21,7 +19,7 @@ pub(crate) struct Clock {
 
 impl Clock {
     /// Reads both clocks now. `Instant::ZERO` of the core is this moment.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         let start = std::time::Instant::now();
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -34,26 +32,26 @@ impl Clock {
     }
 
     /// The core's `now`.
-    pub(crate) fn now(self) -> Instant {
+    pub fn now(self) -> Instant {
         let micros = self.start.elapsed().as_micros();
         Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 
-    /// The std instant of a core deadline, for the poll timeout. A deadline
+    /// The std instant of a core deadline, for arming a timer or a poll timeout. A deadline
     /// too far away to represent is taken as "an hour from now": the timer re-arms anyway.
-    pub(crate) fn deadline_to_std(self, at: Instant) -> std::time::Instant {
+    pub fn deadline_to_std(self, at: Instant) -> std::time::Instant {
         self.start
             .checked_add(Duration::from_micros(at.as_micros()))
             .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600))
     }
 
     /// Wall time at `Instant::ZERO`, in Unix milliseconds.
-    pub(crate) fn unix_ms_at_start(&self) -> u64 {
+    pub fn unix_ms_at_start(&self) -> u64 {
         self.unix_ms
     }
 
     /// Local time's offset from UTC at start, in seconds.
-    pub(crate) fn utc_offset_secs(&self) -> i32 {
+    pub fn utc_offset_secs(&self) -> i32 {
         self.utc_offset_secs
     }
 }

@@ -1,28 +1,31 @@
 //! Reading this process's resource usage from Linux's /proc, for `sysinfo` and `dashboard`.
 //!
 //! The files are small and served from memory by the kernel, so they are read with plain
-//! blocking calls on the event loop; nothing here can stall on a disk or the network.
+//! blocking calls; nothing here can stall on a disk or the network. (`tandem-smol` reads
+//! them on its event loop, `tandem-mio` on the host job's worker thread.)
 
 use std::io;
 
 /// One sample of the agent process.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Sample {
-    pub(crate) pid: u32,
+pub struct Sample {
+    /// The process id.
+    pub pid: u32,
     /// Resident set size in bytes.
-    pub(crate) rss: u64,
-    pub(crate) threads: u64,
+    pub rss: u64,
+    /// Threads in the process.
+    pub threads: u64,
     /// Open file descriptors.
-    pub(crate) fds: u64,
+    pub fds: u64,
     /// Time since the process started, in milliseconds.
-    pub(crate) uptime_ms: u64,
+    pub uptime_ms: u64,
     /// System load averages over 1, 5 and 15 minutes.
-    pub(crate) load: [f64; 3],
+    pub load: [f64; 3],
 }
 
 impl Sample {
     /// The result item: `{"type":ty,"pid":…,"rss":…,…}` (the agent adds `jobId` and sorts).
-    pub(crate) fn to_item(&self, ty: &str) -> serde_json::Value {
+    pub fn to_item(&self, ty: &str) -> serde_json::Value {
         serde_json::json!({
             "type": ty,
             "pid": self.pid,
@@ -36,7 +39,7 @@ impl Sample {
 }
 
 /// Samples the process now.
-pub(crate) fn sample() -> io::Result<Sample> {
+pub fn sample() -> io::Result<Sample> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let (rss, threads) = parse_status(&status).ok_or_else(|| bad("/proc/self/status"))?;
     // The directory handle read_dir opens is itself listed; it is not the agent's.

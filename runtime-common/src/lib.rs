@@ -1,0 +1,14 @@
+//! tandem-runtime: the runtime-agnostic half of tandem's runtimes.
+//!
+//! `tandem-smol` and `tandem-mio` drive the same [`tandem_core::Agent`] on different event
+//! loops. Everything that does not depend on the loop lives here once, so the two binaries
+//! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, and the
+//! [`procfs`] sampling of the agent process.
+
+// `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
+// `procfs`), each with its SAFETY note.
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod clock;
+pub mod procfs;
