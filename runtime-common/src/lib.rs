@@ -2,8 +2,9 @@
 //!
 //! `tandem-smol` and `tandem-mio` drive the same [`tandem_core::Agent`] on different event
 //! loops. Everything that does not depend on the loop lives here once, so the two binaries
-//! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, and the
-//! [`procfs`] sampling of the agent process.
+//! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, the
+//! [`procfs`] sampling of the agent process, and the built-in [`host`] commands' table,
+//! arguments and items.
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`), each with its SAFETY note.
@@ -11,4 +12,5 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod clock;
+pub mod host;
 pub mod procfs;

@@ -15,8 +15,8 @@
 //! thread's last message says it is done, and only then does the loop forget the job (or
 //! when the agent cancels it), so the loop's job table never outlives its threads' news.
 //!
-//! The built-in commands are `sysinfo` and `dashboard`, with the same items, arguments and
-//! usage errors as `tandem-smol`'s.
+//! The built-in commands are `sysinfo` and `dashboard`; their table, arguments and items
+//! come from `tandem_runtime::host`, as `tandem-smol`'s do.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::Sender;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 use tandem_core::{CommandInfo, JobId};
-use tandem_runtime::procfs;
+use tandem_runtime::host::{DASHBOARD, SYSINFO, parse_dashboard, sample_item};
 
 /// The function a host command runs on its worker thread: the job (to emit items through)
 /// and the words after the command name.
@@ -250,80 +250,43 @@ impl HostJob {
 
 // ----- the built-in host commands --------------------------------------------------------
 
-const DEFAULT_INTERVAL: Duration = Duration::from_millis(1000);
-
-const SYSINFO_USAGE: &str = "sysinfo";
-const DASHBOARD_USAGE: &str = "dashboard [-i MS] [-n COUNT]";
-
 /// `sysinfo` and `dashboard`, as `tandem-smol` has them.
 pub(crate) fn builtins() -> Vec<HostCommand> {
     vec![
         HostCommand {
-            info: CommandInfo::new(
-                "sysinfo",
-                "Show the agent process's memory, threads, open files, uptime and the system load",
-                SYSINFO_USAGE,
-            ),
+            info: SYSINFO.info(),
             run: Arc::new(sysinfo),
         },
         HostCommand {
-            info: CommandInfo::new(
-                "dashboard",
-                "Sample what sysinfo shows every interval, COUNT times or until interrupted",
-                DASHBOARD_USAGE,
-            ),
+            info: DASHBOARD.info(),
             run: Arc::new(dashboard),
         },
     ]
 }
 
-fn sample_failed(e: &std::io::Error) -> Finished {
-    Finished::failed(format!("cannot read process information: {e}"))
-}
-
 fn sysinfo(job: &HostJob, args: &[String]) -> Result<Finished, Stopped> {
     if !args.is_empty() {
-        return Ok(Finished::usage(SYSINFO_USAGE));
+        return Ok(Finished::usage(SYSINFO.usage));
     }
-    let sample = match procfs::sample() {
-        Ok(s) => s,
-        Err(e) => return Ok(sample_failed(&e)),
+    let item = match sample_item("sysinfo") {
+        Ok(item) => item,
+        Err(message) => return Ok(Finished::failed(message)),
     };
-    job.emit(sample.to_item("sysinfo"))?;
+    job.emit(item)?;
     Ok(Finished::ok())
-}
-
-/// `dashboard [-i MS] [-n COUNT]`: the interval (> 0) and the optional sample count (> 0).
-fn parse_dashboard(args: &[String]) -> Option<(Duration, Option<u64>)> {
-    let mut interval = DEFAULT_INTERVAL;
-    let mut count = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next()?;
-        match flag.as_str() {
-            "-i" | "--interval" => {
-                interval = Duration::from_millis(value.parse().ok().filter(|&ms| ms > 0)?);
-            }
-            "-n" | "--number-of-execution" => {
-                count = Some(value.parse().ok().filter(|&n| n > 0)?);
-            }
-            _ => return None,
-        }
-    }
-    Some((interval, count))
 }
 
 fn dashboard(job: &HostJob, args: &[String]) -> Result<Finished, Stopped> {
     let Some((interval, count)) = parse_dashboard(args) else {
-        return Ok(Finished::usage(DASHBOARD_USAGE));
+        return Ok(Finished::usage(DASHBOARD.usage));
     };
     let mut taken = 0u64;
     loop {
-        let sample = match procfs::sample() {
-            Ok(s) => s,
-            Err(e) => return Ok(sample_failed(&e)),
+        let item = match sample_item("dashboard") {
+            Ok(item) => item,
+            Err(message) => return Ok(Finished::failed(message)),
         };
-        job.emit(sample.to_item("dashboard"))?;
+        job.emit(item)?;
         taken += 1;
         if count.is_some_and(|n| taken >= n) {
             return Ok(Finished::ok());
@@ -338,27 +301,6 @@ fn dashboard(job: &HostJob, args: &[String]) -> Result<Finished, Stopped> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn dashboard_arguments() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_dashboard(&[]), Some((ms(1000), None)));
-        assert_eq!(
-            parse_dashboard(&words("-i 50 -n 3")),
-            Some((ms(50), Some(3)))
-        );
-        assert_eq!(
-            parse_dashboard(&words("--interval 20 --number-of-execution 1")),
-            Some((ms(20), Some(1)))
-        );
-        for bad in ["-i", "-i 0", "-i x", "-n 0", "-n -1", "-x 1", "extra"] {
-            assert_eq!(parse_dashboard(&words(bad)), None, "{bad}");
-        }
-    }
 
     #[test]
     fn emit_waits_for_the_verdict_and_a_stop_wakes_a_sleeper() {

@@ -8,34 +8,17 @@
 //! quietly (the agent already wrote its `status`).
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use async_io::Timer;
-use tandem_core::{Agent, CommandInfo, JobError, JobId, RegisterError};
-use tandem_runtime::procfs;
+use tandem_core::{Agent, JobError, JobId, RegisterError};
+use tandem_runtime::host::{BUILTINS, Builtin, DASHBOARD, SYSINFO, parse_dashboard, sample_item};
 
 use crate::agent::{Bell, Runtime};
 
-/// The host commands: name, summary, usage.
-const COMMANDS: &[(&str, &str, &str)] = &[
-    (
-        "sysinfo",
-        "Show the agent process's memory, threads, open files, uptime and the system load",
-        "sysinfo",
-    ),
-    (
-        "dashboard",
-        "Sample what sysinfo shows every interval, COUNT times or until interrupted",
-        "dashboard [-i MS] [-n COUNT]",
-    ),
-];
-
-const DEFAULT_INTERVAL: Duration = Duration::from_millis(1000);
-
 /// Registers the host commands with the agent.
 pub(crate) fn register(agent: &mut Agent) -> Result<(), RegisterError> {
-    for &(name, summary, usage) in COMMANDS {
-        agent.register_command(CommandInfo::new(name, summary, usage))?;
+    for builtin in BUILTINS {
+        agent.register_command(builtin.info())?;
     }
     Ok(())
 }
@@ -102,62 +85,37 @@ impl JobCtx<'_> {
             }
         }
     }
-
-    fn usage(&self, name: &str) -> End {
-        let usage = COMMANDS.iter().find(|c| c.0 == name).map_or(name, |c| c.2);
-        End::Status(-10, Some(format!("usage: {usage}")))
-    }
 }
 
-fn sample_failed(e: &std::io::Error) -> End {
-    End::Status(1, Some(format!("cannot read process information: {e}")))
+fn usage(builtin: Builtin) -> End {
+    End::Status(-10, Some(format!("usage: {}", builtin.usage)))
 }
 
 async fn sysinfo(ctx: &JobCtx<'_>, args: &[String]) -> End {
     if !args.is_empty() {
-        return ctx.usage("sysinfo");
+        return usage(SYSINFO);
     }
-    let sample = match procfs::sample() {
-        Ok(s) => s,
-        Err(e) => return sample_failed(&e),
+    let item = match sample_item("sysinfo") {
+        Ok(item) => item,
+        Err(message) => return End::Status(1, Some(message)),
     };
-    match ctx.emit(&sample.to_item("sysinfo")).await {
+    match ctx.emit(&item).await {
         Ok(()) => End::Status(0, None),
         Err(end) => end,
     }
 }
 
-/// `dashboard [-i MS] [-n COUNT]`: the interval (> 0) and the optional sample count (> 0).
-fn parse_dashboard(args: &[String]) -> Option<(Duration, Option<u64>)> {
-    let mut interval = DEFAULT_INTERVAL;
-    let mut count = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next()?;
-        match flag.as_str() {
-            "-i" | "--interval" => {
-                interval = Duration::from_millis(value.parse().ok().filter(|&ms| ms > 0)?);
-            }
-            "-n" | "--number-of-execution" => {
-                count = Some(value.parse().ok().filter(|&n| n > 0)?);
-            }
-            _ => return None,
-        }
-    }
-    Some((interval, count))
-}
-
 async fn dashboard(ctx: &JobCtx<'_>, args: &[String]) -> End {
     let Some((interval, count)) = parse_dashboard(args) else {
-        return ctx.usage("dashboard");
+        return usage(DASHBOARD);
     };
     let mut taken = 0u64;
     loop {
-        let sample = match procfs::sample() {
-            Ok(s) => s,
-            Err(e) => return sample_failed(&e),
+        let item = match sample_item("dashboard") {
+            Ok(item) => item,
+            Err(message) => return End::Status(1, Some(message)),
         };
-        if let Err(end) = ctx.emit(&sample.to_item("dashboard")).await {
+        if let Err(end) = ctx.emit(&item).await {
             return end;
         }
         taken += 1;
@@ -167,31 +125,5 @@ async fn dashboard(ctx: &JobCtx<'_>, args: &[String]) -> End {
         // The next sample is an interval after this one was taken in, not on a fixed
         // grid: a consumer that was full does not get a burst of stale samples.
         Timer::after(interval).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn dashboard_arguments() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_dashboard(&[]), Some((ms(1000), None)));
-        assert_eq!(
-            parse_dashboard(&words("-i 50 -n 3")),
-            Some((ms(50), Some(3)))
-        );
-        assert_eq!(
-            parse_dashboard(&words("--interval 20 --number-of-execution 1")),
-            Some((ms(20), Some(1)))
-        );
-        for bad in ["-i", "-i 0", "-i x", "-n 0", "-n -1", "-x 1", "extra"] {
-            assert_eq!(parse_dashboard(&words(bad)), None, "{bad}");
-        }
     }
 }
