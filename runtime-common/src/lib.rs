@@ -3,14 +3,17 @@
 //! `tandem-smol` and `tandem-mio` drive the same [`tandem_core::Agent`] on different event
 //! loops. Everything that does not depend on the loop lives here once, so the two binaries
 //! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, the
-//! [`procfs`] sampling of the agent process, and the built-in [`host`] commands' table,
-//! arguments and items.
+//! [`procfs`] sampling of the agent process, the built-in [`host`] commands' table,
+//! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
+//! flags, usage text and the configuration they describe.
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`), each with its SAFETY note.
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod agent_options;
 pub mod clock;
+pub mod flags;
 pub mod host;
 pub mod procfs;

@@ -1,0 +1,732 @@
+//! `agent`'s command line, the same in every runtime: its flag table, [`AgentOptions`], and
+//! the configuration they describe (the config file with the flags on top, re-read on
+//! SIGHUP, with credentials generated for listeners bound beyond loopback).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+
+use tandem_core::{Config, DEFAULT_HTTP_USER, HttpAuth, Level};
+
+use crate::flags::{FlagError, FlagSpec, parse_flags, usage};
+
+/// Default address of the HTTP API (Arthas' port on loopback).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
+/// Default address of the agent RPC (Consul's RPC port on loopback).
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
+/// Default gossip port of the LAN pool (Serf LAN).
+pub const DEFAULT_LAN_PORT: u16 = 8301;
+/// Default gossip port of the WAN pool (Serf WAN, servers only).
+pub const DEFAULT_WAN_PORT: u16 = 8302;
+
+/// `PROGRAM agent`'s usage text (for `-help`, and after a bad command line): the synopsis
+/// with the program's name, then the flag table.
+pub fn agent_usage(program: &str) -> String {
+    let synopsis = format!("Usage: {program} agent [options]\n\n{AGENT_DESCRIPTION}");
+    usage(&synopsis, AGENT_FLAGS)
+}
+
+const AGENT_DESCRIPTION: &str = concat!(
+    "  Starts the tandem agent and runs until an interrupt (SIGINT) or SIGTERM is received, or\n",
+    "  until a graceful `leave` has reached the cluster. SIGHUP re-reads the -config-file and\n",
+    "  applies it (the gossip addresses, -server and -datacenter stay as they were at start).",
+);
+
+/// The flags of `agent`, in the order its usage lists them.
+pub const AGENT_FLAGS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "http-addr",
+        value: Some("<address>"),
+        help: "Address the HTTP API (POST /api) listens on. Default 127.0.0.1:8563; \
+               port 0 picks a free port (the log says which).",
+    },
+    FlagSpec {
+        name: "rpc-addr",
+        value: Some("<address>"),
+        help: "Address the agent RPC (msgpack, Consul/Serf) listens on. Default \
+               127.0.0.1:8400; port 0 picks a free port (the log says which).",
+    },
+    FlagSpec {
+        name: "rpc-auth",
+        value: Some("<key>"),
+        help: "Key RPC clients must give (Serf's `auth` command) before any other command. \
+               Overrides rpc_auth of the config file.",
+    },
+    FlagSpec {
+        name: "http-auth",
+        value: Some("<user:password>"),
+        help: "Credentials every HTTP request must carry (Authorization: Basic), split at \
+               the first colon; a value without one is a password for the user tandem. \
+               Failures get 401. Overrides http_auth of the config file.",
+    },
+    FlagSpec {
+        name: "http-local-trust",
+        value: None,
+        help: "With -http-auth: trust HTTP requests from 127.0.0.1 or ::1 that present no \
+               credentials (wrong ones are still refused). Overrides http_local_trust of \
+               the config file.",
+    },
+    FlagSpec {
+        name: "insecure",
+        value: None,
+        help: "Serve the HTTP API or the RPC on a non-loopback address without credentials. \
+               Without it, such a listener gets a random password (HTTP, user tandem) or \
+               key (RPC), logged once at WARN.",
+    },
+    FlagSpec {
+        name: "bind",
+        value: Some("<address>"),
+        help: "IP address the gossip sockets (UDP) bind to, and that this node advertises \
+               to the cluster. Default 127.0.0.1 (or the config file's lan_addr).",
+    },
+    FlagSpec {
+        name: "lan-port",
+        value: Some("<port>"),
+        help: "UDP port of the LAN gossip pool. Default 8301; 0 picks a free port (the log \
+               says which).",
+    },
+    FlagSpec {
+        name: "wan-port",
+        value: Some("<port>"),
+        help: "UDP port of the WAN gossip pool (with -server only). Default 8302; 0 picks a \
+               free port (the log says which).",
+    },
+    FlagSpec {
+        name: "server",
+        value: None,
+        help: "Server mode: the node also gossips in the WAN pool and carries the tag \
+               role=consul.",
+    },
+    FlagSpec {
+        name: "datacenter",
+        value: Some("<name>"),
+        help: "Datacenter of this node, published as the tag dc. Default dc1.",
+    },
+    FlagSpec {
+        name: "join",
+        value: Some("<address>"),
+        help: "Address of a LAN member to join at start (ip, ip:port or host[:port]; the \
+               port defaults to the LAN port). Repeatable. The outcome is logged.",
+    },
+    FlagSpec {
+        name: "join-wan",
+        value: Some("<address>"),
+        help: "Address of a WAN member to join at start (servers only). Repeatable.",
+    },
+    FlagSpec {
+        name: "config-file",
+        value: Some("<path>"),
+        help: "JSON file with the agent's configuration (node_name, log_level, limits, \
+               timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
+               lan_addr, wan_addr). Flags \
+               override it. Re-read on SIGHUP.",
+    },
+    FlagSpec {
+        name: "node",
+        value: Some("<name>"),
+        help: "Name of this node. Overrides node_name of the config file.",
+    },
+    FlagSpec {
+        name: "log-level",
+        value: Some("<level>"),
+        help: "Log level: TRACE, DEBUG, INFO, WARN or ERR (any case). Overrides log_level \
+               of the config file. Default INFO.",
+    },
+];
+
+/// The options of `agent` (`tandem agent`, `tandem-mio agent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the agent RPC listens.
+    pub rpc_addr: SocketAddr,
+    /// The JSON config file, re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    /// `-node`: overrides the file's `node_name`.
+    pub node: Option<String>,
+    /// `-log-level`: overrides the file's `log_level`.
+    pub log_level: Option<Level>,
+    /// `-rpc-auth`: overrides the file's `rpc_auth`.
+    pub rpc_auth: Option<String>,
+    /// `-http-auth`: overrides the file's `http_auth`.
+    pub http_auth: Option<HttpAuth>,
+    /// `-http-local-trust`: overrides the file's `http_local_trust`.
+    pub http_local_trust: Option<bool>,
+    /// `-insecure`: no generated credentials for non-loopback listeners.
+    pub insecure: bool,
+    /// Credentials generated for non-loopback listeners, once, and kept across reloads.
+    pub generated: Generated,
+    /// `-bind`: the gossip sockets' IP (overrides the IP of the file's `lan_addr` and
+    /// `wan_addr`).
+    pub bind: Option<IpAddr>,
+    /// `-lan-port`: overrides the port of the file's `lan_addr`.
+    pub lan_port: Option<u16>,
+    /// `-wan-port`: overrides the port of the file's `wan_addr`.
+    pub wan_port: Option<u16>,
+    /// `-server`: overrides the file's `server`.
+    pub server: Option<bool>,
+    /// `-datacenter`: overrides the file's `datacenter`.
+    pub datacenter: Option<String>,
+    /// `-join`, in order: LAN members to join at start.
+    pub join: Vec<String>,
+    /// `-join-wan`, in order: WAN members to join at start.
+    pub join_wan: Vec<String>,
+}
+
+impl AgentOptions {
+    /// Parses `agent`'s arguments. `Ok(None)` means help was asked for.
+    pub fn parse(args: &[String]) -> Result<Option<AgentOptions>, FlagError> {
+        let parsed = parse_flags(AGENT_FLAGS, args)?;
+        if parsed.help {
+            return Ok(None);
+        }
+        if !parsed.rest.is_empty() {
+            return Err(FlagError::ExtraArguments(parsed.rest));
+        }
+        let mut opts = AgentOptions {
+            http_addr: resolve("http-addr", DEFAULT_HTTP_ADDR)?,
+            rpc_addr: resolve("rpc-addr", DEFAULT_RPC_ADDR)?,
+            config_file: None,
+            node: None,
+            log_level: None,
+            rpc_auth: None,
+            http_auth: None,
+            http_local_trust: None,
+            insecure: false,
+            generated: Generated::default(),
+            bind: None,
+            lan_port: None,
+            wan_port: None,
+            server: None,
+            datacenter: None,
+            join: Vec::new(),
+            join_wan: Vec::new(),
+        };
+        for (flag, value) in parsed.flags {
+            match flag {
+                "server" => opts.server = Some(parse_bool(flag, value.as_deref())?),
+                "http-local-trust" => {
+                    opts.http_local_trust = Some(parse_bool(flag, value.as_deref())?);
+                }
+                "insecure" => opts.insecure = parse_bool(flag, value.as_deref())?,
+                _ => {}
+            }
+            if matches!(flag, "server" | "http-local-trust" | "insecure") {
+                continue;
+            }
+            let value = value.unwrap_or_default();
+            match flag {
+                "bind" => {
+                    opts.bind = Some(value.parse().map_err(|_| FlagError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: "expected an IP address".into(),
+                    })?);
+                }
+                "lan-port" => opts.lan_port = Some(parse_port(flag, &value)?),
+                "wan-port" => opts.wan_port = Some(parse_port(flag, &value)?),
+                "datacenter" if value.is_empty() => {
+                    return Err(FlagError::Invalid {
+                        flag,
+                        value,
+                        reason: "must not be empty".into(),
+                    });
+                }
+                "datacenter" => opts.datacenter = Some(value),
+                "join" => opts.join.push(value),
+                "join-wan" => opts.join_wan.push(value),
+                "http-addr" => opts.http_addr = resolve(flag, &value)?,
+                "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
+                "config-file" => opts.config_file = Some(PathBuf::from(value)),
+                "node" => opts.node = Some(value),
+                "rpc-auth" => opts.rpc_auth = Some(value),
+                "http-auth" => opts.http_auth = Some(parse_http_auth(flag, value)?),
+                "log-level" => {
+                    opts.log_level = Some(Level::parse(&value).ok_or(FlagError::Invalid {
+                        flag,
+                        value,
+                        reason: "expected TRACE, DEBUG, INFO, WARN or ERR".into(),
+                    })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(opts))
+    }
+
+    /// The configuration these options describe: the config file (if any), then the flags
+    /// on top, as Consul layers them. Called at start and again on SIGHUP.
+    pub fn load_config(&self) -> Result<Config, String> {
+        let mut cfg = match &self.config_file {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                serde_json::from_slice::<Config>(&text)
+                    .map_err(|e| format!("cannot parse {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(node) = &self.node {
+            cfg.node_name.clone_from(node);
+        }
+        if let Some(level) = self.log_level {
+            cfg.log_level = level;
+        }
+        if let Some(key) = &self.rpc_auth {
+            cfg.rpc_auth = Some(key.clone());
+        }
+        if let Some(auth) = &self.http_auth {
+            cfg.http_auth = Some(auth.clone());
+        }
+        if let Some(trust) = self.http_local_trust {
+            cfg.http_local_trust = trust;
+        }
+        if !self.insecure {
+            // A listener others can reach is never open by accident.
+            if cfg.http_auth.is_none() && !self.http_addr.ip().is_loopback() {
+                let password = self.generated.http.get_or_try(random_secret)?;
+                cfg.http_auth = Some(HttpAuth::new(DEFAULT_HTTP_USER, password));
+            }
+            if cfg.rpc_auth.is_none() && !self.rpc_addr.ip().is_loopback() {
+                cfg.rpc_auth = Some(self.generated.rpc.get_or_try(random_secret)?);
+            }
+        }
+        if let Some(server) = self.server {
+            cfg.server = server;
+        }
+        if let Some(dc) = &self.datacenter {
+            cfg.datacenter.clone_from(dc);
+        }
+        // The addresses to bind; the runtime replaces them with the bound ones (port 0).
+        cfg.lan_addr = SocketAddr::new(
+            self.bind.unwrap_or(cfg.lan_addr.ip()),
+            self.lan_port.unwrap_or(cfg.lan_addr.port()),
+        );
+        cfg.wan_addr = SocketAddr::new(
+            self.bind.unwrap_or(cfg.wan_addr.ip()),
+            self.wan_port.unwrap_or(cfg.wan_addr.port()),
+        );
+        Ok(cfg)
+    }
+
+    /// The WARN lines announcing generated credentials (after [`AgentOptions::load_config`]
+    /// generated them): the runtime logs them once, at start.
+    pub fn generated_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(password) = self.generated.http.get() {
+            out.push(format!(
+                "agent: HTTP API bound to {} without credentials; generated password: \
+                 {password} (user {DEFAULT_HTTP_USER}); give -http-auth, or -insecure to \
+                 serve it open",
+                self.http_addr
+            ));
+        }
+        if let Some(key) = self.generated.rpc.get() {
+            out.push(format!(
+                "agent: RPC bound to {} without credentials; generated auth key: {key}; give \
+                 -rpc-auth, or -insecure to serve it open",
+                self.rpc_addr
+            ));
+        }
+        out
+    }
+
+    /// The configuration to apply on SIGHUP or `reload`: [`AgentOptions::load_config`],
+    /// keeping what the cluster was started with (bound gossip addresses, server mode,
+    /// datacenter), which a running agent cannot change.
+    pub fn reload_config(&self, running: &Config) -> Result<Config, String> {
+        let mut cfg = self.load_config()?;
+        cfg.lan_addr = running.lan_addr;
+        cfg.wan_addr = running.wan_addr;
+        cfg.server = running.server;
+        cfg.datacenter.clone_from(&running.datacenter);
+        Ok(cfg)
+    }
+}
+
+/// Secrets generated for listeners bound beyond loopback without credentials.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Generated {
+    http: Secret,
+    rpc: Secret,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field("http", &self.http.get().is_some())
+            .field("rpc", &self.rpc.get().is_some())
+            .finish()
+    }
+}
+
+/// A secret made at most once (the first load that needs it); reloads keep it.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Secret(std::sync::OnceLock<String>);
+
+impl Secret {
+    fn get(&self) -> Option<&String> {
+        self.0.get()
+    }
+
+    fn get_or_try(&self, make: fn() -> Result<String, String>) -> Result<String, String> {
+        if let Some(s) = self.0.get() {
+            return Ok(s.clone());
+        }
+        let made = make()?;
+        Ok(self.0.get_or_init(|| made).clone())
+    }
+}
+
+/// 128 bits of OS randomness as 32 hex digits.
+fn random_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("cannot read OS randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `-http-auth`'s `user:password` (split at the first colon); no colon: a password for
+/// the user `tandem`.
+fn parse_http_auth(flag: &'static str, value: String) -> Result<HttpAuth, FlagError> {
+    let auth = match value.split_once(':') {
+        Some((user, pass)) => HttpAuth::new(user, pass),
+        None => HttpAuth::new(DEFAULT_HTTP_USER, value.as_str()),
+    };
+    if auth.password.is_empty() {
+        return Err(FlagError::Invalid {
+            flag,
+            value,
+            reason: "the password must not be empty".into(),
+        });
+    }
+    Ok(auth)
+}
+
+/// A boolean flag's value as Go's `strconv.ParseBool` reads it; no value is `true`.
+fn parse_bool(flag: &'static str, value: Option<&str>) -> Result<bool, FlagError> {
+    match value {
+        None | Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(FlagError::Invalid {
+            flag,
+            value: other.to_string(),
+            reason: "parse error".into(),
+        }),
+    }
+}
+
+fn parse_port(flag: &'static str, value: &str) -> Result<u16, FlagError> {
+    value.parse().map_err(|_| FlagError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason: "expected a port number (0-65535)".into(),
+    })
+}
+
+fn resolve(flag: &'static str, value: &str) -> Result<SocketAddr, FlagError> {
+    let invalid = |reason: String| FlagError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason,
+    };
+    value
+        .to_socket_addrs()
+        .map_err(|e| invalid(e.to_string()))?
+        .next()
+        .ok_or_else(|| invalid("no address".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn agent_flags_take_one_or_two_dashes_and_inline_values() {
+        let opts = AgentOptions::parse(&words(
+            "-http-addr 127.0.0.1:0 --rpc-addr=127.0.0.1:0 --node n1 -log-level=debug --config-file=/x.json",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(opts.http_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(opts.rpc_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(opts.node.as_deref(), Some("n1"));
+        assert_eq!(opts.log_level, Some(Level::Debug));
+        assert_eq!(opts.config_file, Some(PathBuf::from("/x.json")));
+    }
+
+    #[test]
+    fn agent_defaults_to_the_arthas_port_on_loopback() {
+        let opts = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert_eq!(opts.http_addr, DEFAULT_HTTP_ADDR.parse().unwrap());
+        assert_eq!(opts.rpc_addr, DEFAULT_RPC_ADDR.parse().unwrap());
+        assert_eq!(opts.log_level, None);
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors_in_gos_words() {
+        let err = |s: &str| AgentOptions::parse(&words(s)).unwrap_err().to_string();
+        assert_eq!(err("-bogus"), "flag provided but not defined: -bogus");
+        assert_eq!(err("-node"), "flag needs an argument: -node");
+        assert_eq!(
+            err("-log-level LOUD"),
+            "invalid value \"LOUD\" for flag -log-level: expected TRACE, DEBUG, INFO, WARN or ERR"
+        );
+        assert_eq!(err("extra"), "unexpected extra arguments: extra");
+        assert!(err("-http-addr nonsense").starts_with("invalid value \"nonsense\""));
+    }
+
+    #[test]
+    fn rpc_auth_sets_the_configs_key() {
+        let opts = AgentOptions::parse(&words("-rpc-auth s3cret"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            opts.load_config().unwrap().rpc_auth.as_deref(),
+            Some("s3cret")
+        );
+        let open = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert_eq!(open.load_config().unwrap().rpc_auth, None);
+    }
+
+    #[test]
+    fn gossip_flags_set_the_cluster_config() {
+        let opts = AgentOptions::parse(&words(
+            "-bind 127.0.0.2 -lan-port 0 -wan-port=9302 -server -datacenter dc7 \
+             -join a -join 127.0.0.1:7 -join-wan b",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(opts.join, ["a", "127.0.0.1:7"]);
+        assert_eq!(opts.join_wan, ["b"]);
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.lan_addr, "127.0.0.2:0".parse().unwrap());
+        assert_eq!(cfg.wan_addr, "127.0.0.2:9302".parse().unwrap());
+        assert!(cfg.server);
+        assert_eq!(cfg.datacenter, "dc7");
+        let client = AgentOptions::parse(&words("-server=false"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert!(!client.server);
+    }
+
+    #[test]
+    fn gossip_defaults_are_serfs_ports_on_loopback() {
+        let cfg = AgentOptions::parse(&[])
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(
+            cfg.lan_addr,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_LAN_PORT))
+        );
+        assert_eq!(
+            cfg.wan_addr,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_WAN_PORT))
+        );
+        assert!(!cfg.server);
+        assert_eq!(cfg.datacenter, "dc1");
+    }
+
+    #[test]
+    fn bad_gossip_flags_are_errors() {
+        let err = |s: &str| AgentOptions::parse(&words(s)).unwrap_err().to_string();
+        assert_eq!(
+            err("-bind localhost"),
+            "invalid value \"localhost\" for flag -bind: expected an IP address"
+        );
+        assert_eq!(
+            err("-lan-port 70000"),
+            "invalid value \"70000\" for flag -lan-port: expected a port number (0-65535)"
+        );
+        assert_eq!(
+            err("-server=maybe"),
+            "invalid value \"maybe\" for flag -server: parse error"
+        );
+        assert_eq!(
+            err("-datacenter="),
+            "invalid value \"\" for flag -datacenter: must not be empty"
+        );
+    }
+
+    #[test]
+    fn the_files_gossip_addresses_are_the_defaults_of_the_flags() {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-runtime-gossip-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        std::fs::write(
+            &path,
+            r#"{"lan_addr":"127.0.0.3:7301","wan_addr":"127.0.0.3:7302","server":true,
+                "datacenter":"east","tags":{"rack":"r1"}}"#,
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let cfg = |flags: &str| {
+            AgentOptions::parse(&words(&format!("-config-file {file} {flags}")))
+                .unwrap()
+                .unwrap()
+                .load_config()
+                .unwrap()
+        };
+        let plain = cfg("");
+        assert_eq!(plain.lan_addr, "127.0.0.3:7301".parse().unwrap());
+        assert_eq!(plain.wan_addr, "127.0.0.3:7302".parse().unwrap());
+        assert!(plain.server);
+        assert_eq!(plain.datacenter, "east");
+        assert_eq!(plain.tags["rack"], "r1");
+        let flagged = cfg("-bind 127.0.0.4 -lan-port 0 -server=false -datacenter west");
+        assert_eq!(flagged.lan_addr, "127.0.0.4:0".parse().unwrap());
+        assert_eq!(flagged.wan_addr, "127.0.0.4:7302".parse().unwrap());
+        assert!(!flagged.server);
+        assert_eq!(flagged.datacenter, "west");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_clusters_identity() {
+        let opts = AgentOptions::parse(&words("-server -datacenter dc2"))
+            .unwrap()
+            .unwrap();
+        let mut running = opts.load_config().unwrap();
+        running.lan_addr = "127.0.0.1:40001".parse().unwrap();
+        running.wan_addr = "127.0.0.1:40002".parse().unwrap();
+        let reloaded = opts.reload_config(&running).unwrap();
+        assert_eq!(reloaded.lan_addr, running.lan_addr);
+        assert_eq!(reloaded.wan_addr, running.wan_addr);
+        assert!(reloaded.server);
+        assert_eq!(reloaded.datacenter, "dc2");
+    }
+
+    #[test]
+    fn the_agent_usage_lists_every_flag() {
+        let text = agent_usage("tandem");
+        for flag in [
+            "-bind=",
+            "-lan-port=",
+            "-wan-port=",
+            "-server\n",
+            "-datacenter=",
+            "-join=",
+            "-join-wan=",
+            "-node=",
+            "-http-addr=",
+            "-rpc-addr=",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_agent_usage_differs_between_runtimes_only_in_the_program_name() {
+        let smol = agent_usage("tandem");
+        assert!(smol.starts_with(
+            "Usage: tandem agent [options]\n\n  Starts the tandem agent and runs until an \
+             interrupt (SIGINT) or SIGTERM is received, or\n  until a graceful `leave`"
+        ));
+        assert!(smol.contains("start).\n\nOptions:\n\n  -http-addr=<address>\n      Address"));
+        assert_eq!(
+            agent_usage("tandem-mio"),
+            smol.replacen("Usage: tandem agent", "Usage: tandem-mio agent", 1)
+        );
+    }
+
+    #[test]
+    fn http_auth_flags_set_the_config() {
+        let cfg = AgentOptions::parse(&words("-http-auth admin:pa:ss -http-local-trust"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("admin", "pa:ss")));
+        assert!(cfg.http_local_trust);
+        let cfg = AgentOptions::parse(&words("-http-auth secret"))
+            .unwrap()
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("tandem", "secret")));
+        assert!(!cfg.http_local_trust);
+        let err = AgentOptions::parse(&words("-http-auth admin:")).unwrap_err();
+        assert!(err.to_string().contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_listeners_get_a_generated_secret_once() {
+        let loopback = AgentOptions::parse(&[]).unwrap().unwrap();
+        let cfg = loopback.load_config().unwrap();
+        assert_eq!((cfg.http_auth, cfg.rpc_auth), (None, None));
+        assert!(loopback.generated_warnings().is_empty());
+
+        let open = AgentOptions::parse(&words("-http-addr 0.0.0.0:0 -rpc-addr 0.0.0.0:0"))
+            .unwrap()
+            .unwrap();
+        let first = open.load_config().unwrap();
+        let auth = first.http_auth.clone().unwrap();
+        assert_eq!(auth.username, "tandem");
+        assert_eq!(auth.password.len(), 32);
+        let key = first.rpc_auth.clone().unwrap();
+        assert_ne!(auth.password, key);
+        // A reload keeps them.
+        let again = open.reload_config(&first).unwrap();
+        assert_eq!(again.http_auth, first.http_auth);
+        assert_eq!(again.rpc_auth, first.rpc_auth);
+        let warnings = open.generated_warnings();
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains(&auth.password) && warnings[0].contains("0.0.0.0:0"));
+        assert!(warnings[1].contains(&key));
+        assert!(!format!("{open:?}").contains(&key), "a secret in Debug");
+
+        // Given credentials, or -insecure: nothing is generated.
+        let given = AgentOptions::parse(&words(
+            "-http-addr 0.0.0.0:0 -rpc-addr 0.0.0.0:0 -http-auth u:p -rpc-auth k",
+        ))
+        .unwrap()
+        .unwrap();
+        let cfg = given.load_config().unwrap();
+        assert_eq!(cfg.http_auth, Some(HttpAuth::new("u", "p")));
+        assert_eq!(cfg.rpc_auth.as_deref(), Some("k"));
+        assert!(given.generated_warnings().is_empty());
+        let insecure = AgentOptions::parse(&words("-http-addr 0.0.0.0:0 -insecure"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(insecure.load_config().unwrap().http_auth, None);
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        assert_eq!(AgentOptions::parse(&words("-help")).unwrap(), None);
+        assert_eq!(AgentOptions::parse(&words("-h")).unwrap(), None);
+        assert_eq!(AgentOptions::parse(&words("--help")).unwrap(), None);
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-runtime-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        std::fs::write(
+            &path,
+            r#"{"node_name":"from-file","log_level":"WARN","timing":{"pull_timeout_ms":500}}"#,
+        )
+        .unwrap();
+        let mut opts = AgentOptions::parse(&words("-node from-flag"))
+            .unwrap()
+            .unwrap();
+        opts.config_file = Some(path.clone());
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.node_name, "from-flag");
+        assert_eq!(cfg.log_level, Level::Warn);
+        assert_eq!(cfg.timing.pull_timeout_ms, 500);
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(opts.load_config().unwrap_err().starts_with("cannot parse"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
