@@ -391,7 +391,8 @@ pub fn server_config() -> Config {
 // ----- response checks -------------------------------------------------------------------
 
 /// Parses what an HTTP connection received: complete responses, each with a
-/// `Content-Length`, JSON bodies that parse. Returns how many responses there were.
+/// `Content-Length`, JSON bodies that parse (responses to HEAD carry none). Returns how many
+/// responses there were.
 pub fn check_http_responses(mut bytes: &[u8]) -> usize {
     let mut n = 0;
     while !bytes.is_empty() {
@@ -420,18 +421,28 @@ pub fn check_http_responses(mut bytes: &[u8]) -> usize {
                 json = h.value.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
             }
         }
-        let len = if (100..200).contains(&code) {
+        let mut len = if (100..200).contains(&code) {
             0
         } else {
             len.expect("response has a Content-Length")
         };
+        // A response to HEAD has a Content-Length but no body: it is followed by the next
+        // status line or by nothing. (A JSON body never starts with `HTTP/1.`.)
+        let rest = &bytes[head..];
+        let head_reply = len > 0 && (rest.is_empty() || rest.starts_with(b"HTTP/1."));
+        if head_reply {
+            len = 0;
+        }
         let body = bytes.get(head..head + len).unwrap_or_else(|| {
             panic!(
                 "truncated response body: {:?}",
                 String::from_utf8_lossy(bytes)
             )
         });
-        if json && let Err(e) = serde_json::from_slice::<serde_json::Value>(body) {
+        if json
+            && !head_reply
+            && let Err(e) = serde_json::from_slice::<serde_json::Value>(body)
+        {
             panic!(
                 "response body is not JSON ({e}): {:?}",
                 String::from_utf8_lossy(body)
