@@ -370,9 +370,10 @@ impl Agent {
     }
 
     /// Applies a new configuration: log level, limits and timing take effect at once for
-    /// new work, and changed tags are gossiped to peers. What the cluster identity is made
-    /// of (node name, server mode, datacenter, gossip addresses and tuning) and the host
-    /// facts are kept from start: changing them takes a restart, as in Consul.
+    /// new work, changed tags are gossiped to peers, and a changed gossip keyring
+    /// (`cluster.keyring`) is put in force. What the cluster identity is made of (node
+    /// name, server mode, datacenter, gossip addresses and tuning) and the host facts are
+    /// kept from start: changing them takes a restart, as in Consul.
     pub fn apply_config(&mut self, mut config: Config, now: Instant) {
         config.host = core::mem::take(&mut self.cfg.host);
         config.node_name = core::mem::take(&mut self.cfg.node_name);
@@ -380,7 +381,15 @@ impl Agent {
         config.server = self.cfg.server;
         config.lan_addr = self.cfg.lan_addr;
         config.wan_addr = self.cfg.wan_addr;
+        // The keyring is the one part of the cluster's configuration a reload changes: it is
+        // how gossip keys rotate.
+        let keyring = config.cluster.as_ref().map(|c| c.keyring.clone());
         config.cluster = self.cfg.cluster.take();
+        let keyring = keyring.unwrap_or_default();
+        if keyring != self.cluster.config().keyring {
+            self.cluster.set_keyring(keyring);
+            self.log(Level::Info, "agent: gossip keyring changed", now);
+        }
         if config.tags != self.cfg.tags {
             let set: Vec<(String, String)> = config
                 .tags

@@ -153,10 +153,16 @@ impl Agent {
     /// `serf_lan` / `serf_wan` sections of `stats`.
     pub(crate) fn pool_stats(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
         let n = |v: usize| alloc::format!("{v}");
+        // One keyring seals both pools.
+        let encrypted = if self.cluster.encrypted() {
+            "true"
+        } else {
+            "false"
+        };
         let pool = |p: Pool| {
             let c = self.cluster.status_counts(p);
             Vec::from([
-                ("encrypted".into(), "false".into()),
+                ("encrypted".into(), String::from(encrypted)),
                 ("event_time".into(), n(self.cluster.event_ltime() as usize)),
                 ("failed".into(), n(c.failed)),
                 ("left".into(), n(c.left)),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
+use tandem_core::cluster::{GossipKey, Keyring};
 use tandem_core::{Config, DEFAULT_HTTP_USER, HttpAuth, Level};
 
 use crate::flags::{FlagError, FlagSpec, parse_flags, usage};
@@ -114,12 +115,20 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
         help: "Address of a WAN member to join at start (servers only). Repeatable.",
     },
     FlagSpec {
+        name: "encrypt",
+        value: Some("<key>"),
+        help: "Gossip encryption key: base64 of 16, 24 or 32 bytes (`tandem keygen` makes \
+               one). Every LAN and WAN datagram is sealed with AES-GCM; nodes without the \
+               key cannot join or read membership. Overrides encrypt of the config file \
+               (whose keyring adds keys accepted on receive).",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
                timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
-               lan_addr, wan_addr). Flags \
-               override it. Re-read on SIGHUP.",
+               lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
+               encrypt_verify_outgoing). Flags override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -172,6 +181,8 @@ pub struct AgentOptions {
     pub join: Vec<String>,
     /// `-join-wan`, in order: WAN members to join at start.
     pub join_wan: Vec<String>,
+    /// `-encrypt`: the primary gossip key (overrides the file's `encrypt`).
+    pub encrypt: Option<GossipKey>,
 }
 
 impl AgentOptions {
@@ -202,6 +213,7 @@ impl AgentOptions {
             datacenter: None,
             join: Vec::new(),
             join_wan: Vec::new(),
+            encrypt: None,
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -236,6 +248,16 @@ impl AgentOptions {
                 "datacenter" => opts.datacenter = Some(value),
                 "join" => opts.join.push(value),
                 "join-wan" => opts.join_wan.push(value),
+                "encrypt" => {
+                    opts.encrypt =
+                        Some(
+                            GossipKey::from_base64(&value).map_err(|e| FlagError::Invalid {
+                                flag,
+                                value: String::from("<redacted>"),
+                                reason: e.to_string(),
+                            })?,
+                        );
+                }
                 "http-addr" => opts.http_addr = resolve(flag, &value)?,
                 "rpc-addr" => opts.rpc_addr = resolve(flag, &value)?,
                 "config-file" => opts.config_file = Some(PathBuf::from(value)),
@@ -258,14 +280,17 @@ impl AgentOptions {
     /// The configuration these options describe: the config file (if any), then the flags
     /// on top, as Consul layers them. Called at start and again on SIGHUP.
     pub fn load_config(&self) -> Result<Config, String> {
-        let mut cfg = match &self.config_file {
+        let (mut cfg, file_keys) = match &self.config_file {
             Some(path) => {
                 let text = std::fs::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                serde_json::from_slice::<Config>(&text)
-                    .map_err(|e| format!("cannot parse {}: {e}", path.display()))?
+                let cfg = serde_json::from_slice::<Config>(&text)
+                    .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+                let keys = FileKeys::parse(&text)
+                    .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+                (cfg, keys)
             }
-            None => Config::default(),
+            None => (Config::default(), FileKeys::default()),
         };
         if let Some(node) = &self.node {
             cfg.node_name.clone_from(node);
@@ -297,6 +322,10 @@ impl AgentOptions {
         }
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);
+        }
+        let keyring = file_keys.keyring(self.encrypt);
+        if keyring.is_enabled() {
+            cfg.cluster.get_or_insert_with(Default::default).keyring = keyring;
         }
         // The addresses to bind; the runtime replaces them with the bound ones (port 0).
         cfg.lan_addr = SocketAddr::new(
@@ -342,6 +371,79 @@ impl AgentOptions {
         cfg.server = running.server;
         cfg.datacenter.clone_from(&running.datacenter);
         Ok(cfg)
+    }
+}
+
+/// The config file's gossip keys, Consul's keys: `encrypt` (the primary key), `keyring`
+/// (more keys accepted on receive; the first is primary when there is no `encrypt`),
+/// `encrypt_verify_incoming` and `encrypt_verify_outgoing` (both default true).
+#[derive(Debug)]
+struct FileKeys {
+    encrypt: Option<GossipKey>,
+    keyring: Vec<GossipKey>,
+    verify_incoming: bool,
+    verify_outgoing: bool,
+}
+
+impl Default for FileKeys {
+    fn default() -> Self {
+        FileKeys {
+            encrypt: None,
+            keyring: Vec::new(),
+            verify_incoming: true,
+            verify_outgoing: true,
+        }
+    }
+}
+
+impl FileKeys {
+    fn parse(text: &[u8]) -> Result<FileKeys, String> {
+        let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        let mut keys = FileKeys::default();
+        let key = |field: &str, v: &serde_json::Value| {
+            let text = v
+                .as_str()
+                .ok_or_else(|| format!("{field}: expected a base64 string"))?;
+            GossipKey::from_base64(text).map_err(|e| format!("{field}: {e}"))
+        };
+        if let Some(v) = value.get("encrypt").filter(|v| !v.is_null()) {
+            keys.encrypt = Some(key("encrypt", v)?);
+        }
+        match value.get("keyring") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(list)) => {
+                for (i, v) in list.iter().enumerate() {
+                    keys.keyring.push(key(&format!("keyring[{i}]"), v)?);
+                }
+            }
+            Some(_) => return Err("keyring: expected a list of base64 keys".into()),
+        }
+        for (field, slot) in [
+            ("encrypt_verify_incoming", &mut keys.verify_incoming),
+            ("encrypt_verify_outgoing", &mut keys.verify_outgoing),
+        ] {
+            match value.get(field) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) => {
+                    *slot = v
+                        .as_bool()
+                        .ok_or(format!("{field}: expected true or false"))?
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The keyring: `flag` (`-encrypt`) or the file's `encrypt` first, then `keyring`.
+    fn keyring(self, flag: Option<GossipKey>) -> Keyring {
+        let mut keys = flag.or(self.encrypt).into_iter().chain(self.keyring);
+        let Some(primary) = keys.next() else {
+            return Keyring::default();
+        };
+        let mut ring = Keyring::new(primary, keys);
+        ring.verify_incoming = self.verify_incoming;
+        ring.verify_outgoing = self.verify_outgoing;
+        ring
     }
 }
 
@@ -616,6 +718,7 @@ mod tests {
             "-datacenter=",
             "-join=",
             "-join-wan=",
+            "-encrypt=",
             "-node=",
             "-http-addr=",
             "-rpc-addr=",
@@ -698,6 +801,107 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(insecure.load_config().unwrap().http_auth, None);
+    }
+
+    const K1: &str = "cg8StVXbQJ0gPvMd9o7yrg==";
+    const K2: &str = "4le7lQ6gdMk3lwc7sAL/mq3j5JfCk8l1AdVaVyebO6I=";
+    const K3: &str = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
+
+    fn keyring(cfg: &Config) -> Keyring {
+        cfg.cluster.clone().unwrap_or_default().keyring
+    }
+
+    fn key(text: &str) -> GossipKey {
+        GossipKey::from_base64(text).unwrap()
+    }
+
+    #[test]
+    fn encrypt_and_the_files_keyring_make_the_gossip_keyring() {
+        let plain = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert!(!keyring(&plain.load_config().unwrap()).is_enabled());
+
+        let flag = AgentOptions::parse(&words(&format!("-encrypt {K1}")))
+            .unwrap()
+            .unwrap();
+        let ring = keyring(&flag.load_config().unwrap());
+        assert_eq!(ring.keys(), [key(K1)]);
+        assert!(ring.verify_incoming && ring.verify_outgoing);
+        assert!(!format!("{flag:?}").contains(K1), "a key in Debug");
+
+        let dir = std::env::temp_dir().join(format!("tandem-runtime-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        let file = path.to_str().unwrap();
+        let load = |json: &str, flags: &str| {
+            std::fs::write(&path, json).unwrap();
+            AgentOptions::parse(&words(&format!("-config-file {file} {flags}")))
+                .unwrap()
+                .unwrap()
+                .load_config()
+        };
+        let json = format!(r#"{{"encrypt":"{K2}","keyring":["{K1}","{K2}"]}}"#);
+        let ring = keyring(&load(&json, "").unwrap());
+        assert_eq!(
+            ring.keys(),
+            [key(K2), key(K1)],
+            "primary first, no duplicates"
+        );
+        // -encrypt replaces the file's primary; the keyring stays accepted.
+        let ring = keyring(&load(&json, &format!("-encrypt {K3}")).unwrap());
+        assert_eq!(ring.keys(), [key(K3), key(K1), key(K2)]);
+        // Without `encrypt`, the keyring's first key is primary.
+        let ring = keyring(&load(&format!(r#"{{"keyring":["{K1}"]}}"#), "").unwrap());
+        assert_eq!(ring.primary(), Some(&key(K1)));
+        let json = format!(
+            r#"{{"encrypt":"{K1}","encrypt_verify_incoming":false,"encrypt_verify_outgoing":false}}"#
+        );
+        let ring = keyring(&load(&json, "").unwrap());
+        assert!(!ring.verify_incoming && !ring.verify_outgoing);
+
+        for (json, want) in [
+            (
+                r#"{"encrypt":"AAAA"}"#.to_string(),
+                "encrypt: the key is 3 bytes",
+            ),
+            (
+                r#"{"encrypt":"%%%"}"#.to_string(),
+                "encrypt: the key is not valid base64",
+            ),
+            (
+                r#"{"encrypt":7}"#.to_string(),
+                "encrypt: expected a base64 string",
+            ),
+            (
+                format!(r#"{{"keyring":["{K1}","x"]}}"#),
+                "keyring[1]: the key is not valid",
+            ),
+            (r#"{"keyring":"x"}"#.to_string(), "keyring: expected a list"),
+            (
+                format!(r#"{{"encrypt":"{K1}","encrypt_verify_incoming":"no"}}"#),
+                "encrypt_verify_incoming: expected true or false",
+            ),
+        ] {
+            let err = load(&json, "").unwrap_err();
+            assert!(
+                err.starts_with("cannot parse ") && err.contains(want),
+                "{json}: {err}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bad_encrypt_flag_is_a_clear_error() {
+        let err = |s: &str| AgentOptions::parse(&words(s)).unwrap_err().to_string();
+        assert_eq!(
+            err("-encrypt AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            "invalid value \"<redacted>\" for flag -encrypt: the key is 20 bytes; it must be \
+             16, 24 or 32 bytes (AES-128, -192 or -256)"
+        );
+        assert_eq!(
+            err("-encrypt not-base64"),
+            "invalid value \"<redacted>\" for flag -encrypt: the key is not valid base64"
+        );
     }
 
     #[test]

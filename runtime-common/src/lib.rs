@@ -5,7 +5,7 @@
 //! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, the
 //! [`procfs`] sampling of the agent process, the built-in [`host`] commands' table,
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
-//! flags, usage text and the configuration they describe.
+//! flags, usage text and the configuration they describe; and [`keygen`].
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`), each with its SAFETY note.
@@ -16,4 +16,5 @@ pub mod agent_options;
 pub mod clock;
 pub mod flags;
 pub mod host;
+pub mod keygen;
 pub mod procfs;

@@ -1,4 +1,4 @@
-//! The command line of `tandem-mio`: `agent` and `version`, with `tandem agent`'s flags,
+//! The command line of `tandem-mio`: `agent`, `keygen` and `version`, with `tandem agent`'s flags,
 //! defaults and exit codes.
 //!
 //! The flag parser ([`parse_flags`]), [`AgentOptions`], the `agent` flag table and the
@@ -13,16 +13,18 @@ pub use tandem_runtime::agent_options::{
     Generated,
 };
 pub use tandem_runtime::flags::{FlagError, FlagSpec, Parsed, parse_flags, usage};
+use tandem_runtime::keygen::keygen_main;
 
 use crate::RUNTIME;
 
 /// The program name in usage texts.
 const PROGRAM: &str = "tandem-mio";
 
-/// The top-level usage: `agent`, `version`.
+/// The top-level usage: `agent`, `keygen`, `version`.
 fn top_usage() -> String {
     let commands = [
         ("agent", "Runs a tandem agent"),
+        ("keygen", "Generates a new encryption key"),
         ("version", "Prints the tandem version"),
     ];
     let mut out = String::from(
@@ -55,6 +57,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
         "-v" | "-version" | "--version" | "version" => {
             print_out(&version_text());
             0
+        }
+        "keygen" => {
+            let (code, out, err) = keygen_main(PROGRAM, rest);
+            print_out(&out);
+            if !err.is_empty() {
+                eprintln_safe(&err);
+            }
+            code
         }
         "agent" => match AgentOptions::parse(rest) {
             Ok(Some(opts)) => crate::agent::run(opts),

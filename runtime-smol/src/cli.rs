@@ -14,6 +14,7 @@ pub use tandem_runtime::agent_options::{
     Generated,
 };
 pub use tandem_runtime::flags::{FlagError, FlagSpec, Parsed, parse_flags, usage};
+use tandem_runtime::keygen::keygen_main;
 
 use crate::RUNTIME;
 
@@ -24,6 +25,7 @@ const PROGRAM: &str = "tandem";
 fn top_usage() -> String {
     let mut commands = vec![
         ("agent", "Runs a tandem agent"),
+        ("keygen", "Generates a new encryption key"),
         ("version", "Prints the tandem version"),
     ];
     commands.extend(crate::client::COMMANDS.iter().map(|c| (c.name, c.synopsis)));
@@ -58,6 +60,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
         "-v" | "-version" | "--version" | "version" => {
             print_out(&version_text());
             0
+        }
+        "keygen" => {
+            let (code, out, err) = keygen_main(PROGRAM, rest);
+            print_out(&out);
+            if !err.is_empty() {
+                eprintln_safe(&err);
+            }
+            code
         }
         "agent" => match AgentOptions::parse(rest) {
             Ok(Some(opts)) => crate::agent::run(opts),

@@ -11,6 +11,7 @@ use core::net::{Ipv4Addr, SocketAddr};
 use core::num::{NonZeroU8, NonZeroUsize};
 use core::time::Duration;
 
+use super::keyring::Keyring;
 use super::wire::FOCA_PREFIX;
 
 /// How one pool (LAN or WAN) gossips.
@@ -35,7 +36,7 @@ pub struct PoolTiming {
     pub announce_interval: Duration,
     /// Try to reach failed members this often (heals partitions).
     pub announce_down_interval: Duration,
-    /// Largest datagram sent or accepted, framing included.
+    /// Largest datagram sent or accepted, framing (and encryption, 29 bytes) included.
     pub max_packet_size: usize,
 }
 
@@ -90,8 +91,14 @@ impl PoolTiming {
         u8::try_from(tx.max(1)).unwrap_or(u8::MAX)
     }
 
-    /// foca's configuration for a cluster of `members`.
-    pub(crate) fn foca_config(&self, members: usize, remove_down_after: Duration) -> foca::Config {
+    /// foca's configuration for a cluster of `members`, when sealing adds `overhead` bytes
+    /// to each datagram.
+    pub(crate) fn foca_config(
+        &self,
+        members: usize,
+        remove_down_after: Duration,
+        overhead: usize,
+    ) -> foca::Config {
         let mut c = foca::Config::simple();
         c.probe_period = self.probe_period.max(Duration::from_millis(2));
         c.probe_rtt = self
@@ -105,7 +112,10 @@ impl PoolTiming {
             .max(Duration::from_millis(1));
         // Members are reaped by the cluster after `reap_after`; foca forgets them with it.
         c.remove_down_after = Some(remove_down_after);
-        c.max_packet_size = nz(self.max_packet_size.saturating_sub(FOCA_PREFIX).max(256));
+        c.max_packet_size = nz(self
+            .max_packet_size
+            .saturating_sub(FOCA_PREFIX + overhead)
+            .max(256));
         c.notify_down_members = true;
         c.periodic_announce = Some(periodic(self.announce_interval, 1));
         c.periodic_announce_to_down_members = Some(periodic(self.announce_down_interval, 2));
@@ -230,6 +240,9 @@ pub struct ClusterConfig {
     pub pull_interval: Duration,
     /// Bounds.
     pub limits: ClusterLimits,
+    /// The gossip keys (empty: plaintext). Unlike the rest, a new keyring takes effect on
+    /// a running cluster ([`super::Cluster::set_keyring`]).
+    pub keyring: Keyring,
 }
 
 impl Default for ClusterConfig {
@@ -254,6 +267,7 @@ impl Default for ClusterConfig {
             sync_interval: Duration::from_secs(30),
             pull_interval: Duration::from_secs(1),
             limits: ClusterLimits::default(),
+            keyring: Keyring::default(),
         }
     }
 }
@@ -285,8 +299,10 @@ mod tests {
         assert_eq!(lan.max_transmissions(1), 4);
         assert_eq!(lan.max_transmissions(50), 8);
         assert_eq!(lan.max_transmissions(999), 12);
-        let c = lan.foca_config(1000, Duration::from_secs(60));
+        let c = lan.foca_config(1000, Duration::from_secs(60), 0);
         assert_eq!(c.max_packet_size.get(), 1400 - FOCA_PREFIX);
+        let sealed = lan.foca_config(1000, Duration::from_secs(60), 29);
+        assert_eq!(sealed.max_packet_size.get(), 1400 - FOCA_PREFIX - 29);
         assert_eq!(c.suspect_to_down_after, Duration::from_secs(12));
     }
 }

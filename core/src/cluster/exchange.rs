@@ -297,7 +297,7 @@ impl Cluster {
         let Some(p) = self.pool(pool) else {
             return;
         };
-        let max_len = p.timing.max_packet_size;
+        let max_len = p.plain_max();
         let (header, items) = p.gossip.with(|g| {
             let mut items: Vec<Vec<u8>> = Vec::new();
             let mut add = |item: Item| {

@@ -170,7 +170,7 @@ impl Cluster {
             wants: if gone { WANT_GONE } else { 0 },
             event_clock: p.gossip.with(|g| g.events.clock),
         };
-        let max_len = p.timing.max_packet_size;
+        let max_len = p.plain_max();
         let peers: Vec<SocketAddr> = p
             .records
             .iter()

@@ -14,7 +14,9 @@
 //! foca's), `lifecycle.rs` (join, leave, reconnect), `member.rs` (the view and the one table
 //! of status transitions), `gossip.rs` (broadcast handler and what it learns), `wire.rs` and
 //! `codec.rs` (bytes), `identity.rs`, `timer.rs` (the one ordered timer queue), `pool.rs`,
-//! `outbox.rs`, `config.rs`, `event.rs` (events and errors with their wire text).
+//! `outbox.rs`, `config.rs`, `event.rs` (events and errors with their wire text),
+//! `keyring.rs` (gossip encryption: every datagram sealed on its way out, opened on its way
+//! in).
 //!
 //! # The call contract
 //!
@@ -50,6 +52,7 @@ mod event;
 mod exchange;
 mod gossip;
 mod identity;
+mod keyring;
 mod lifecycle;
 mod member;
 mod outbox;
@@ -70,11 +73,13 @@ use rand::{RngExt as _, SeedableRng as _};
 
 pub use config::{ClusterConfig, ClusterLimits, PoolTiming};
 pub use event::{ClusterError, ClusterEvent, JoinError, JoinOutcome, MemberEvent, UserEvent};
+pub use keyring::{ENCRYPTION_OVERHEAD, ENCRYPTION_VERSION, GossipKey, KeyError, Keyring};
 pub use member::{DELEGATE, MemberStatus, MemberView, PROTOCOL};
 pub use wire::{NAME_LIMIT, TAGS_LIMIT, USER_EVENT_LIMIT};
 
 use gossip::{Inbound, fresher};
 use identity::NodeId;
+use keyring::Crypt;
 use member::{Record, SelfState, Shown, transition};
 use outbox::Outbox;
 use pool::{FocaT, Io, PoolState};
@@ -117,6 +122,9 @@ pub struct ClusterStats {
     pub datagrams_dropped: u64,
     /// Datagrams that did not decode (or came for a pool this node is not in).
     pub bad_datagrams: u64,
+    /// Datagrams dropped because gossip is encrypted and no key opened them (a stranger,
+    /// a wrong key, truncated, tampered with, or plaintext).
+    pub decrypt_failures: u64,
     /// Packets foca refused, and foca timer errors.
     pub foca_errors: u64,
     /// Packets dropped because they would add members beyond `limits.max_members`.
@@ -193,6 +201,8 @@ pub struct Cluster {
     rng: Xoshiro256PlusPlus,
     /// Scratch for member addresses in a packet being admitted.
     addr_scratch: Vec<SocketAddr>,
+    /// Scratch for the plaintext of an encrypted datagram.
+    open_scratch: Vec<u8>,
 }
 
 impl Cluster {
@@ -201,32 +211,30 @@ impl Cluster {
     /// choice (foca's probe order, reconnect targets).
     pub fn new(config: ClusterConfig, seed: u64, now: Instant) -> Self {
         let mut parent = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let members = config.expected_members.max(1);
         let lan = PoolState::new(
             NodeId::new(config.lan_addr, 0),
             config.node_name.clone(),
             config.lan.clone(),
-            members,
-            config.reap_after,
             Xoshiro256PlusPlus::from_rng(&mut parent),
-            &config.limits,
+            &config,
         );
         let wan = config.server.then(|| {
             PoolState::new(
                 NodeId::new(config.wan_addr, 0),
                 format!("{}.{}", config.node_name, config.datacenter),
                 config.wan.clone(),
-                members,
-                config.reap_after,
                 Xoshiro256PlusPlus::from_rng(&mut parent),
-                &config.limits,
+                &config,
             )
         });
         // A random first meta version: a restart at the same identity then most likely
         // starts above its previous life, and refutes (see `refute`) when it does not.
         let first_version = parent.random_range(1..=1u32 << 30);
+        // The nonce RNG is derived last (below), so the other derivations, and with them
+        // every unencrypted trace, are what they were before encryption existed.
+        let placeholder = Crypt::new(&Keyring::default(), Xoshiro256PlusPlus::seed_from_u64(0));
         let mut cluster = Cluster {
-            out: Outbox::new(config.limits.max_datagrams),
+            out: Outbox::new(config.limits.max_datagrams, placeholder),
             lan,
             wan,
             timers: Timers::default(),
@@ -241,8 +249,13 @@ impl Cluster {
             notes: VecDeque::new(),
             rng: Xoshiro256PlusPlus::from_rng(&mut parent),
             addr_scratch: Vec::new(),
+            open_scratch: Vec::new(),
             cfg: config,
         };
+        cluster.out.crypt = Crypt::new(
+            &cluster.cfg.keyring,
+            Xoshiro256PlusPlus::from_rng(&mut parent),
+        );
         for pool in cluster.pools() {
             if let Some(p) = cluster.pool_mut(pool) {
                 p.version = first_version;
@@ -362,6 +375,11 @@ impl Cluster {
         self.lan.gossip.with(|g| g.events.clock)
     }
 
+    /// Whether gossip is encrypted (the keyring has a key): Serf's `encrypted` stat.
+    pub fn encrypted(&self) -> bool {
+        self.out.crypt.enabled()
+    }
+
     /// Counters.
     pub fn stats(&self) -> ClusterStats {
         ClusterStats {
@@ -407,15 +425,20 @@ impl Cluster {
             self.stats.bad_datagrams += 1;
             return;
         }
-        match Frame::decode(data) {
-            Ok(Frame::Foca {
-                meta_version,
-                packet,
-            }) => self.on_foca(pool, from, meta_version, packet, now),
-            Ok(Frame::Pull(pull, listed)) => self.on_pull(pool, from, pull, &listed, now),
-            Ok(Frame::Push(header, items)) => self.on_push(pool, from, header, &items, now),
-            Err(_) => self.stats.bad_datagrams += 1,
+        let mut scratch = core::mem::take(&mut self.open_scratch);
+        match self.out.crypt.open(data, &mut scratch) {
+            Ok(plain) => match Frame::decode(plain) {
+                Ok(Frame::Foca {
+                    meta_version,
+                    packet,
+                }) => self.on_foca(pool, from, meta_version, packet, now),
+                Ok(Frame::Pull(pull, listed)) => self.on_pull(pool, from, pull, &listed, now),
+                Ok(Frame::Push(header, items)) => self.on_push(pool, from, header, &items, now),
+                Err(_) => self.stats.bad_datagrams += 1,
+            },
+            Err(_) => self.stats.decrypt_failures += 1,
         }
+        self.open_scratch = scratch;
     }
 
     /// Timers due at or before `now` fire, in deadline order.
@@ -450,6 +473,29 @@ impl Cluster {
     }
 
     // ----- commands ------------------------------------------------------------------
+
+    /// Puts a new keyring in force at once: outgoing datagrams are sealed with its primary
+    /// key, incoming ones opened with any of its keys. This is how keys rotate (install the
+    /// new key everywhere, make it primary everywhere, remove the old one), and how
+    /// encryption is turned on or off in a running cluster (with the verify flags off in
+    /// between). foca's packet budget follows the sealing overhead.
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.out.crypt.set(&keyring);
+        self.cfg.keyring = keyring;
+        let overhead = self.out.crypt.overhead();
+        let (expected, reap_after) = (self.cfg.expected_members, self.cfg.reap_after);
+        for pool in self.pools() {
+            let Some(p) = self.pool_mut(pool).filter(|p| p.overhead != overhead) else {
+                continue;
+            };
+            p.overhead = overhead;
+            let n = (p.foca.num_members() + 1).max(expected);
+            // Only the packet size changes, which foca accepts.
+            let _ = p
+                .foca
+                .set_config(p.timing.foca_config(n, reap_after, overhead));
+        }
+    }
 
     /// Joins the cluster `addrs` belong to: announces to each, again every `join_retry`
     /// until it answers or `join_timeout` passes. [`Cluster::poll_join`] then reports how
@@ -771,7 +817,7 @@ impl Cluster {
         let tuned = (p.timing.max_transmissions(n), p.timing.suspicion_timeout(n));
         if tuned != p.tuned
             && p.foca
-                .set_config(p.timing.foca_config(n, reap_after))
+                .set_config(p.timing.foca_config(n, reap_after, p.overhead))
                 .is_ok()
         {
             p.tuned = tuned;

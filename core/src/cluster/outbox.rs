@@ -3,12 +3,17 @@
 //! A full ring drops the newest datagram and counts it: gossip is lossy by design and
 //! recovers, while blocking would stall every timer behind a slow socket. Sent buffers are
 //! kept for reuse, so a warm cluster allocates nothing per datagram.
+//!
+//! Every datagram the cluster sends passes through [`Outbox::push`], which seals it with the
+//! keyring's primary key when gossip is encrypted (`keyring.rs`): nothing leaves in
+//! plaintext by another path.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use super::Pool;
+use super::keyring::Crypt;
 
 /// Buffers kept for reuse.
 const FREE_BUFFERS: usize = 64;
@@ -20,16 +25,19 @@ pub(crate) struct Outbox {
     cap: usize,
     pub(crate) sent: u64,
     pub(crate) dropped: u64,
+    /// The keys: seals what is queued (and opens what arrives, for the cluster).
+    pub(crate) crypt: Crypt,
 }
 
 impl Outbox {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, crypt: Crypt) -> Self {
         Outbox {
             queue: VecDeque::new(),
             free: Vec::new(),
             cap,
             sent: 0,
             dropped: 0,
+            crypt,
         }
     }
 
@@ -47,6 +55,13 @@ impl Outbox {
         let mut buf = self.free.pop().unwrap_or_default();
         buf.clear();
         write(&mut buf);
+        if !self.crypt.seal(&mut buf) {
+            self.dropped += 1;
+            if self.free.len() < FREE_BUFFERS {
+                self.free.push(buf);
+            }
+            return false;
+        }
         self.queue.push_back((pool, to, buf));
         self.sent += 1;
         true
@@ -76,11 +91,17 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng as _;
+
+    fn plain(cap: usize) -> Outbox {
+        let rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+        Outbox::new(cap, Crypt::new(&super::super::Keyring::default(), rng))
+    }
 
     #[test]
     fn full_ring_drops_the_newest_and_counts() {
         let to = SocketAddr::from(([127, 0, 0, 1], 1));
-        let mut o = Outbox::new(2);
+        let mut o = plain(2);
         assert!(o.push(Pool::Lan, to, |b| b.push(1)));
         assert!(o.push(Pool::Lan, to, |b| b.push(2)));
         assert!(!o.push(Pool::Lan, to, |b| b.push(3)));

@@ -16,6 +16,7 @@ use super::codec::NodeCodec;
 use super::config::PoolTiming;
 use super::gossip::{Gossip, Handler, Shared};
 use super::identity::NodeId;
+use super::keyring::Crypt;
 use super::member::Record;
 use super::outbox::Outbox;
 use super::timer::{Task, Timers};
@@ -68,18 +69,22 @@ pub(crate) struct PoolState {
     pub(crate) version: u32,
     /// Our name in this pool.
     pub(crate) name: String,
+    /// Bytes sealing adds to each datagram (0: gossip is not sealed).
+    pub(crate) overhead: usize,
 }
 
 impl PoolState {
+    /// The pool of `me` named `name`, gossiping with `timing`; the rest comes from `cfg`.
     pub(crate) fn new(
         me: NodeId,
         name: String,
         timing: PoolTiming,
-        members: usize,
-        reap_after: Duration,
         rng: Xoshiro256PlusPlus,
-        limits: &super::ClusterLimits,
+        cfg: &super::ClusterConfig,
     ) -> Self {
+        let (members, reap_after, limits) =
+            (cfg.expected_members.max(1), cfg.reap_after, &cfg.limits);
+        let overhead = Crypt::overhead_of(&cfg.keyring);
         let gossip = Shared::new(Gossip::new(me, limits.max_members, limits.event_window));
         let tuned = (
             timing.max_transmissions(members),
@@ -87,7 +92,7 @@ impl PoolState {
         );
         let foca = Foca::with_custom_broadcast(
             me,
-            timing.foca_config(members, reap_after),
+            timing.foca_config(members, reap_after, overhead),
             rng,
             NodeCodec,
             Handler(gossip.clone()),
@@ -113,7 +118,13 @@ impl PoolState {
             join_addrs: Vec::new(),
             version: 1,
             name,
+            overhead,
         }
+    }
+
+    /// The largest plaintext datagram: what is left of `max_packet_size` after sealing.
+    pub(crate) fn plain_max(&self) -> usize {
+        self.timing.max_packet_size.saturating_sub(self.overhead)
     }
 
     pub(crate) fn me(&self) -> NodeId {
