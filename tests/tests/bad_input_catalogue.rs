@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{HANDSHAKE_OK, V, enc, hex, map, reply, req, req_with, to_hex};
+use tandem_core::cluster::{Cluster, ClusterConfig, ENCRYPTION_VERSION, GossipKey, Keyring};
 use tandem_core::{Config, Limits, Pool, VERSION};
 use tandem_tests::driver::memory::Memory;
 use tandem_tests::driver::process::{Process, Runtime};
@@ -1217,14 +1218,92 @@ fn gossip_rows() -> Vec<Datagram> {
     ]
 }
 
+/// The gossip key of [`encrypted_config`].
+const GOSSIP_KEY: [u8; 32] = [0x5a; 32];
+
+/// [`base_config`] with gossip encrypted under [`GOSSIP_KEY`].
+fn encrypted_config() -> Config {
+    let key = GossipKey::new(&GOSSIP_KEY).unwrap();
+    Config {
+        cluster: Some(ClusterConfig {
+            keyring: Keyring::new(key, []),
+            ..ClusterConfig::default()
+        }),
+        ..base_config()
+    }
+}
+
+/// A stranger's join announce (a valid frame) sealed with `key`, or in plaintext.
+fn stranger_announce(key: Option<[u8; 32]>) -> Vec<u8> {
+    let mut cfg = ClusterConfig {
+        node_name: "stranger".into(),
+        lan_addr: "10.9.9.9:7946".parse().unwrap(),
+        ..ClusterConfig::default()
+    };
+    if let Some(k) = key {
+        cfg.keyring = Keyring::new(GossipKey::new(&k).unwrap(), []);
+    }
+    let mut c = Cluster::new(cfg, 7, tandem_core::Instant::ZERO);
+    let to = "127.0.0.1:8301".parse().unwrap();
+    c.join(Pool::Lan, &[to], tandem_core::Instant::ZERO)
+        .unwrap();
+    c.poll_datagram().unwrap().2
+}
+
+/// Datagrams for an agent whose gossip is encrypted: every one is dropped and counted in
+/// `decrypt_failures` (a stranger, a wrong key, truncated, tampered with, plaintext).
+fn encrypted_gossip_rows() -> Vec<Datagram> {
+    let right = stranger_announce(Some(GOSSIP_KEY));
+    let tampered = |i: usize| {
+        let mut b = right.clone();
+        b[i] ^= 0x01;
+        b
+    };
+    let n = right.len();
+    let d = |name, bytes| Datagram {
+        name,
+        pool: Pool::Lan,
+        bytes,
+    };
+    vec![
+        d(
+            "sealed_with_another_key",
+            stranger_announce(Some([0xa5; 32])),
+        ),
+        d("plaintext_frame", stranger_announce(None)),
+        d("plaintext_empty", vec![]),
+        d("version_byte_only", vec![ENCRYPTION_VERSION]),
+        d("version_nonce_and_no_tag", right[..13].to_vec()),
+        d("one_byte_short_of_a_tag", right[..28].to_vec()),
+        d("empty_ciphertext_zero_tag", [vec![1], vec![0; 28]].concat()),
+        d("truncated_by_one", right[..n - 1].to_vec()),
+        d("unknown_version", [vec![0], right[1..].to_vec()].concat()),
+        d("tampered_nonce", tampered(5)),
+        d("tampered_ciphertext", tampered(20)),
+        d("tampered_tag", tampered(n - 1)),
+        d("trailing_byte", [right.clone(), vec![0]].concat()),
+    ]
+}
+
 /// Gossip rows through [`tandem_core::Agent::handle_datagram`]: each is counted as a bad
 /// datagram, no datagram goes back to the sender, `members` is unchanged.
 fn gossip_on_memory(m: &mut Memory) {
+    gossip_rows_on_memory(m, &gossip_rows(), (1, 0, 0, 0));
+}
+
+/// [`encrypted_gossip_rows`] on an encrypted agent: each is counted as a decryption
+/// failure, nothing goes back, `members` is unchanged.
+fn encrypted_gossip_on_memory(m: &mut Memory) {
+    gossip_rows_on_memory(m, &encrypted_gossip_rows(), (0, 1, 0, 0));
+}
+
+/// Runs `rows`; each must move the counters (bad, decrypt failures, foca errors, members
+/// refused) by `want`, send nothing back and leave `members` as it was.
+fn gossip_rows_on_memory(m: &mut Memory, rows: &[Datagram], want: (u64, u64, u64, u64)) {
     let from: SocketAddr = "10.9.9.9:7946".parse().unwrap();
     let before = m.sim.agent.cluster().members(Pool::Lan);
     assert_eq!(before.len(), 1);
     let mut wb = WellBehaved::connect(m);
-    let rows = gossip_rows();
     let mut failed = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let s0 = m.sim.agent.cluster().stats();
@@ -1238,10 +1317,10 @@ fn gossip_on_memory(m: &mut Memory) {
         let s1 = m.sim.agent.cluster().stats();
         let counted = (
             s1.bad_datagrams - s0.bad_datagrams,
+            s1.decrypt_failures - s0.decrypt_failures,
             s1.foca_errors - s0.foca_errors,
             s1.members_refused - s0.members_refused,
         );
-        let want = (1, 0, 0);
         let replies: Vec<String> = m.sim.datagrams[sent..]
             .iter()
             .filter(|(_, to, _)| *to == from)
@@ -1250,7 +1329,7 @@ fn gossip_on_memory(m: &mut Memory) {
         let members = m.sim.agent.cluster().members(Pool::Lan);
         if result.is_err() || counted != want || !replies.is_empty() || members != before {
             failed.push(format!(
-                "{}: panicked {}, counted (bad, foca, refused) {counted:?} want {want:?}, replies {replies:?}, members {members:?}",
+                "{}: panicked {}, counted (bad, decrypt, foca, refused) {counted:?} want {want:?}, replies {replies:?}, members {members:?}",
                 row.name,
                 result.is_err()
             ));
@@ -1337,8 +1416,30 @@ fn gossip_catalogue_on_memory() {
 }
 
 #[test]
+fn encrypted_gossip_catalogue_on_memory() {
+    encrypted_gossip_on_memory(&mut Memory::start(encrypted_config()));
+    // The control: the same announce sealed with the right key gets in.
+    let mut m = Memory::start(encrypted_config());
+    let now = m.sim.now;
+    let from = "10.9.9.9:7946".parse().unwrap();
+    let right = stranger_announce(Some(GOSSIP_KEY));
+    m.sim.agent.handle_datagram(Pool::Lan, from, &right, now);
+    m.sim.drain();
+    let s = m.sim.agent.cluster().stats();
+    assert_eq!((s.bad_datagrams, s.decrypt_failures), (0, 0));
+    assert!(
+        m.sim.datagrams.iter().any(|(_, to, _)| *to == from),
+        "the announce is answered"
+    );
+}
+
+#[test]
 fn the_catalogue_has_sixty_rows_or_more() {
-    let n = http_rows().len() + api_rows().len() + rpc_rows().len() + gossip_rows().len();
+    let n = http_rows().len()
+        + api_rows().len()
+        + rpc_rows().len()
+        + gossip_rows().len()
+        + encrypted_gossip_rows().len();
     assert!(n >= 60, "{n} rows");
 }
 
@@ -1350,6 +1451,7 @@ fn skipped_rows_exist() {
         .chain(rpc_rows().iter())
         .map(|r| r.name)
         .chain(gossip_rows().iter().map(|g| g.name))
+        .chain(encrypted_gossip_rows().iter().map(|g| g.name))
         .collect();
     for (name, why) in SKIPPED {
         assert!(
