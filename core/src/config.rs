@@ -16,8 +16,14 @@ use crate::log::Level;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct Limits {
-    /// Open connections per listener; more are refused at `accept`.
+    /// Open connections per listener. Beyond it an HTTP connection is answered
+    /// `503 Service Unavailable` and closed (see `overflow_connections`); an RPC connection
+    /// is refused at `accept` (the runtime closes it at once).
     pub max_connections: usize,
+    /// HTTP connections beyond `max_connections` still accepted just long enough to be
+    /// answered `503` and closed. Beyond these too, HTTP connections are refused at
+    /// `accept`, so a flood cannot grow the agent's memory through its refusals.
+    pub overflow_connections: usize,
     /// Bytes of an HTTP request head (request line and headers); more gives 431.
     pub max_head: usize,
     /// Headers in one HTTP request; more gives 431.
@@ -58,6 +64,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            overflow_connections: 64,
             max_head: 8 * 1024,
             max_headers: 32,
             max_body: 1024 * 1024,
@@ -103,6 +110,10 @@ pub struct Timing {
     /// An RPC connection must complete `handshake` this long after it was accepted;
     /// otherwise it is closed. 0 disables.
     pub rpc_handshake_timeout_ms: u64,
+    /// A connection with output pending that takes none of it for this long is closed and
+    /// its output discarded (the slow-reader policy's last step, for both protocols). 0
+    /// disables.
+    pub write_stall_timeout_ms: u64,
 }
 
 impl Default for Timing {
@@ -116,6 +127,7 @@ impl Default for Timing {
             head_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
             rpc_handshake_timeout_ms: 10_000,
+            write_stall_timeout_ms: 60_000,
         }
     }
 }
@@ -142,6 +154,11 @@ impl Timing {
     pub(crate) fn rpc_handshake_timeout(&self) -> Option<Duration> {
         (self.rpc_handshake_timeout_ms > 0)
             .then(|| Duration::from_millis(self.rpc_handshake_timeout_ms))
+    }
+
+    pub(crate) fn write_stall_timeout(&self) -> Option<Duration> {
+        (self.write_stall_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.write_stall_timeout_ms))
     }
 }
 

@@ -92,8 +92,14 @@ pub(crate) struct Conn {
     /// The last activity: bytes received, output written, a parked request answered (the
     /// HTTP idle deadline counts from here).
     pub(crate) last_active: Instant,
-    /// The connection's one timer entry (head, idle or handshake deadline), if armed.
+    /// The connection's one timer entry (head, idle, handshake or stall deadline), if
+    /// armed.
     pub(crate) timer: Option<TimerKey>,
+    /// Since when pending output has waited without the runtime taking any of it (set
+    /// when the deadline is computed; cleared by progress).
+    pub(crate) tx_since: Option<Instant>,
+    /// Accepted beyond `max_connections` only to be answered `503` and closed.
+    pub(crate) overflow: bool,
 }
 
 impl Conn {
@@ -113,6 +119,8 @@ impl Conn {
             accepted: now,
             last_active: now,
             timer: None,
+            tx_since: None,
+            overflow: false,
         }
     }
 

@@ -117,6 +117,8 @@ enum ConnDeadline {
     Idle,
     /// An RPC connection without `handshake`: close.
     Handshake,
+    /// Output pending and none of it taken for `write_stall_timeout_ms`: discard it, close.
+    Stall,
 }
 
 /// A job the agent asked the host to run, or is running itself.
@@ -221,6 +223,11 @@ pub struct Agent {
     /// Connections to look at before the current input returns: a parked request may be
     /// answerable, or buffered requests may be processable.
     wake: Vec<ConnId>,
+    /// Connections whose output appeared outside `process`: their timer is re-armed.
+    rearm: Vec<ConnId>,
+    /// HTTP connections accepted over `max_connections` to be answered `503` (counted in
+    /// the listener's open connections too).
+    overflow_open: usize,
     sessions: BTreeMap<SessionKey, Session>,
     jobs: BTreeMap<u32, Job>,
     next_job: u32,
@@ -260,6 +267,8 @@ impl Agent {
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             wake: Vec::new(),
+            rearm: Vec::new(),
+            overflow_open: 0,
             sessions: BTreeMap::new(),
             jobs: BTreeMap::new(),
             next_job: 1,
@@ -426,13 +435,34 @@ impl Agent {
         peer: Option<SocketAddr>,
         now: Instant,
     ) -> Result<ConnId, Refused> {
-        if self.conns.open_count(listener) >= self.cfg.limits.max_connections {
-            self.stats.connections_refused += 1;
+        let limits = &self.cfg.limits;
+        let served = self.conns.open_count(listener) - self.overflow_open;
+        if served < limits.max_connections {
+            let id = self.conns.insert(listener, peer, now);
+            self.stats.connections_accepted += 1;
+            self.arm_conn_timer(id, now);
+            return Ok(id);
+        }
+        self.stats.connections_refused += 1;
+        if listener == Listener::Rpc || self.overflow_open >= limits.overflow_connections {
             return Err(Refused::TooManyConnections);
         }
+        // HTTP can say why: `503`, `Connection: close`, then the runtime flushes, closes
+        // and lingers like after any other close. The request is never read.
         let id = self.conns.insert(listener, peer, now);
-        self.stats.connections_accepted += 1;
-        self.arm_conn_timer(id, now);
+        self.overflow_open += 1;
+        if let Some(c) = self.conns.get_mut(id) {
+            c.overflow = true;
+            c.http.keep_alive = false;
+        }
+        let status = http::response::Status::ServiceUnavailable;
+        self.respond(id, status, http::response::TEXT, status.text());
+        let text = match peer {
+            Some(peer) => alloc::format!("http: over max_connections: answered 503 to {peer}"),
+            None => String::from("http: over max_connections: answered 503"),
+        };
+        self.log(Level::Warn, &text, now);
+        self.settle(now);
         Ok(id)
     }
 
@@ -519,6 +549,9 @@ impl Agent {
     pub fn handle_reset(&mut self, conn: ConnId, now: Instant) {
         if let Some(c) = self.conns.remove(conn) {
             self.stats.connections_closed += 1;
+            if c.overflow {
+                self.overflow_open -= 1;
+            }
             self.timers.cancel(c.timer);
             self.unpark(conn, c.http.parked, now);
         }
@@ -541,6 +574,8 @@ impl Agent {
             }
             if n > 0 {
                 c.last_active = c.last_active.max(now);
+                // Progress: a reader that takes output is not stalled.
+                c.tx_since = None;
                 self.arm_conn_timer(conn, now);
             }
         }
@@ -711,6 +746,11 @@ impl Agent {
         while let Some(conn) = self.wake.pop() {
             self.process(conn, now);
         }
+        // Output that appeared outside `process` (monitor records, parked answers) starts
+        // a stall deadline.
+        while let Some(conn) = self.rearm.pop() {
+            self.arm_conn_timer(conn, now);
+        }
     }
 
     /// Advances a connection with the protocol of its listener.
@@ -735,17 +775,28 @@ impl Agent {
         if c.closing {
             return None;
         }
-        match c.listener {
+        // A reader that takes nothing of its pending output: counted from when the output
+        // appeared or was last taken from.
+        let stall = if c.tx_len() > 0 {
+            let since = *c.tx_since.get_or_insert(now);
+            timing
+                .write_stall_timeout()
+                .map(|d| (since + d, ConnDeadline::Stall))
+        } else {
+            c.tx_since = None;
+            None
+        };
+        let protocol = match c.listener {
             Listener::Rpc if c.rpc.handshaken => None,
             Listener::Rpc => timing
                 .rpc_handshake_timeout()
                 .map(|d| (c.accepted + d, ConnDeadline::Handshake)),
+            Listener::Http if c.http.parked.is_some() => {
+                c.http.head_since = None;
+                c.http.was_parked = true;
+                None
+            }
             Listener::Http => {
-                if c.http.parked.is_some() {
-                    c.http.head_since = None;
-                    c.http.was_parked = true;
-                    return None;
-                }
                 if core::mem::take(&mut c.http.was_parked) {
                     // Answering the parked request is activity: idle counts from now.
                     c.last_active = c.last_active.max(now);
@@ -766,6 +817,10 @@ impl Agent {
                     idle
                 }
             }
+        };
+        match (protocol, stall) {
+            (Some(p), Some(s)) => Some(if s.0 < p.0 { s } else { p }),
+            (p, s) => p.or(s),
         }
     }
 
@@ -796,6 +851,21 @@ impl Agent {
             }
             Some((at, ConnDeadline::Idle | ConnDeadline::Handshake)) if at <= now => {
                 self.stats.idle_closes += 1;
+                self.close_conn(conn);
+            }
+            Some((at, ConnDeadline::Stall)) if at <= now => {
+                self.stats.stall_closes += 1;
+                // Logged first: the record may be fed to this very connection (a monitor).
+                self.log(
+                    Level::Warn,
+                    "agent: closed a connection whose reader stalled",
+                    now,
+                );
+                if let Some(c) = self.conns.get_mut(conn) {
+                    self.stats.bytes_discarded += c.tx_len() as u64;
+                    c.tx.clear();
+                    c.tx_start = 0;
+                }
                 self.close_conn(conn);
             }
             _ => self.arm_conn_timer(conn, now),

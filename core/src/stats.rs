@@ -6,7 +6,7 @@
 pub struct Stats {
     /// Connections accepted.
     pub connections_accepted: u64,
-    /// Connections refused at accept.
+    /// Connections over `max_connections`: refused at accept, or answered `503` and closed.
     pub connections_refused: u64,
     /// Connections released.
     pub connections_closed: u64,
@@ -24,6 +24,10 @@ pub struct Stats {
     pub http_timeouts: u64,
     /// Connections closed by a timeout: HTTP keep-alive idle, RPC handshake.
     pub idle_closes: u64,
+    /// Connections closed because their reader took no output for `write_stall_timeout_ms`.
+    pub stall_closes: u64,
+    /// Output bytes thrown away by those closes.
+    pub bytes_discarded: u64,
     /// `/api` responses by state.
     pub api_succeeded: u64,
     /// `FAILED` responses.

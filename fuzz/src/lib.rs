@@ -361,6 +361,7 @@ impl Harness {
 pub fn small_limits() -> Limits {
     Limits {
         max_connections: 4,
+        overflow_connections: 2,
         max_head: 256,
         max_headers: 8,
         max_body: 512,
@@ -1220,6 +1221,8 @@ impl SmallLimits {
         let at_least = |v: usize, min: usize| v.max(min);
         Limits {
             max_connections: at_least(usize::from(self.max_connections % 8), 1),
+            // From bits `max_connections` leaves unused, so committed inputs keep decoding.
+            overflow_connections: usize::from(self.max_connections / 8 % 4),
             max_head: at_least(usize::from(self.max_head) * 8, 16),
             max_headers: at_least(usize::from(self.max_headers % 16), 1),
             max_body: usize::from(self.max_body % 4096),

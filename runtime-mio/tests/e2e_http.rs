@@ -395,32 +395,45 @@ fn other_paths_are_404_and_get_api_is_refused_in_json() {
 }
 
 #[test]
-fn connections_over_the_limit_are_closed_at_once() {
+fn connections_over_the_limit_are_answered_503_and_closed() {
     let cfg = ConfigFile::new(r#"{"limits":{"max_connections":1}}"#);
     let agent = RunningAgent::start(&["-config-file", cfg.path()]);
     let mut first = agent.connect();
     first.send(&post_api(r#"{"action":"exec","command":"version"}"#));
     assert_eq!(first.response().status, 200, "the first one is served");
+    // The second is answered 503 by the agent, before it sends anything, and closed.
     let mut second = agent.connect();
-    let mut byte = [0u8; 1];
-    let n = second.stream.read(&mut byte).unwrap_or(0);
-    assert_eq!(n, 0, "refused connections get no bytes, only a close");
-    agent.wait_log("http: refused connection from 127.0.0.1:");
+    let mut got = Vec::new();
+    second
+        .stream
+        .read_to_end(&mut got)
+        .expect("read until the agent closes");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: 41\r\nConnection: close\r\n\r\n\
+         Service Unavailable: too many connections",
+        "told why, then a FIN"
+    );
+    agent.wait_log("http: over max_connections: answered 503 to 127.0.0.1:");
     // Once the first goes away, there is room again.
     drop(first);
     let deadline = Instant::now() + DEADLINE;
     let body = r#"{"action":"exec","command":"version"}"#;
     let closing = format!(
-        "POST /api HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     loop {
         let mut c = agent.connect();
-        // Still refused, the write may meet a reset: that is a retry, not a failure.
+        // Still over the limit, the answer is a 503: that is a retry, not a failure.
         let _ = c.stream.write_all(closing.as_bytes());
         let mut buf = Vec::new();
         let _ = c.stream.read_to_end(&mut buf);
-        if take_responses(&mut buf).len() == 1 {
+        if take_responses(&mut buf)
+            .first()
+            .is_some_and(|r| r.status == 200)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no room after the first closed");

@@ -111,7 +111,8 @@ fn serf_info_prints_tandems_stats() {
     }
     let agent = RunningAgent::start(&["-node", "n1"]);
     let text = serf(&agent, "info", &[]).ok().to_string();
-    assert!(text.contains("agent:\n\tconnections_accepted = "), "{text}");
+    assert!(text.contains("agent:\n\tbytes_discarded = 0\n"), "{text}");
+    assert!(text.contains("\n\tconnections_accepted = "), "{text}");
     assert!(text.contains("\tname = n1\n"), "{text}");
     assert!(text.contains("serf_lan:\n"), "{text}");
     // The JSON form shows every value arrived as a string, as Go's map[string]string

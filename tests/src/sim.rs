@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tandem_core::{
     Agent, CommandInfo, Config, ConnId, Effect, Instant, JobId, Listener, LogRecord, Output,
+    Refused,
 };
 
 use crate::http::{Response, post_api, take_responses};
@@ -24,6 +25,8 @@ struct Client {
     unsent: Vec<u8>,
     /// The agent closed the connection.
     closed: bool,
+    /// The client does not read: what the agent writes stays pending in the agent.
+    stalled: bool,
 }
 
 /// The in-memory driver.
@@ -80,10 +83,17 @@ impl Sim {
 
     /// Opens a connection on the given listener (HTTP API or RPC).
     pub fn connect_to(&mut self, listener: Listener) -> ConnId {
-        let c = self.agent.accept(listener, None, self.now).expect("accept");
-        self.clients.insert(c, Client::default());
+        self.try_connect_to(listener).expect("accept")
+    }
+
+    /// Like [`Sim::connect_to`], for a connection the agent may refuse.
+    pub fn try_connect_to(&mut self, listener: Listener) -> Result<ConnId, Refused> {
+        let accepted = self.agent.accept(listener, None, self.now);
+        if let Ok(c) = accepted {
+            self.clients.insert(c, Client::default());
+        }
         self.drain();
-        c
+        accepted
     }
 
     /// Sends bytes on a connection; what the agent does not take now is offered again on
@@ -128,13 +138,7 @@ impl Sim {
     pub fn drain(&mut self) {
         while let Some(out) = self.agent.poll_output() {
             match out {
-                Output::Transmit(c) => {
-                    let pending = self.agent.tx_pending(c).to_vec();
-                    if let Some(client) = self.clients.get_mut(&c) {
-                        client.received.extend_from_slice(&pending);
-                    }
-                    self.agent.tx_consume(c, pending.len(), self.now);
-                }
+                Output::Transmit(c) => self.take_output(c),
                 Output::Close(c) => {
                     let pending = self.agent.tx_pending(c).to_vec();
                     if let Some(client) = self.clients.get_mut(&c) {
@@ -153,6 +157,30 @@ impl Sim {
                 }
                 Output::Effect(e) => self.effects.push(e),
             }
+        }
+    }
+
+    /// Takes what the agent has pending for `c`, unless its client stopped reading.
+    fn take_output(&mut self, c: ConnId) {
+        if self.clients.get(&c).is_some_and(|cl| cl.stalled) {
+            return;
+        }
+        let pending = self.agent.tx_pending(c).to_vec();
+        if let Some(client) = self.clients.get_mut(&c) {
+            client.received.extend_from_slice(&pending);
+        }
+        self.agent.tx_consume(c, pending.len(), self.now);
+    }
+
+    /// The client of `c` stops reading (`false`) or reads again (`true`), taking what is
+    /// pending at once, as a runtime's write on a writable socket would.
+    pub fn set_reading(&mut self, c: ConnId, reading: bool) {
+        if let Some(client) = self.clients.get_mut(&c) {
+            client.stalled = !reading;
+        }
+        if reading {
+            self.take_output(c);
+            self.drain();
         }
     }
 

@@ -86,7 +86,7 @@ conformance! {
     a_request_dribbled_byte_by_byte_is_answered;
     exec_stats_on_a_fresh_agent_counts_exactly_its_own_request;
     exec_members_lists_this_node_as_rpc_members_does;
-    connections_beyond_max_connections_are_closed_at_once with two_connections;
+    connections_beyond_max_connections_get_503_or_are_closed with two_connections;
     // The agent RPC.
     rpc_handshake_is_answered_with_the_serf_transcript_bytes;
     rpc_command_before_the_handshake_is_refused_and_closed;
@@ -750,7 +750,7 @@ fn exec_stats_on_a_fresh_agent_counts_exactly_its_own_request(d: &mut dyn Driver
     let item = format!(
         concat!(
             r#"{{"jobId":1,"stats":{{"#,
-            r#""agent":{{"connections_accepted":"1","connections_closed":"0","connections_refused":"0","jobs":"1","jobs_started":"1","name":"conformance-node","reloads":"0","sessions":"1","sessions_created":"1"}},"#,
+            r#""agent":{{"bytes_discarded":"0","connections_accepted":"1","connections_closed":"0","connections_refused":"0","connections_stalled":"0","jobs":"1","jobs_started":"1","name":"conformance-node","reloads":"0","sessions":"1","sessions_created":"1"}},"#,
             r#""build":{{"version":"{v}"}},"#,
             r#""http":{{"api_failed":"0","api_interrupted":"0","api_refused":"0","api_succeeded":"0","bytes_in":"{n}","bytes_out":"0","consumers_expired":"0","errors":"0","requests":"1","sessions_expired":"0"}},"#,
             r#""rpc":{{"decode_errors":"0","records_dropped":"0","replies":"0","requests":"0"}},"#,
@@ -787,7 +787,7 @@ fn exec_members_lists_this_node_as_rpc_members_does(d: &mut dyn Driver) {
     );
 }
 
-fn connections_beyond_max_connections_are_closed_at_once(d: &mut dyn Driver) {
+fn connections_beyond_max_connections_get_503_or_are_closed(d: &mut dyn Driver) {
     // The limit is per listener: two HTTP and two RPC connections are served.
     let mut open = Vec::new();
     for _ in 0..2 {
@@ -797,12 +797,26 @@ fn connections_beyond_max_connections_are_closed_at_once(d: &mut dyn Driver) {
         open.push(c);
     }
     let _rpc = [handshaken(d), handshaken(d)];
-    // A third is closed without a byte, whatever it sends. The runtimes drop a refused
-    // socket at once, without the linger of an agent-closed one, so a client whose request
-    // was already on its way may see a reset instead of a FIN; nothing is lost either way.
+    // A third HTTP connection is told why, before it sends anything, then closed; its
+    // request is read and thrown away, so it sees the answer and a FIN, not a reset.
     let mut third = d.connect(Listener::Http);
     d.send(&third, &post_api(UNKNOWN_BODY));
-    d.expect_closed_or_reset(&mut third);
+    let r = d.response(&mut third);
+    assert_eq!(
+        raw(&r.raw),
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: 41\r\nConnection: close\r\n\r\n\
+         Service Unavailable: too many connections",
+        "{}",
+        d.name()
+    );
+    d.expect_eof(&mut third);
+    // A third RPC connection is closed at once: the RPC cannot say why before a handshake.
+    // The runtimes drop a refused socket without lingering, so a client whose request was
+    // already on its way may see a reset instead of a FIN; nothing is lost either way.
+    let mut third_rpc = d.connect(Listener::Rpc);
+    d.send(&third_rpc, &hex(HANDSHAKE));
+    d.expect_closed_or_reset(&mut third_rpc);
     // Once one closes, a new connection is served again.
     let mut first = open.remove(0);
     d.shutdown_write(&first);
@@ -814,7 +828,7 @@ fn connections_beyond_max_connections_are_closed_at_once(d: &mut dyn Driver) {
     let v = d.response(&mut again).json();
     assert_eq!(
         v["body"]["results"][0]["stats"]["agent"]["connections_refused"],
-        "1",
+        "2",
         "{}: {v}",
         d.name()
     );

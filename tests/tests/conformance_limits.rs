@@ -100,19 +100,26 @@ fn max_command_refuses_longer_lines() {
 }
 
 #[test]
-fn max_connections_refuses_accept_until_one_closes() {
+fn max_connections_answers_http_503_and_refuses_rpc_until_one_closes() {
     let mut sim = limits(Limits {
         max_connections: 2,
         ..Limits::default()
     });
     let a = sim.connect();
     sim.connect();
+    let over = sim.connect();
+    assert!(sim.is_closed(over));
+    assert_eq!(sim.responses(over)[0].status, 503);
+    sim.connect_to(Listener::Rpc);
+    sim.connect_to(Listener::Rpc);
     assert_eq!(
-        sim.agent.accept(Listener::Http, None, sim.now),
+        sim.agent.accept(Listener::Rpc, None, sim.now),
         Err(Refused::TooManyConnections)
     );
     sim.reset(a);
-    assert!(sim.agent.accept(Listener::Http, None, sim.now).is_ok());
+    let again = sim.connect();
+    sim.post(again, r#"{"action":"exec","command":"version"}"#);
+    assert_eq!(sim.responses(again)[0].status, 200);
 }
 
 #[test]

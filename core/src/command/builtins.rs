@@ -195,9 +195,11 @@ impl Agent {
         let s = &self.stats;
         let n = |v: u64| format!("{v}");
         let mut agent = Vec::from([
+            ("bytes_discarded", n(s.bytes_discarded)),
             ("connections_accepted", n(s.connections_accepted)),
             ("connections_closed", n(s.connections_closed)),
             ("connections_refused", n(s.connections_refused)),
+            ("connections_stalled", n(s.stall_closes)),
             ("jobs", n(self.jobs.len() as u64)),
             ("jobs_started", n(s.jobs_started)),
             ("name", self.cfg.node_name.clone()),

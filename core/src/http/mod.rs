@@ -97,7 +97,9 @@ impl Agent {
             let was_empty = c.tx_len() == 0;
             f(&mut c.tx);
             if was_empty && c.tx_len() > 0 {
+                c.tx_since = None;
                 self.out.push_back(Output::Transmit(conn));
+                self.rearm.push(conn);
             }
         }
     }

@@ -17,6 +17,7 @@ pub(crate) enum Status {
     ExpectationFailed,
     HeadTooLarge,
     NotImplemented,
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -32,6 +33,7 @@ impl Status {
             Status::ExpectationFailed => b" 417 Expectation Failed\r\n",
             Status::HeadTooLarge => b" 431 Request Header Fields Too Large\r\n",
             Status::NotImplemented => b" 501 Not Implemented\r\n",
+            Status::ServiceUnavailable => b" 503 Service Unavailable\r\n",
         }
     }
 
@@ -47,6 +49,7 @@ impl Status {
             Status::ExpectationFailed => b"Expectation Failed",
             Status::HeadTooLarge => b"Request Header Fields Too Large",
             Status::NotImplemented => b"Not Implemented",
+            Status::ServiceUnavailable => b"Service Unavailable: too many connections",
         }
     }
 }

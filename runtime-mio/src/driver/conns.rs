@@ -110,11 +110,12 @@ impl MioAgent {
     fn accepted(&mut self, kind: Listener, mut stream: TcpStream, peer: SocketAddr) {
         let what = protocol(kind);
         let now = self.clock.now();
-        let accepted = self.agent.accept(kind, Some(peer), now);
-        self.settle();
-        let id = match accepted {
+        // The outputs of an accept (a `503` and its close, over the limit) are drained
+        // once the slot exists, so they find it.
+        let id = match self.agent.accept(kind, Some(peer), now) {
             Ok(id) => id,
             Err(refused) => {
+                self.settle();
                 // Dropping the stream closes it.
                 self.log(
                     Level::Warn,
@@ -136,6 +137,7 @@ impl MioAgent {
         };
         if let Err(e) = registered {
             self.agent.handle_reset(id, now);
+            self.settle();
             self.log(
                 Level::Warn,
                 &format!("{what}: cannot serve connection from {peer}: {e}"),
@@ -166,6 +168,7 @@ impl MioAgent {
             Level::Debug,
             &format!("{what}: accepted connection from {peer}"),
         );
+        self.settle();
         // Bytes may already be waiting; read them without counting on an event.
         self.queue_ready(id);
     }

@@ -54,21 +54,22 @@ impl Driver for Memory {
 
     fn connect(&mut self, to: Listener) -> Conn {
         // A runtime closes a socket the agent refuses. `Sim` has no refused client, so a
-        // connection over the limit is offered to the agent here, where a refusal is
-        // expected (and checked), and then reads as closed.
-        let full =
-            self.sim.agent.connection_count(to) >= self.sim.agent.config().limits.max_connections;
-        let id = if full {
-            let now = self.sim.now;
-            let accepted = self.sim.agent.accept(to, None, now);
-            self.sim.drain();
-            assert!(
-                accepted.is_err(),
-                "the agent accepted a connection beyond max_connections"
-            );
-            None
-        } else {
-            Some(self.sim.connect_to(to))
+        // refused connection reads as closed; one over the limit must be refused or (HTTP)
+        // accepted only to be answered `503` and closed.
+        let limits = &self.sim.agent.config().limits;
+        let full = self.sim.agent.connection_count(to) >= limits.max_connections;
+        let id = match self.sim.try_connect_to(to) {
+            Ok(id) => {
+                assert!(
+                    !full || to == Listener::Http,
+                    "the agent accepted an RPC connection beyond max_connections"
+                );
+                Some(id)
+            }
+            Err(_) => {
+                assert!(full, "the agent refused a connection below max_connections");
+                None
+            }
         };
         self.conns.push(id);
         Conn::new(self.conns.len() - 1)

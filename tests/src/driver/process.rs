@@ -131,6 +131,16 @@ impl Process {
         p
     }
 
+    /// Where the HTTP API listens (for tests that need a raw socket).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Where the agent RPC listens.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc
+    }
+
     /// Every stderr line so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lines.lock().unwrap().0.clone()
@@ -349,6 +359,7 @@ pub fn config_file(config: &Config) -> Value {
     );
     let Limits {
         max_connections,
+        overflow_connections,
         max_head,
         max_headers,
         max_body,
@@ -375,12 +386,14 @@ pub fn config_file(config: &Config) -> Value {
         head_timeout_ms,
         idle_timeout_ms,
         rpc_handshake_timeout_ms,
+        write_stall_timeout_ms,
     } = timing;
     json!({
         "node_name": node_name,
         "log_level": log_level.as_str(),
         "limits": {
             "max_connections": max_connections,
+            "overflow_connections": overflow_connections,
             "max_head": max_head,
             "max_headers": max_headers,
             "max_body": max_body,
@@ -407,6 +420,7 @@ pub fn config_file(config: &Config) -> Value {
             "head_timeout_ms": head_timeout_ms,
             "idle_timeout_ms": idle_timeout_ms,
             "rpc_handshake_timeout_ms": rpc_handshake_timeout_ms,
+            "write_stall_timeout_ms": write_stall_timeout_ms,
         },
         "rpc_auth": rpc_auth,
         "http_auth": http_auth
