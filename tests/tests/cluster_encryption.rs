@@ -323,3 +323,28 @@ fn keys_rotate_by_reloading_the_keyring_without_the_cluster_splitting() {
     assert_eq!(sim.node(late).cluster().status_counts(Pool::Lan).total(), 1);
     assert!(sim.node(0).cluster().stats().decrypt_failures > 0);
 }
+
+// ----- what an operator sees -----------------------------------------------------------------
+
+#[test]
+fn datagrams_no_key_opens_are_counted_in_the_stats_gossip_section() {
+    let mut sim = tandem_tests::Sim::with_config(agent_with(0, &[1]));
+    let stranger: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let gossip = |sim: &mut tandem_tests::Sim| {
+        let v = sim.api(r#"{"action":"exec","command":"stats"}"#);
+        v["body"]["results"][0]["stats"]["gossip"].clone()
+    };
+    assert_eq!(gossip(&mut sim)["decrypt_failures"], "0");
+    // Sealed with another key, and plaintext: neither opens.
+    let mut sealed = vec![ENCRYPTION_VERSION];
+    sealed.extend([7u8; 12 + 40 + 16]);
+    let now = sim.now;
+    sim.agent.handle_datagram(Pool::Lan, stranger, &sealed, now);
+    sim.agent
+        .handle_datagram(Pool::Lan, stranger, b"plaintext gossip", now);
+    sim.drain();
+    let g = gossip(&mut sim);
+    assert_eq!(g["decrypt_failures"], "2", "{g}");
+    assert_eq!(g["datagrams_in"], "2", "{g}");
+    assert_eq!(sim.agent.cluster().stats().decrypt_failures, 2);
+}

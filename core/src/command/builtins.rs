@@ -229,6 +229,17 @@ impl Agent {
             ("replies", n(s.rpc_replies)),
             ("requests", n(s.rpc_requests)),
         ]);
+        // The gossip layer's own counters (both pools): what arrived, what was refused.
+        let g = self.cluster.stats();
+        let gossip = Vec::from([
+            ("bad_datagrams", n(g.bad_datagrams)),
+            ("datagrams_dropped", n(g.datagrams_dropped)),
+            ("datagrams_in", n(g.datagrams_in)),
+            ("datagrams_out", n(g.datagrams_out)),
+            ("decrypt_failures", n(g.decrypt_failures)),
+            ("events_dropped", n(g.events_dropped)),
+            ("members_refused", n(g.members_refused)),
+        ]);
         let runtime = Vec::from([
             ("pid", n(self.cfg.host.pid.into())),
             ("runtime", self.cfg.host.runtime.clone()),
@@ -236,6 +247,7 @@ impl Agent {
         Vec::from([
             ("agent", agent),
             ("build", build),
+            ("gossip", gossip),
             ("http", http),
             ("rpc", rpc),
             ("runtime", runtime),
