@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
+use tandem_core::cluster::{ClusterConfig, GossipKey, Keyring};
 use tandem_core::{
     Agent, CommandInfo, Config, ConnId, Effect, Instant, JobId, Limits, Listener, Output, Pool,
 };
@@ -970,9 +971,37 @@ pub fn peer_addr(pool: Pool, i: u8) -> SocketAddr {
 /// pools). `ctl` bit 0 picks the pool (WAN when set), bits 1..4 the sender (one of 8 fake
 /// peers), bits 4..8 how many 100 ms steps pass after it (timers fire). A truncated last
 /// record delivers what is there. After the records, ten more timer rounds.
+///
+/// Every input runs twice: into a plaintext agent, and into an agent with gossip
+/// encryption, each datagram sealed with its key first, so the codec behind the tag is
+/// fuzzed through the decryption path as well.
 pub fn gossip_datagram(data: &[u8]) {
-    let mut h = Harness::new(server_config(), true);
+    gossip_datagram_into(server_config(), None, data);
+    let ring = gossip_keyring();
+    gossip_datagram_into(encrypted_server_config(&ring), Some(&ring), data);
+}
+
+/// The key of the encrypted agent of `gossip_datagram`.
+pub fn gossip_keyring() -> Keyring {
+    let key = GossipKey::new(&[0x5a; 32]).expect("a 32-byte key");
+    Keyring::new(key, [])
+}
+
+/// [`server_config`] with gossip sealed under `ring`.
+pub fn encrypted_server_config(ring: &Keyring) -> Config {
+    Config {
+        cluster: Some(ClusterConfig {
+            keyring: ring.clone(),
+            ..ClusterConfig::default()
+        }),
+        ..server_config()
+    }
+}
+
+fn gossip_datagram_into(config: Config, seal: Option<&Keyring>, data: &[u8]) {
+    let mut h = Harness::new(config, true);
     let mut rest = data;
+    let mut nonce = 0u64;
     while let Some((&ctl, r)) = rest.split_first() {
         let (len, r) = match r {
             [a, b, r @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), r),
@@ -982,13 +1011,27 @@ pub fn gossip_datagram(data: &[u8]) {
         let (dgram, r) = r.split_at(len);
         rest = r;
         let pool = if ctl & 1 == 0 { Pool::Lan } else { Pool::Wan };
-        h.datagram(pool, peer_addr(pool, (ctl >> 1) & 7), dgram);
+        let from = peer_addr(pool, (ctl >> 1) & 7);
+        match seal {
+            Some(ring) => {
+                nonce += 1;
+                let mut n = [0u8; 12];
+                n[..8].copy_from_slice(&nonce.to_le_bytes());
+                let sealed = ring.seal(n, dgram).expect("the ring has a key");
+                h.datagram(pool, from, &sealed);
+            }
+            None => h.datagram(pool, from, dgram),
+        }
         let steps = u64::from(ctl >> 4);
         if steps > 0 {
             h.advance(100 * steps);
         }
     }
     h.run_timers(10);
+    if seal.is_some() {
+        // Every datagram was sealed with the agent's key: each must open.
+        assert_eq!(h.agent.cluster().stats().decrypt_failures, 0);
+    }
     h.finish();
 }
 

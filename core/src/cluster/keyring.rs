@@ -178,6 +178,22 @@ impl Keyring {
     pub fn keys(&self) -> &[GossipKey] {
         &self.keys
     }
+
+    /// `plaintext` sealed as the cluster seals a datagram (memberlist's layout) under the
+    /// primary key, with the given `nonce`: for tools and tests that craft datagrams, such
+    /// as a fuzzer that must get past the tag to reach the codec behind it. `None` without
+    /// a key. The cluster itself never reuses a nonce; a caller of this must not either.
+    #[cfg(feature = "encryption")]
+    pub fn seal(&self, nonce: [u8; NONCE], plaintext: &[u8]) -> Option<Vec<u8>> {
+        let cipher = aead::Cipher::new(self.primary()?);
+        let mut out = Vec::with_capacity(plaintext.len() + ENCRYPTION_OVERHEAD);
+        out.push(ENCRYPTION_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        out.resize(plaintext.len() + ENCRYPTION_OVERHEAD, 0);
+        let (body, tag) = out.get_mut(1 + NONCE..)?.split_at_mut(plaintext.len());
+        cipher.seal(&nonce, body, tag).then_some(out)
+    }
 }
 
 fn overhead(enabled: bool, verify_outgoing: bool) -> usize {
@@ -406,6 +422,23 @@ mod tests {
         let mut buf = Vec::from(plain);
         assert!(c.seal(&mut buf));
         buf
+    }
+
+    #[test]
+    fn the_public_seal_is_what_the_cluster_opens() {
+        let ring = Keyring::new(key(3, 24), []);
+        let sealed = ring.seal([9; NONCE], b"a datagram").unwrap();
+        assert_eq!(sealed.len(), 10 + ENCRYPTION_OVERHEAD);
+        assert_eq!(
+            &sealed[..1 + NONCE],
+            &[1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]
+        );
+        let mut scratch = Vec::new();
+        assert_eq!(
+            crypt(&ring, 1).open(&sealed, &mut scratch),
+            Ok(&b"a datagram"[..])
+        );
+        assert_eq!(Keyring::default().seal([0; NONCE], b"x"), None);
     }
 
     #[test]
