@@ -250,8 +250,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// A new agent. `seed` drives every random choice (session and consumer ids, later
-    /// gossip): the same seed and the same inputs give the same outputs.
+    /// A new agent. `seed` drives every random choice (session and consumer ids, gossip,
+    /// the nonces that seal encrypted gossip): the same seed and the same inputs give the
+    /// same outputs. Give every start a fresh random seed; the sealing nonces also mix in
+    /// `config.host.unix_ms`, so a repeated seed does not repeat them across starts.
     pub fn new(config: Config, seed: u64, now: Instant) -> Self {
         let wall = WallClock::new(config.host.unix_ms, now, config.host.utc_offset_secs);
         let log = LogRing::new(config.limits.log_ring);

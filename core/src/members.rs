@@ -137,7 +137,10 @@ type R<T> = Result<T, DecodeError>;
 
 impl Agent {
     pub(crate) fn new_cluster(cfg: &crate::Config, seed: u64, now: Instant) -> Cluster {
-        Cluster::new(cluster_config(cfg), seed, now)
+        let mut cluster = Cluster::new(cluster_config(cfg), seed, now);
+        // Two starts with one seed (an embedder's constant) still seal with new nonces.
+        cluster.mix_nonce_entropy(cfg.host.unix_ms);
+        cluster
     }
 
     /// The members of a pool (WAN: empty unless this is a server).

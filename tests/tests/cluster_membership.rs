@@ -162,9 +162,8 @@ fn a_killed_node_is_failed_everywhere_within_the_suspicion_timeout() {
         })
         .expect("failed everywhere");
     assert!(took <= bound, "took {took:?}, bound {bound:?}");
-    // `member-failed` waits up to half a pull interval for a leave record that may be
-    // on its way.
-    sim.run_for(Duration::from_millis(500));
+    // `member-failed` waits up to half a pull interval for a leave record that may be on
+    // its way, and `members` shows `failed` only with it: no wait is needed here.
     for i in 0..4 {
         let evs = member_events(&sim, i, 4);
         assert_eq!(
@@ -173,6 +172,31 @@ fn a_killed_node_is_failed_everywhere_within_the_suspicion_timeout() {
         );
         assert_eq!(sim.node(i).status_counts(Pool::Lan).failed, 1);
     }
+}
+
+#[test]
+fn members_shows_failed_exactly_when_member_failed_fires() {
+    let mut sim = converged_net(5, 23, |_, _| {});
+    sim.kill(4);
+    // Checked every 10 ms from the kill until everyone shows it failed: at every check, a
+    // node shows `failed` if and only if its last event about the node is `member-failed`
+    // (while peers are asked whether it left, it is still `alive`, in both).
+    let mut checks = 0;
+    sim.run_until_cond(secs(60), Duration::from_millis(10), |s| {
+        checks += 1;
+        for i in 0..4 {
+            let shown = s.node(i).member_status(Pool::Lan, lan_addr(4));
+            let last = member_events(s, i, 4).last().map(|e| e.0);
+            assert_eq!(
+                shown == Some(MemberStatus::Failed),
+                last == Some(MemberEvent::Failed),
+                "node {i}: members shows {shown:?}, last event {last:?}"
+            );
+        }
+        all_see(s, Pool::Lan, 4, MemberStatus::Failed)
+    })
+    .expect("failed everywhere");
+    assert!(checks > 100, "checked throughout: {checks}");
 }
 
 #[test]

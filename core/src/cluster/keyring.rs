@@ -24,9 +24,9 @@ use core::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-#[cfg(feature = "encryption")]
-use rand::Rng as _;
 use rand::rngs::Xoshiro256PlusPlus;
+#[cfg(feature = "encryption")]
+use rand::{Rng as _, SeedableRng as _};
 
 /// memberlist's encryption version byte (AES-GCM, no padding).
 pub const ENCRYPTION_VERSION: u8 = 1;
@@ -256,6 +256,12 @@ impl Crypt {
         self.verify_outgoing = ring.verify_outgoing;
     }
 
+    /// Mixes `extra` into the nonce generator (see [`super::Cluster::mix_nonce_entropy`]).
+    pub(crate) fn mix_entropy(&mut self, extra: u64) {
+        let mixed = self.rng.next_u64() ^ extra.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.rng = Xoshiro256PlusPlus::seed_from_u64(mixed);
+    }
+
     /// Whether there are keys.
     pub(crate) fn enabled(&self) -> bool {
         self.enabled
@@ -408,7 +414,6 @@ mod aead {
 mod tests {
     use super::*;
     use alloc::format;
-    use rand::SeedableRng as _;
 
     fn key(fill: u8, len: usize) -> GossipKey {
         GossipKey::new(&[fill; 32][..len]).unwrap()

@@ -133,7 +133,8 @@ pub(crate) struct Record {
     /// Removed from the list by `force-leave -prune`; kept until reaped so a late
     /// notification does not bring it back.
     pub(crate) pruned: bool,
-    /// Down without a leave record yet: `member-failed` waits while peers are asked.
+    /// Down without a leave record yet: `member-failed` waits while peers are asked, and
+    /// until then the member is still shown `alive`, so `members` and the events agree.
     pub(crate) hold: bool,
 }
 
@@ -164,6 +165,8 @@ impl Record {
             (true, Some(l)) if !l.forced => MemberStatus::Leaving,
             (true, _) => MemberStatus::Alive,
             (false, Some(_)) => MemberStatus::Left,
+            // Held: its leave record may still be on the way (see `Record::hold`).
+            (false, None) if self.hold => MemberStatus::Alive,
             (false, None) => MemberStatus::Failed,
         }
     }
@@ -222,6 +225,18 @@ mod tests {
         );
         r.active = false;
         assert_eq!(r.status(None, me), Failed);
+        r.hold = true;
+        assert_eq!(
+            r.status(None, me),
+            Alive,
+            "down, but `member-failed` is held back"
+        );
+        assert_eq!(
+            r.status(Some(&leave(1, false)), me),
+            Left,
+            "held, then it left"
+        );
+        r.hold = false;
         assert_eq!(r.status(Some(&leave(1, false)), me), Left);
         assert_eq!(r.status(Some(&leave(1, true)), me), Left);
         assert_eq!(r.status(Some(&leave(0, true)), me), Failed);

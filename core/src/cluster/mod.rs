@@ -474,6 +474,14 @@ impl Cluster {
 
     // ----- commands ------------------------------------------------------------------
 
+    /// Mixes `extra` (the runtime's wall-clock start, say) into the generator of sealing
+    /// nonces, which is otherwise derived from the seed alone: an embedder that passes the
+    /// same seed at every start would then reuse nonces under the same key, which AES-GCM
+    /// does not survive. The same seed and `extra` still give the same outputs.
+    pub fn mix_nonce_entropy(&mut self, extra: u64) {
+        self.out.crypt.mix_entropy(extra);
+    }
+
     /// Puts a new keyring in force at once: outgoing datagrams are sealed with its primary
     /// key, incoming ones opened with any of its keys. This is how keys rotate (install the
     /// new key everywhere, make it primary everywhere, remove the old one), and how
@@ -1002,8 +1010,10 @@ impl Cluster {
             // broadcast, or a pull) says who it is now.
             return;
         }
+        // Held (down, `member-failed` waiting): nothing changes until it is released or
+        // its leave record arrives.
         let status = rec.status(leave.as_ref(), state);
-        if rec.hold && status == MemberStatus::Failed {
+        if rec.hold && !rec.active && status != MemberStatus::Left {
             return;
         }
         let now_shown = Shown {
