@@ -5,7 +5,8 @@
 //! cannot drift apart: the [`clock`] mapping std time onto the core's `Instant`, the
 //! [`procfs`] sampling of the agent process, the built-in [`host`] commands' table,
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
-//! flags, usage text and the configuration they describe; and [`keygen`].
+//! flags, usage text and the configuration they describe, and the dispatch above it
+//! ([`cli`]); [`keygen`]; and the gossip name lookups ([`resolve`]).
 
 // `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`), each with its SAFETY note.
@@ -13,8 +14,10 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent_options;
+pub mod cli;
 pub mod clock;
 pub mod flags;
 pub mod host;
 pub mod keygen;
 pub mod procfs;
+pub mod resolve;

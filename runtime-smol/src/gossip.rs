@@ -12,18 +12,20 @@
 //! - One reader task per socket receives into a 64 KiB buffer (the largest UDP payload)
 //!   and hands each datagram to `Agent::handle_datagram`, yielding to the other tasks
 //!   every [`RECV_BUDGET`] datagrams.
-//! - Name lookups block, so each runs on its own short-lived thread; a task awaits the
-//!   answer and gives it to `Agent::resolved`. The event loop never waits for DNS.
+//! - Name lookups block, so each runs on its own short-lived thread
+//!   ([`tandem_runtime::resolve`]); a task awaits the answer and gives it to
+//!   `Agent::resolved`. The event loop never waits for DNS.
 
 use std::cell::Cell;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::rc::Rc;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
 use tandem_core::{Config, Level, Pool, ResolveId};
+use tandem_runtime::resolve::{is_harmless_recv_error, spawn_lookup};
 
 use crate::agent::{Bell, Runtime};
 
@@ -193,15 +195,7 @@ impl Runtime {
                         future::yield_now().await;
                     }
                 }
-                // ICMP errors of an earlier send (Linux reports them on some sockets): not
-                // about this socket's health.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
+                Err(e) if is_harmless_recv_error(&e) => {}
                 Err(e) => {
                     self.log(
                         Level::Warn,
@@ -219,15 +213,10 @@ impl Runtime {
             return; // shutting down: the join's waiter goes with the agent
         };
         let (tx, rx) = async_channel::bounded(1);
-        let lookup_names = names.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tandem-resolve".into())
-            .spawn(move || {
-                let _ = tx.send_blocking(resolve_names(&lookup_names, default_port));
-            });
-        if let Err(e) = spawned {
-            let why = format!("cannot start a resolver thread: {e}");
-            let results: Vec<_> = names.into_iter().map(|n| (n, Err(why.clone()))).collect();
+        let failed_names = names.clone();
+        if let Err(results) = spawn_lookup(names, default_port, move |found| {
+            let _ = tx.send_blocking(found);
+        }) {
             self.input(|agent, now| agent.resolved(id, &results, now));
             return;
         }
@@ -235,7 +224,7 @@ impl Runtime {
         ex.spawn(async move {
             // The thread always sends once; a closed channel means it panicked.
             let results = rx.recv().await.unwrap_or_else(|_| {
-                names
+                failed_names
                     .into_iter()
                     .map(|n| (n, Err("the resolver thread failed".to_string())))
                     .collect()
@@ -244,36 +233,6 @@ impl Runtime {
         })
         .detach();
     }
-}
-
-/// Per name, its addresses: `host:port` as given, or `host` with `default_port`.
-pub(crate) fn resolve_names(
-    names: &[String],
-    default_port: u16,
-) -> Vec<(String, Result<Vec<SocketAddr>, String>)> {
-    names
-        .iter()
-        .map(|name| {
-            let found = match split_port(name) {
-                Some((host, port)) => (host, port).to_socket_addrs(),
-                None => (name.as_str(), default_port).to_socket_addrs(),
-            };
-            let found = found.map(Iterator::collect).map_err(|e| e.to_string());
-            (name.clone(), found)
-        })
-        .collect()
-}
-
-/// `host:port` (or `[host]:port`) split in two; `None` when there is no port.
-fn split_port(name: &str) -> Option<(&str, u16)> {
-    let (host, port) = name.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    // A bare IPv6 address has more colons, and never reaches here (the core parses it).
-    (!host.contains(':') || name.starts_with('[')).then_some((host, port))
 }
 
 #[cfg(test)]
@@ -314,37 +273,5 @@ mod tests {
             )),
             "{err}"
         );
-    }
-
-    #[test]
-    fn names_take_the_default_port_unless_they_have_one() {
-        let got = resolve_names(&["localhost".into(), "localhost:7000".into()], 8301);
-        let ports = |i: usize| -> Vec<u16> {
-            got[i]
-                .1
-                .as_ref()
-                .unwrap()
-                .iter()
-                .map(SocketAddr::port)
-                .collect()
-        };
-        assert!(!ports(0).is_empty());
-        assert!(ports(0).iter().all(|&p| p == 8301), "{got:?}");
-        assert!(ports(1).iter().all(|&p| p == 7000), "{got:?}");
-    }
-
-    #[test]
-    fn a_name_that_does_not_resolve_is_an_error_for_that_name() {
-        let got = resolve_names(&["no-such-host.invalid".into()], 8301);
-        assert_eq!(got[0].0, "no-such-host.invalid");
-        assert!(got[0].1.is_err(), "{got:?}");
-    }
-
-    #[test]
-    fn ports_split_off_host_names_and_bracketed_addresses() {
-        assert_eq!(split_port("a.example:1"), Some(("a.example", 1)));
-        assert_eq!(split_port("[::1]:2"), Some(("::1", 2)));
-        assert_eq!(split_port("a.example"), None);
-        assert_eq!(split_port("a.example:x"), None);
     }
 }

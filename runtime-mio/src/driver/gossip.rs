@@ -11,16 +11,18 @@
 //!   sends the rest: nothing is dropped or reordered for a full socket buffer. Any other
 //!   send error (no route, an address the socket cannot reach) drops that one datagram,
 //!   counted and logged at DEBUG: UDP is lossy and the protocol retries.
-//! - Name lookups block, so each runs on its own short-lived thread, which hands the
-//!   answer back through a channel and the waker; `Agent::resolved` takes it on the loop.
+//! - Name lookups block, so each runs on its own short-lived thread
+//!   ([`tandem_runtime::resolve`]), which hands the answer back through a channel and the
+//!   waker; `Agent::resolved` takes it on the loop.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::SocketAddr;
 
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use tandem_core::{Level, Pool, ResolveId};
+use tandem_runtime::resolve::{Lookups, is_harmless_recv_error, spawn_lookup};
 
 use super::{LAN_GOSSIP, MioAgent, WAN_GOSSIP};
 
@@ -30,7 +32,7 @@ pub(super) const RECV_BUFFER: usize = 64 * 1024;
 const RECV_BUDGET: u32 = 64;
 
 /// The answer to one `Effect::Resolve`, from its lookup thread.
-pub(super) type Resolved = (ResolveId, Vec<(String, Result<Vec<SocketAddr>, String>)>);
+pub(super) type Resolved = (ResolveId, Lookups);
 
 /// One gossip socket.
 pub(super) struct GossipSlot {
@@ -103,18 +105,7 @@ impl MioAgent {
                     slot.ready = false;
                     return;
                 }
-                // A signal, or the ICMP error of an earlier send (which Linux reports on
-                // some sockets): not about this socket's health.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if is_harmless_recv_error(&e) => continue,
                 Err(e) => {
                     // The next datagram to arrive makes a new edge.
                     slot.ready = false;
@@ -223,18 +214,13 @@ impl MioAgent {
     pub(super) fn resolve(&mut self, id: ResolveId, names: Vec<String>, default_port: u16) {
         let to_loop = self.resolve_tx.clone();
         let waker = self.waker.clone();
-        let lookup = names.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tandem-resolve".into())
-            .spawn(move || {
-                let _ = to_loop.send((id, resolve_names(&lookup, default_port)));
-                if let Some(waker) = waker {
-                    let _ = waker.wake();
-                }
-            });
-        if let Err(e) = spawned {
-            let why = format!("cannot start a resolver thread: {e}");
-            let results: Vec<_> = names.into_iter().map(|n| (n, Err(why.clone()))).collect();
+        let spawned = spawn_lookup(names, default_port, move |found| {
+            let _ = to_loop.send((id, found));
+            if let Some(waker) = waker {
+                let _ = waker.wake();
+            }
+        });
+        if let Err(results) = spawned {
             // Inside a drain: its outputs join it.
             let now = self.clock.now();
             self.agent.resolved(id, &results, now);
@@ -248,72 +234,5 @@ impl MioAgent {
             self.agent.resolved(id, &results, now);
             self.settle();
         }
-    }
-}
-
-/// Per name, its addresses: `host:port` as given, or `host` with `default_port`.
-pub(crate) fn resolve_names(
-    names: &[String],
-    default_port: u16,
-) -> Vec<(String, Result<Vec<SocketAddr>, String>)> {
-    names
-        .iter()
-        .map(|name| {
-            let found = match split_port(name) {
-                Some((host, port)) => (host, port).to_socket_addrs(),
-                None => (name.as_str(), default_port).to_socket_addrs(),
-            };
-            let found = found.map(Iterator::collect).map_err(|e| e.to_string());
-            (name.clone(), found)
-        })
-        .collect()
-}
-
-/// `host:port` (or `[host]:port`) split in two; `None` when there is no port.
-fn split_port(name: &str) -> Option<(&str, u16)> {
-    let (host, port) = name.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    // A bare IPv6 address has more colons, and never reaches here (the core parses it).
-    (!host.contains(':') || name.starts_with('[')).then_some((host, port))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_take_the_default_port_unless_they_have_one() {
-        let got = resolve_names(&["localhost".into(), "localhost:7000".into()], 8301);
-        let ports = |i: usize| -> Vec<u16> {
-            got[i]
-                .1
-                .as_ref()
-                .unwrap()
-                .iter()
-                .map(SocketAddr::port)
-                .collect()
-        };
-        assert!(!ports(0).is_empty());
-        assert!(ports(0).iter().all(|&p| p == 8301), "{got:?}");
-        assert!(ports(1).iter().all(|&p| p == 7000), "{got:?}");
-    }
-
-    #[test]
-    fn a_name_that_does_not_resolve_is_an_error_for_that_name() {
-        let got = resolve_names(&["no-such-host.invalid".into()], 8301);
-        assert_eq!(got[0].0, "no-such-host.invalid");
-        assert!(got[0].1.is_err(), "{got:?}");
-    }
-
-    #[test]
-    fn ports_split_off_host_names_and_bracketed_addresses() {
-        assert_eq!(split_port("a.example:1"), Some(("a.example", 1)));
-        assert_eq!(split_port("[::1]:2"), Some(("::1", 2)));
-        assert_eq!(split_port("a.example"), None);
-        assert_eq!(split_port("a.example:x"), None);
     }
 }
