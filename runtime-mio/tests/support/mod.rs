@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
-pub use tandem_tests::http::{Response, post_api, take_responses};
+pub use tandem_tests::http::{post_api, take_responses};
 
 /// An RPC request: the header `{"Command": command, "Seq": seq}`, then the body if any.
 pub fn rpc_request(command: &str, seq: u64, body: Option<rmpv::Value>) -> Vec<u8> {

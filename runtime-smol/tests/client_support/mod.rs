@@ -14,41 +14,7 @@ use std::time::{Duration, Instant};
 /// How long one CLI invocation or one wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
-/// Variables that would point a CLI somewhere else than the test's agent.
-const CLIENT_ENV: [&str; 5] = [
-    "TANDEM_RPC_ADDR",
-    "TANDEM_RPC_AUTH",
-    "TANDEM_HTTP_ADDR",
-    "SERF_RPC_ADDR",
-    "SERF_RPC_AUTH",
-];
-
-/// What a finished command printed, and its exit code.
-#[derive(Debug)]
-pub struct Out {
-    /// The exit code (`None`: killed by a signal).
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Out {
-    /// Asserts exit code 0; returns stdout.
-    pub fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
-        &self.stdout
-    }
-}
-
-/// A command with the client variables removed, so only its arguments say where to go.
-pub fn command(program: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(program);
-    c.args(args).stdin(Stdio::null());
-    for v in CLIENT_ENV {
-        c.env_remove(v);
-    }
-    c
-}
+pub use tandem_tests::driver::process::{Out, client_command as command};
 
 /// Runs a command to its end (at most [`DEADLINE`]).
 pub fn run(mut cmd: Command) -> Out {

@@ -13,7 +13,7 @@ use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -48,6 +48,16 @@ impl Runtime {
             Runtime::Mio => "mio",
         }
     }
+
+    /// The runtime the agent reports in `version` and `stats` (its crate's `RUNTIME`:
+    /// package and version; every package has the workspace's version).
+    pub fn reported_name(self) -> String {
+        let package = match self {
+            Runtime::Smol => "tandem-smol",
+            Runtime::Mio => "tandem-mio",
+        };
+        format!("{package} {}", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 /// Lines the agent wrote to stderr, filled by a reader thread.
@@ -78,25 +88,55 @@ pub struct Process {
     started: Instant,
     /// Client sockets by [`Conn`] id.
     conns: Vec<Client>,
-    config_dir: PathBuf,
+    /// The temporary directory of the configuration file [`Process::start`] wrote.
+    config_dir: Option<PathBuf>,
 }
 
 impl Process {
     /// Starts `<binary> agent` with `config` and waits until it listens.
     pub fn start(runtime: Runtime, config: &Config) -> Process {
-        let bin = binary(runtime);
         let config_dir = temp_dir();
         let config_path = config_dir.join("agent.json");
         std::fs::write(&config_path, config_file(config).to_string()).expect("write config");
-        let mut child = Command::new(&bin)
+        let flag = format!("-config-file={}", config_path.display());
+        Process::spawn(runtime, &[&flag], Some(config_dir), |_| {})
+    }
+
+    /// Starts `<binary> agent -http-addr 127.0.0.1:0 -rpc-addr 127.0.0.1:0 -lan-port 0
+    /// -wan-port 0 <flags>` (no configuration file unless `flags` names one) and waits
+    /// until it listens: what an end-to-end test of the command line runs.
+    pub fn start_flags(runtime: Runtime, flags: &[&str]) -> Process {
+        Process::spawn(runtime, flags, None, |_| {})
+    }
+
+    /// [`Process::start_flags`], with a last say on the command (limits, environment).
+    pub fn start_with(
+        runtime: Runtime,
+        flags: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Process {
+        Process::spawn(runtime, flags, None, adjust)
+    }
+
+    fn spawn(
+        runtime: Runtime,
+        flags: &[&str],
+        config_dir: Option<PathBuf>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Process {
+        let bin = binary(runtime);
+        let mut command = Command::new(&bin);
+        command
             .arg("agent")
             .args(["-http-addr", "127.0.0.1:0", "-rpc-addr", "127.0.0.1:0"])
             // Tests run in parallel: no fixed gossip ports either.
             .args(["-lan-port", "0", "-wan-port", "0"])
-            .arg(format!("-config-file={}", config_path.display()))
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let stderr = child.stderr.take().expect("piped stderr");
@@ -131,6 +171,11 @@ impl Process {
         p
     }
 
+    /// Which runtime this is.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
     /// Where the HTTP API listens (for tests that need a raw socket).
     pub fn http_addr(&self) -> SocketAddr {
         self.http
@@ -157,10 +202,15 @@ impl Process {
 
     /// Waits until a stderr line contains `needle`; returns it.
     pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_after(0, needle)
+    }
+
+    /// Waits until a stderr line at index `from` or later contains `needle`; returns it.
+    pub fn wait_log_after(&self, from: usize, needle: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
         let mut lines = self.log.lines.lock().unwrap();
         loop {
-            if let Some(l) = lines.0.iter().find(|l| l.contains(needle)) {
+            if let Some(l) = lines.0.iter().skip(from).find(|l| l.contains(needle)) {
                 return l.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -172,6 +222,45 @@ impl Process {
                 lines.0.join("\n")
             );
             lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// The WAN gossip address of a `-server` agent.
+    pub fn wan_addr(&self) -> SocketAddr {
+        // Logged before the HTTP line, so it is in once the agent has started.
+        self.addr_in("agent: gossip WAN listening on ")
+    }
+
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped (we hold `child`,
+        // and only `wait_exit` and `Drop` reap it).
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// `kill -9`: the agent dies without a word to anyone; reaped here.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let status = self.wait_exit(DEADLINE);
+        assert_eq!(status.code(), None, "killed by a signal: {status}");
+    }
+
+    /// Waits for the agent to exit (by itself, or after a signal); its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: agent still running after {within:?}; stderr:\n{}",
+                self.runtime.name(),
+                self.log_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -187,7 +276,9 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.config_dir);
+        if let Some(dir) = &self.config_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- {} agent stderr ---\n{}",
@@ -431,6 +522,46 @@ pub fn config_file(config: &Config) -> Value {
         "datacenter": datacenter,
         "tags": tags,
     })
+}
+
+/// Variables that would point a CLI client somewhere else than the test's agent.
+const CLIENT_ENV: [&str; 5] = [
+    "TANDEM_RPC_ADDR",
+    "TANDEM_RPC_AUTH",
+    "TANDEM_HTTP_ADDR",
+    "SERF_RPC_ADDR",
+    "SERF_RPC_AUTH",
+];
+
+/// A CLI client command (`tandem members`, `serf monitor`) with the client variables
+/// removed, so only its arguments say which agent it talks to.
+pub fn client_command(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args).stdin(Stdio::null());
+    for v in CLIENT_ENV {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// What a finished command printed, and its exit code.
+#[derive(Debug)]
+pub struct Out {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts exit code 0; returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        &self.stdout
+    }
 }
 
 fn temp_dir() -> PathBuf {
