@@ -608,41 +608,30 @@ impl Runtime {
             if closing && close_deadline.is_none() {
                 close_deadline = Some(std::time::Instant::now() + CLOSE_FLUSH);
             }
-            match self.write_pending(conn, stream)? {
+            let write_blocked = match self.write_pending(conn, stream)? {
                 Flushed::All if closing => return Ok(()),
-                Flushed::All => {}
-                Flushed::Blocked => {
-                    match close_deadline {
-                        // Closing: nothing more will be queued, so only the socket matters,
-                        // but a peer that never reads must not keep us forever.
-                        Some(deadline) => {
-                            let timed_out = future::or(
-                                async { stream.writable().await.map(|()| false) },
-                                async {
-                                    Timer::at(deadline).await;
-                                    Ok(true)
-                                },
-                            )
-                            .await?;
-                            if timed_out {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::TimedOut,
-                                    "peer did not read its last response",
-                                ));
-                            }
-                        }
-                        // Also listen to the doorbell: a `Close` must start the deadline.
-                        None => {
-                            future::or(stream.writable(), async {
-                                entry.bell.wait().await;
-                                Ok(())
-                            })
-                            .await?;
-                        }
-                    }
-                    continue;
+                Flushed::All => false,
+                Flushed::Blocked => true,
+            };
+            if let Some(deadline) = close_deadline.filter(|_| write_blocked) {
+                // Closing: nothing more will be queued, so only the socket matters, but a
+                // peer that never reads must not keep us forever.
+                let timed_out =
+                    future::or(async { stream.writable().await.map(|()| false) }, async {
+                        Timer::at(deadline).await;
+                        Ok(true)
+                    })
+                    .await?;
+                if timed_out {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer did not read its last response",
+                    ));
                 }
+                continue;
             }
+            // Answers waiting for the socket do not stop reading: the agent decides when
+            // its requests wait (past `max_tx` it hands out no window: `Got::Paused`).
             if !eof {
                 match self.read_some(conn, stream)? {
                     Got::Data => {
@@ -660,10 +649,15 @@ impl Runtime {
                         continue;
                     }
                     Got::WouldBlock => {
-                        future::or(stream.readable(), async {
-                            entry.bell.wait().await;
-                            Ok(())
-                        })
+                        // Bytes to read, room to write, or the doorbell (new output, a
+                        // `ResumeRead`, a `Close`).
+                        future::or(
+                            future::or(stream.readable(), async {
+                                entry.bell.wait().await;
+                                Ok(())
+                            }),
+                            writable_if(stream, write_blocked),
+                        )
                         .await?;
                         budget = READ_BUDGET;
                         continue;
@@ -672,7 +666,14 @@ impl Runtime {
                     Got::Paused => {}
                 }
             }
-            entry.bell.wait().await;
+            future::or(
+                async {
+                    entry.bell.wait().await;
+                    Ok(())
+                },
+                writable_if(stream, write_blocked),
+            )
+            .await?;
             budget = READ_BUDGET;
         }
     }
@@ -773,4 +774,13 @@ async fn linger(stream: &Async<TcpStream>) {
         Timer::after(LINGER).await;
     })
     .await;
+}
+
+/// Waits until `stream` is writable when `blocked` (a write is waiting); never otherwise.
+async fn writable_if(stream: &Async<TcpStream>, blocked: bool) -> io::Result<()> {
+    if blocked {
+        stream.writable().await
+    } else {
+        future::pending().await
+    }
 }

@@ -51,20 +51,8 @@ runtimes! {
     command_line_errors_exit_one_and_help_exits_zero;
     a_port_in_use_is_reported_and_exits_one;
     rpc_leave_answers_then_the_agent_exits_zero;
-}
-
-// Runs on mio only, for now: on smol it fails ("only N requests handled"). smol's connection
-// pump (`runtime-smol/src/agent.rs`, `pump`) waits for the socket to take the pending answers
-// before it reads again, so a client that pipelines without reading stalls the agent's
-// reading long before `max_tx`; mio keeps reading up to `max_tx`. Reported to the lead;
-// move it into `runtimes!` above once smol reads while its writes wait.
-mod a_reader_that_falls_behind_gets_every_byte {
-    use super::Runtime;
-
-    #[test]
-    fn mio() {
-        super::a_reader_that_falls_behind_gets_every_byte(Runtime::Mio);
-    }
+    // Slow readers.
+    a_reader_that_falls_behind_gets_every_byte;
 }
 
 /// Pulls until an item of type `ty` has come; returns everything pulled.
