@@ -25,7 +25,6 @@ use core::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rand::rngs::Xoshiro256PlusPlus;
-#[cfg(feature = "encryption")]
 use rand::{Rng as _, SeedableRng as _};
 
 /// memberlist's encryption version byte (AES-GCM, no padding).
