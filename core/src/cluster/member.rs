@@ -55,7 +55,7 @@ impl MemberStatus {
         }
     }
 
-    fn is_up(self) -> bool {
+    pub(crate) fn is_up(self) -> bool {
         matches!(self, MemberStatus::Alive | MemberStatus::Leaving)
     }
 }

@@ -313,20 +313,17 @@ impl Cluster {
     }
 
     /// The members of `pool`, this node included, sorted by address. Empty for a pool this
-    /// node is not in (Consul's `members-wan` on a client).
+    /// node is not in (Consul's `members-wan` on a client). Each shows the status its last
+    /// member event announced, so the list and the events never disagree.
     pub fn members(&self, pool: Pool) -> Vec<MemberView> {
         let Some(p) = self.pool(pool) else {
             return Vec::new();
         };
-        let state = self.state;
         p.gossip.with(|g| {
             p.records
                 .iter()
                 .filter(|(_, r)| !r.pruned)
-                .filter_map(|(addr, r)| {
-                    let meta = g.metas.get(addr)?;
-                    Some(MemberView::new(meta, r.status(g.leaves.get(addr), state)))
-                })
+                .filter_map(|(addr, r)| Some(MemberView::new(g.metas.get(addr)?, r.shown?.status)))
                 .collect()
         })
     }
@@ -339,10 +336,11 @@ impl Cluster {
         };
         p.gossip.with(|g| {
             for (addr, r) in &p.records {
-                if r.pruned || !g.metas.contains_key(addr) {
+                let Some(shown) = r.shown.filter(|_| !r.pruned && g.metas.contains_key(addr))
+                else {
                     continue;
-                }
-                match r.status(g.leaves.get(addr), self.state) {
+                };
+                match shown.status {
                     MemberStatus::Alive => c.alive += 1,
                     MemberStatus::Leaving => c.leaving += 1,
                     MemberStatus::Left => c.left += 1,
@@ -356,12 +354,10 @@ impl Cluster {
     /// The status of the member at `addr` in `pool`, if it is shown.
     pub fn member_status(&self, pool: Pool, addr: SocketAddr) -> Option<MemberStatus> {
         let p = self.pool(pool)?;
-        let rec = p.records.get(&addr).filter(|r| !r.pruned)?;
-        p.gossip.with(|g| {
-            g.metas
-                .contains_key(&addr)
-                .then(|| rec.status(g.leaves.get(&addr), self.state))
-        })
+        let shown = p.records.get(&addr).filter(|r| !r.pruned)?.shown?;
+        p.gossip
+            .with(|g| g.metas.contains_key(&addr))
+            .then_some(shown.status)
     }
 
     /// Members foca considers alive or suspect, this node included (named or not). A cheap
@@ -1028,6 +1024,25 @@ impl Cluster {
             && leave.is_some_and(|l| l.prune && l.covers(rec.id));
         if prune {
             rec.pruned = true;
+        }
+        let is_self = rec.is_self;
+        if status.is_up() && !is_self {
+            // Serf keeps one member per name: a node back at a new address (a restart on
+            // another port) replaces its `left` or `failed` entry at the old one, which
+            // goes without an event, as in memberlist.
+            let stale: Vec<SocketAddr> = p.gossip.with(|g| {
+                p.records
+                    .iter()
+                    .filter(|&(a, r)| *a != addr && !r.active && !r.is_self && !r.pruned)
+                    .filter(|&(a, _)| g.metas.get(a).is_some_and(|m| m.name == meta.name))
+                    .map(|(a, _)| *a)
+                    .collect()
+            });
+            for a in stale {
+                if let Some(r) = p.records.get_mut(&a) {
+                    r.pruned = true;
+                }
+            }
         }
         let view = MemberView::new(&meta, status);
         if let Some(kind) = kind {
