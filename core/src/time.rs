@@ -1,5 +1,6 @@
 //! Time as the core sees it: a monotonic [`Instant`] handed in by the runtime, and the one
-//! ordered timer queue every deadline of the agent lives in.
+//! ordered timer queue implementation every deadline lives in (the agent's entries in one
+//! queue, the cluster's in another, merged by `Agent::poll_timeout`).
 //!
 //! The core never reads a clock. Each input carries `now`; the runtime arms a single timer
 //! for [`crate::Agent::poll_timeout`] and calls [`crate::Agent::handle_timeout`] when it fires.
@@ -75,56 +76,85 @@ pub(crate) enum Timer {
     Conn(crate::ConnId),
 }
 
+/// The order of entries due at the same instant, lowest first (ties then go by insertion).
+/// The agent's entries are all equal; the cluster's follow foca's own order (see
+/// `cluster::timer`).
+pub(crate) trait Rank {
+    fn rank(&self) -> u8 {
+        0
+    }
+}
+
+impl Rank for Timer {}
+
 /// Names one scheduled entry, so its owner can cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TimerKey {
     at: Instant,
+    rank: u8,
     seq: u64,
 }
 
-/// The agent's single ordered timer queue. Entries are ordered by deadline, then by the
-/// order they were scheduled in, so equal deadlines fire in insertion order and a run is
-/// reproducible from its inputs alone. Owners cancel entries they no longer need, so the
-/// queue holds at most one or two entries per live object.
-#[derive(Debug, Default)]
-pub(crate) struct TimerQueue {
-    entries: BTreeMap<TimerKey, Timer>,
+/// An ordered timer queue. Entries are ordered by deadline, then by [`Rank`], then by the
+/// order they were scheduled in, so a run is reproducible from its inputs alone. Owners
+/// cancel entries they no longer need, so the queue holds at most one or two entries per
+/// live object.
+#[derive(Debug)]
+pub(crate) struct TimerQueue<T = Timer> {
+    entries: BTreeMap<TimerKey, T>,
     seq: u64,
+}
+
+impl<T> Default for TimerQueue<T> {
+    fn default() -> Self {
+        TimerQueue {
+            entries: BTreeMap::new(),
+            seq: 0,
+        }
+    }
 }
 
 impl TimerKey {
-    /// The deadline of the entry.
+    /// The deadline.
     pub(crate) fn at(self) -> Instant {
         self.at
     }
 }
 
-impl TimerQueue {
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
+impl<T: Rank> TimerQueue<T> {
+    /// Adds an entry due at `at`.
+    pub(crate) fn schedule(&mut self, at: Instant, timer: T) -> TimerKey {
         self.seq += 1;
-        let key = TimerKey { at, seq: self.seq };
+        let key = TimerKey {
+            at,
+            rank: timer.rank(),
+            seq: self.seq,
+        };
         self.entries.insert(key, timer);
         key
     }
 
+    /// Removes an entry, if it is still there.
     pub(crate) fn cancel(&mut self, key: Option<TimerKey>) {
         if let Some(key) = key {
             self.entries.remove(&key);
         }
     }
 
+    /// The earliest deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.entries.first_key_value().map(|(k, _)| k.at)
     }
 
-    /// Removes and returns the earliest entry due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+    /// Removes and returns the first entry due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, T)> {
         match self.entries.first_key_value() {
             Some((k, _)) if k.at <= now => self.entries.pop_first().map(|(k, t)| (k.at, t)),
             _ => None,
         }
     }
 
+    /// Entries queued.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

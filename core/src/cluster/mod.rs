@@ -439,7 +439,7 @@ impl Cluster {
 
     /// Timers due at or before `now` fire, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(task) = self.timers.pop_due(now) {
+        while let Some((_, task)) = self.timers.pop_due(now) {
             match task {
                 Task::Foca(_, _) if self.state == SelfState::Left => {}
                 Task::Foca(pool, timer) => {

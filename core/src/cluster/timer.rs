@@ -1,19 +1,20 @@
-//! The cluster's one ordered timer queue: foca's timers of both pools and the cluster's own.
+//! The cluster's timers: foca's timers of both pools and the cluster's own, in the core's
+//! one timer queue implementation ([`crate::time::TimerQueue`]).
 //!
 //! foca must see its timers in order (caio/foca#26: an indirect probe delivered after the
 //! next probe tick ends the cycle early with `IncompleteProbeCycle`). Entries are ordered by
 //! deadline, then by foca's own `Timer` order for equal deadlines (`SendIndirectProbe`
 //! before `ProbeRandomMember`, ...), cluster timers after foca's, then by insertion, so a
-//! run is reproducible from its inputs alone. The order is a total order on
-//! `(at, rank, seq)`, which a `BinaryHeap` needs.
+//! run is reproducible from its inputs alone.
 
-use alloc::collections::BinaryHeap;
-use core::cmp::{Ordering, Reverse};
 use core::net::SocketAddr;
 
 use super::identity::NodeId;
 use super::{JoinId, Pool};
-use crate::time::Instant;
+use crate::time::{Rank, TimerQueue};
+
+/// The cluster's queue.
+pub(crate) type Timers = TimerQueue<Task>;
 
 /// What an entry is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub(crate) enum Task {
     Release(Pool, SocketAddr),
 }
 
-impl Task {
+impl Rank for Task {
     /// foca's order for timers due at the same instant (its private `Timer::seq`, which
     /// its `Ord` implements), then the cluster's own.
     fn rank(&self) -> u8 {
@@ -67,76 +68,10 @@ impl Task {
     }
 }
 
-#[derive(Debug)]
-struct Entry {
-    at: Instant,
-    rank: u8,
-    seq: u64,
-    task: Task,
-}
-
-impl Entry {
-    fn key(&self) -> (Instant, u8, u64) {
-        (self.at, self.rank, self.seq)
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
-}
-
-/// The queue.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
-}
-
-impl Timers {
-    pub(crate) fn schedule(&mut self, at: Instant, task: Task) {
-        self.seq += 1;
-        let rank = task.rank();
-        self.heap.push(Reverse(Entry {
-            at,
-            rank,
-            seq: self.seq,
-            task,
-        }));
-    }
-
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(e)| e.at)
-    }
-
-    /// Removes and returns the first entry due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Task> {
-        match self.heap.peek() {
-            Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| e.task),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Instant;
     use alloc::vec::Vec;
 
     #[test]
@@ -160,7 +95,7 @@ mod tests {
         q.schedule(t, Task::Pull(Pool::Lan));
         q.schedule(Instant::from_millis(999), Task::Leave);
         assert_eq!(q.pop_due(Instant::from_millis(998)), None);
-        let order: Vec<Task> = core::iter::from_fn(|| q.pop_due(t)).collect();
+        let order: Vec<Task> = core::iter::from_fn(|| q.pop_due(t).map(|(_, task)| task)).collect();
         assert_eq!(
             order,
             [
