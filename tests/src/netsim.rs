@@ -90,6 +90,8 @@ impl Default for NetConfig {
 pub struct NetStats {
     /// Datagrams nodes sent.
     pub sent: u64,
+    /// Bytes of those datagrams.
+    pub sent_bytes: u64,
     /// Datagrams handed to a node.
     pub delivered: u64,
     /// Lost at random.
@@ -478,6 +480,7 @@ impl<N: SimNode> Net<N> {
 
     fn send(&mut self, from: usize, pool: Pool, to: SocketAddr, data: Vec<u8>) {
         self.stats.sent += 1;
+        self.stats.sent_bytes += data.len() as u64;
         let Some(from_addr) = self.slots[from].addrs[pool_index(pool)] else {
             self.stats.unroutable += 1;
             return;
