@@ -591,6 +591,14 @@ fn build_binaries() -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| format!("no profile directory above {}", exe.display()))?
         .to_path_buf();
+    build_agents(&profile_dir, false)?;
+    Ok(profile_dir)
+}
+
+/// `cargo build -p tandem-smol -p tandem-mio --bins` into the target directory and profile
+/// `profile_dir` (`<target>/<profile>`) belongs to, then checks both binaries are there.
+/// `show_output` lets cargo's progress through to stderr (else it is shown on failure).
+pub fn build_agents(profile_dir: &Path, show_output: bool) -> Result<(), String> {
     let target_dir = profile_dir
         .parent()
         .ok_or_else(|| format!("no target directory above {}", profile_dir.display()))?;
@@ -615,6 +623,11 @@ fn build_binaries() -> Result<PathBuf, String> {
             cmd.args(["--profile", other]);
         }
     }
+    if show_output {
+        cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    }
     let out = cmd
         .output()
         .map_err(|e| format!("run cargo build for the agent binaries: {e}"))?;
@@ -631,5 +644,5 @@ fn build_binaries() -> Result<PathBuf, String> {
             return Err(format!("cargo built no {}", bin.display()));
         }
     }
-    Ok(profile_dir)
+    Ok(())
 }

@@ -4,22 +4,21 @@
 //! `config_file`), its stderr drained by a thread into a bounded tail, killed and reaped on
 //! drop, so a failing or interrupted soak leaves no process behind.
 //!
-//! The conformance driver's own `Process` looks for the binaries relative to a test
-//! executable (`<target>/<profile>/deps/`) and takes no extra process control; the soak is
-//! a binary in `<target>/<profile>/` and needs `kill -9`, exit statuses and RSS, so it
-//! keeps this small wrapper of its own.
+//! The binaries are built with the process driver's `build_agents`. The soak keeps this
+//! small wrapper rather than the driver's `Process`: it needs a bounded stderr tail for
+//! hours-long runs, RSS, and peers started and killed by the hundred.
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tandem_core::Config;
-use tandem_tests::driver::process::{Runtime, config_file};
+use tandem_tests::driver::process::{Runtime, build_agents, config_file};
 
 /// Stderr lines kept per agent (the tail, for failure reports).
 const TAIL: usize = 400;
@@ -55,7 +54,8 @@ impl Bins {
             .to_path_buf();
         let dir = self.dir.clone().unwrap_or(own.clone());
         if self.build && self.dir.is_none() {
-            build(&own)?;
+            eprintln!("soak: building the agents…");
+            build_agents(&own, true)?;
         }
         for r in [Runtime::Smol, Runtime::Mio] {
             let bin = dir.join(r.binary_name());
@@ -73,45 +73,6 @@ impl Bins {
             .expect("resolved")
             .join(runtime.binary_name())
     }
-}
-
-/// `cargo build -p tandem-smol -p tandem-mio --bins` into `profile_dir`'s target directory
-/// and profile.
-fn build(profile_dir: &Path) -> Result<(), String> {
-    let target = profile_dir
-        .parent()
-        .ok_or("no target directory above this executable")?;
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace holds tests/");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "-p", "tandem-smol", "-p", "tandem-mio", "--bins"])
-        .env("CARGO_TARGET_DIR", target);
-    match profile {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    eprintln!("soak: building the agents ({profile})…");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("run cargo build for the agents: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "cargo build -p tandem-smol -p tandem-mio --bins failed ({status})"
-        ));
-    }
-    Ok(())
 }
 
 /// The stderr tail, and whether the pipe ended.
