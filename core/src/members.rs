@@ -558,13 +558,24 @@ impl Agent {
             }
             Ok(true)
         })?;
-        let error = match self.cluster.force_leave(node, prune, now) {
+        let result = self.cluster.force_leave(node, prune, now);
+        self.drain_cluster(now);
+        self.rpc_reply_result(conn, seq, result);
+        Ok(true)
+    }
+
+    /// Replies to a cluster command: no body, its error text if it failed.
+    fn rpc_reply_result(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        result: Result<(), crate::cluster::ClusterError>,
+    ) {
+        let error = match result {
             Ok(()) => String::new(),
             Err(e) => e.to_string_alloc(),
         };
-        self.drain_cluster(now);
         self.rpc_reply(conn, seq, &error, None);
-        Ok(true)
     }
 
     pub(crate) fn rpc_tags(
@@ -596,12 +607,9 @@ impl Agent {
             }
             Ok(true)
         })?;
-        let error = match self.cluster.set_tags(&set, &delete, now) {
-            Ok(()) => String::new(),
-            Err(e) => e.to_string_alloc(),
-        };
+        let result = self.cluster.set_tags(&set, &delete, now);
         self.drain_cluster(now);
-        self.rpc_reply(conn, seq, &error, None);
+        self.rpc_reply_result(conn, seq, result);
         Ok(true)
     }
 
@@ -624,11 +632,8 @@ impl Agent {
             }
             Ok(true)
         })?;
-        let error = match self.cluster.user_event(name, payload, coalesce, now) {
-            Ok(()) => String::new(),
-            Err(e) => e.to_string_alloc(),
-        };
-        self.rpc_reply(conn, seq, &error, None);
+        let result = self.cluster.user_event(name, payload, coalesce, now);
+        self.rpc_reply_result(conn, seq, result);
         self.drain_cluster(now);
         Ok(true)
     }
