@@ -132,6 +132,13 @@ impl Conn {
         self.tx.len() - self.tx_start
     }
 
+    /// Output waits and has reached `max_tx` (the slow-reader bound). Never with nothing
+    /// pending, so even a `max_tx` of 0 lets one answer out at a time.
+    pub(crate) fn tx_full(&self, max_tx: usize) -> bool {
+        let n = self.tx_len();
+        n > 0 && n >= max_tx
+    }
+
     /// Drops `n` parsed bytes from the front of the receive buffer.
     pub(crate) fn rx_consume(&mut self, n: usize) {
         let n = n.min(self.rx_len);

@@ -563,7 +563,7 @@ impl Agent {
     /// The runtime wrote `n` bytes of [`Agent::tx_pending`].
     pub fn tx_consume(&mut self, conn: ConnId, n: usize, now: Instant) {
         if let Some(c) = self.conns.get_mut(conn) {
-            let was_over = c.tx_len() >= self.cfg.limits.max_tx;
+            let was_over = c.tx_full(self.cfg.limits.max_tx);
             let n = n.min(c.tx_len());
             c.tx_start += n;
             self.stats.bytes_out += n as u64;
@@ -571,7 +571,7 @@ impl Agent {
                 c.tx.clear();
                 c.tx_start = 0;
             }
-            if was_over && c.tx_len() < self.cfg.limits.max_tx {
+            if was_over && !c.tx_full(self.cfg.limits.max_tx) {
                 self.wake.push(conn);
             }
             if n > 0 {
@@ -807,7 +807,7 @@ impl Agent {
                     .idle_timeout()
                     .map(|d| (c.last_active + d, ConnDeadline::Idle));
                 let reading_head =
-                    c.rx_len > 0 && c.http.framer.pending().is_none() && c.tx_len() < max_tx;
+                    c.rx_len > 0 && c.http.framer.pending().is_none() && !c.tx_full(max_tx);
                 if reading_head {
                     let since = *c.http.head_since.get_or_insert(now);
                     timing

@@ -272,3 +272,81 @@ fn a_closed_session_leaves_nothing_behind() {
     );
     assert_eq!(agent["jobs"], "1");
 }
+
+#[test]
+fn limits_of_zero_refuse_cleanly_and_never_panic() {
+    // A configuration file may set any limit to 0. Every request then gets a defined
+    // refusal: HTTP connections a 503 (the overflow allowance is 0 too: refused at accept),
+    // and with the connection limit alone lifted, each other limit its own answer.
+    let zero = Limits {
+        max_connections: 0,
+        overflow_connections: 0,
+        max_head: 0,
+        max_headers: 0,
+        max_body: 0,
+        max_tx: 0,
+        consumer_queue: 0,
+        history: 0,
+        max_sessions: 0,
+        max_consumers: 0,
+        max_jobs: 0,
+        exec_results: 0,
+        log_ring: 0,
+        max_command: 0,
+        rpc_max_frame: 0,
+        rpc_max_str: 0,
+        rpc_max_container: 0,
+        rpc_max_values: 0,
+    };
+    let mut sim = limits(zero.clone());
+    assert_eq!(
+        sim.try_connect_to(Listener::Http),
+        Err(Refused::TooManyConnections)
+    );
+    assert_eq!(
+        sim.try_connect_to(Listener::Rpc),
+        Err(Refused::TooManyConnections)
+    );
+    // Connections allowed, everything else zero: a 431 for any head, a close for any RPC
+    // frame (the agent still reads one byte to see it is over the limit).
+    let mut sim = limits(Limits {
+        max_connections: 4,
+        ..zero.clone()
+    });
+    let c = sim.connect();
+    sim.send(c, &post_api(r#"{"action":"init_session"}"#));
+    assert_eq!(sim.responses(c)[0].status, 431, "a head over max_head 0");
+    assert!(sim.is_closed(c));
+    let r = sim.connect_to(Listener::Rpc);
+    sim.send(
+        r,
+        b"\x82\xa7Command\xa9handshake\xa3Seq\x00\x81\xa7Version\x01",
+    );
+    assert!(sim.is_closed(r), "a frame over rpc_max_frame 0 closes");
+    // Heads allowed, the rest zero: sessions, exec and a monitor are refused in JSON.
+    let mut sim = limits(Limits {
+        max_connections: 4,
+        max_head: 8192,
+        max_headers: 32,
+        max_body: 4096,
+        max_tx: 1 << 20,
+        max_command: 64,
+        ..zero
+    });
+    assert_eq!(sim.api(r#"{"action":"init_session"}"#)["state"], "FAILED");
+    assert_eq!(
+        sim.api(r#"{"action":"exec","command":"version"}"#)["state"],
+        "FAILED"
+    );
+    // max_tx 0: answers still go out one at a time (the bound counts pending output).
+    let c = sim.connect();
+    let mut two = post_api(r#"{"action":"x"}"#);
+    two.extend(post_api(r#"{"action":"y"}"#));
+    sim.send(c, &two);
+    assert_eq!(sim.responses(c).len(), 2);
+    let now = sim.now;
+    sim.agent.log_record(Level::Warn, "into a ring of 0", now);
+    assert_eq!(sim.agent.log_records().count(), 0);
+    sim.advance_ms(120_000);
+    assert_eq!(sim.agent.session_count(), 0);
+}

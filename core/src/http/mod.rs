@@ -80,13 +80,14 @@ impl Agent {
         match c.http.framer.pending() {
             Some(head) => head.total_len().max(c.rx.len()),
             None => {
-                // Reading a head: grow in steps up to the head limit (431 beyond it).
+                // Reading a head: grow in steps up to the head limit (431 beyond it). At
+                // least one byte, so even a `max_head` of 0 is answered (431), not ignored.
                 let grown = if c.rx_len >= c.rx.len() {
                     (c.rx.len() * 2).max(RX_CHUNK)
                 } else {
                     c.rx.len().max(RX_CHUNK)
                 };
-                grown.min(limits.max_head.max(c.rx_len))
+                grown.min(limits.max_head.max(c.rx_len).max(1))
             }
         }
     }
@@ -186,7 +187,7 @@ impl Agent {
                 }
                 break;
             }
-            if c.tx_len() >= self.cfg.limits.max_tx {
+            if c.tx_full(self.cfg.limits.max_tx) {
                 // Slow reader: answer nothing more until it drains (tx_consume wakes us).
                 slow_reader = true;
                 break;

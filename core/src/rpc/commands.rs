@@ -110,7 +110,7 @@ impl Agent {
         let over = self
             .conns
             .get(conn)
-            .is_none_or(|c| c.closing || c.tx_len() >= self.cfg.limits.max_tx);
+            .is_none_or(|c| c.closing || c.tx_full(self.cfg.limits.max_tx));
         if over {
             self.stats.rpc_records_dropped += 1;
             return;

@@ -135,7 +135,7 @@ impl Agent {
             if c.rpc.parked {
                 break;
             }
-            if c.tx_len() >= self.cfg.limits.max_tx {
+            if c.tx_full(self.cfg.limits.max_tx) {
                 // Slow reader: no new requests until it reads; its stream records are
                 // dropped meanwhile (see `rpc_record`).
                 break;
@@ -202,7 +202,8 @@ impl Agent {
         } else {
             c.rx.len().max(crate::conn::RX_CHUNK)
         };
-        grown.min(max.max(c.rx_len))
+        // At least one byte, so even an `rpc_max_frame` of 0 is acted on (a close).
+        grown.min(max.max(c.rx_len).max(1))
     }
 
     /// Decodes a request header and runs or arms its command. False closes the connection
