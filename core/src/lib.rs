@@ -438,7 +438,12 @@ impl Agent {
         now: Instant,
     ) -> Result<ConnId, Refused> {
         let limits = &self.cfg.limits;
-        let served = self.conns.open_count(listener) - self.overflow_open;
+        // Overflow connections (answered 503) are HTTP ones: they count only there.
+        let overflow = match listener {
+            Listener::Http => self.overflow_open,
+            Listener::Rpc => 0,
+        };
+        let served = self.conns.open_count(listener).saturating_sub(overflow);
         if served < limits.max_connections {
             let id = self.conns.insert(listener, peer, now);
             self.stats.connections_accepted += 1;

@@ -1235,7 +1235,9 @@ pub enum RpcOp {
     Filtered(String),
 }
 
-/// Small limits for `Reload` (every field at least 1, so limits are reached, not disabled).
+/// Small limits for `Reload`: every field at least 1 (limits are reached, not disabled),
+/// unless bit 7 of `max_connections` is set, which lets every field be 0 (a configuration
+/// file may say 0; each limit must still answer).
 #[derive(Arbitrary, Clone, Debug)]
 #[allow(missing_docs)]
 pub struct SmallLimits {
@@ -1261,11 +1263,13 @@ pub struct SmallLimits {
 impl SmallLimits {
     /// As limits.
     pub fn limits(&self) -> Limits {
-        let at_least = |v: usize, min: usize| v.max(min);
+        let zeros = self.max_connections & 0x80 != 0;
+        let at_least = |v: usize, min: usize| if zeros { v } else { v.max(min) };
         Limits {
             max_connections: at_least(usize::from(self.max_connections % 8), 1),
             // From bits `max_connections` leaves unused, so committed inputs keep decoding.
             overflow_connections: usize::from(self.max_connections / 8 % 4),
+            // (bit 7: see `zeros` above)
             max_head: at_least(usize::from(self.max_head) * 8, 16),
             max_headers: at_least(usize::from(self.max_headers % 16), 1),
             max_body: usize::from(self.max_body % 4096),

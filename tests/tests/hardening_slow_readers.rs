@@ -255,6 +255,27 @@ fn an_rpc_connection_over_the_limit_is_refused_at_accept() {
 }
 
 #[test]
+fn http_overflow_does_not_count_against_rpc() {
+    // Found by `agent_ops`: with an HTTP connection answered 503 still open, the RPC
+    // listener subtracted the HTTP overflow from its own count (an overflow panic in debug
+    // builds, a refused RPC connection in release ones).
+    let mut sim = sim_with_limits(Limits {
+        max_connections: 1,
+        ..Limits::default()
+    });
+    let _served = sim.connect();
+    let now = sim.now;
+    let over = sim.agent.accept(Listener::Http, None, now);
+    assert!(over.is_ok(), "answered 503");
+    let rpc = sim.agent.accept(Listener::Rpc, None, now);
+    assert!(rpc.is_ok(), "the RPC listener has its own limit: {rpc:?}");
+    assert_eq!(
+        sim.agent.accept(Listener::Rpc, None, now),
+        Err(Refused::TooManyConnections)
+    );
+}
+
+#[test]
 fn overflow_answers_are_bounded_then_refused_at_accept() {
     let mut sim = sim_with_limits(Limits {
         max_connections: 1,
