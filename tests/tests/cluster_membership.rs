@@ -586,3 +586,53 @@ fn the_same_seed_gives_the_same_trace() {
     let c = chaos_trace(6);
     assert_ne!(a.0, c.0);
 }
+
+#[test]
+fn a_node_restarted_at_its_address_after_a_leave_leaves_again_as_left() {
+    // A new life at the address of a node that left (a restart on the same port, bump 0
+    // again) joins and then leaves gracefully: everyone shows it `left`, never `failed`.
+    let mut sim = converged_net(4, 67, |_, _| {});
+    for life in 0..4u64 {
+        sim.with(3, |c, now| c.leave(now));
+        sim.run_until_cond(secs(10), TICK, |s| s.node(3).ready_to_shutdown())
+            .expect("ready");
+        sim.kill(3);
+        sim.run_until_cond(secs(10), Duration::from_millis(10), |s| {
+            for i in 0..3 {
+                assert_ne!(
+                    s.node(i).member_status(Pool::Lan, lan_addr(3)),
+                    Some(MemberStatus::Failed),
+                    "life {life}, node {i}"
+                );
+            }
+            all_see(s, Pool::Lan, 3, MemberStatus::Left)
+        })
+        .expect("left everywhere");
+        for i in 0..3 {
+            let last = member_events(&sim, i, 3).last().copied();
+            assert_eq!(
+                last,
+                Some((MemberEvent::Leave, MemberStatus::Left)),
+                "life {life}, node {i}"
+            );
+        }
+        sim.run_for(Duration::from_millis(500));
+        let now = sim.now;
+        sim.restart(3, Cluster::new(cluster_config(3), 900 + life, now));
+        let via = if life % 2 == 0 { 0 } else { 1 };
+        sim.with(3, |c, now| c.join(Pool::Lan, &[lan_addr(via)], now))
+            .unwrap();
+        sim.run_until_cond(secs(30), TICK, |s| {
+            all_see(s, Pool::Lan, 3, MemberStatus::Alive)
+        })
+        .expect("alive again");
+        sim.run_for(secs(1 + life));
+    }
+    for i in 0..3 {
+        let events = member_events(&sim, i, 3);
+        assert!(
+            events.iter().all(|e| e.0 != MemberEvent::Failed),
+            "node {i}: {events:?}"
+        );
+    }
+}

@@ -1008,9 +1008,17 @@ impl Cluster {
         }
         // Held (down, `member-failed` waiting): nothing changes until it is released or
         // its leave record arrives.
-        let status = rec.status(leave.as_ref(), state);
+        let mut status = rec.status(leave.as_ref(), state);
         if rec.hold && !rec.active && status != MemberStatus::Left {
             return;
+        }
+        if status == MemberStatus::Failed
+            && rec.shown.is_some_and(|s| s.status == MemberStatus::Left)
+        {
+            // A member that left stays left until a new life of it is up: a newer identity
+            // of its address heard of while it is down (foca's rename) does not make it
+            // `failed`, as its leave record names only the older one.
+            status = MemberStatus::Left;
         }
         let now_shown = Shown {
             status,
