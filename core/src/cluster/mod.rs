@@ -1012,12 +1012,15 @@ impl Cluster {
         if rec.hold && !rec.active && status != MemberStatus::Left {
             return;
         }
-        if status == MemberStatus::Failed
+        if matches!(status, MemberStatus::Failed | MemberStatus::Leaving)
             && rec.shown.is_some_and(|s| s.status == MemberStatus::Left)
         {
-            // A member that left stays left until a new life of it is up: a newer identity
+            // A member that left stays left until a new life of it is up. A newer identity
             // of its address heard of while it is down (foca's rename) does not make it
-            // `failed`, as its leave record names only the older one.
+            // `failed`, as its leave record names only the older one; and a new life at an
+            // identity the record still covers (a restart at the same address begins at
+            // bump 0) is not `leaving`: foca renews it until it outranks the old one, and
+            // then it is `alive`, with its `member-join`.
             status = MemberStatus::Left;
         }
         let now_shown = Shown {
