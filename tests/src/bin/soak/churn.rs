@@ -16,8 +16,8 @@
 //! 3. stay 1–5 s;
 //! 4. leave: mostly a graceful RPC `leave` on the peer (wait until it shows `left`, never
 //!    `failed`: `member-leave`; the peer must exit 0); every third cycle `kill -9` instead
-//!    (wait for `failed`: `member-failed`), then, 2 s later, `force-leave` on the agent
-//!    under test (wait for `left`: `member-leave`).
+//!    (wait for `failed`: `member-failed`), then at once `force-leave` on the agent under
+//!    test (wait for `left`: `member-leave`).
 //!
 //! Each change is logged with when it was set off and when it showed, for the streams'
 //! accounting.
@@ -33,9 +33,6 @@ use crate::client::{Rpc, V, map, str_field};
 use crate::ctx::{CONVERGE, ChurnEvent, Ctx, Rng, add};
 
 type R<T> = Result<T, String>;
-
-/// How long to wait after a killed peer shows `failed` before `force-leave`.
-const FAILED_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs peer `p`'s cycles until the load stops.
 pub fn peer(ctx: &Arc<Ctx>, p: usize) {
@@ -107,12 +104,8 @@ fn one_cycle(ctx: &Ctx, name: &str, port: u16, flavour: u64, cycle: u64, rng: &m
         let seen = wait_status(ctx, &mut agent, (name, port), "failed", None)?;
         log(ctx, name, "member-failed", start, seen);
         add(&ctx.n.kills, 1);
-        // Workaround: `members-lan` shows `failed` up to ~0.5 s before the agent emits
-        // `member-failed`, and a `force-leave` in between turns the member `left` without
-        // that event ever being emitted (reported; see BENCHMARKS.md, soak).
-        if !ctx.sleep(FAILED_GRACE) {
-            return Ok(());
-        }
+        // `members-lan` shows `failed` only once `member-failed` was emitted, so a
+        // `force-leave` right away must still leave both events in the stream.
         let start = Instant::now();
         let node = map(&[("Node", name.into())]);
         agent.call("force-leave", Some(&node), false, "force-leave")?;
