@@ -557,7 +557,7 @@ impl Agent {
         if let Some(c) = self.conns.remove(conn) {
             self.stats.connections_closed += 1;
             if c.overflow {
-                self.overflow_open -= 1;
+                self.overflow_open = self.overflow_open.saturating_sub(1);
             }
             self.timers.cancel(c.timer);
             self.unpark(conn, c.http.parked, now);
