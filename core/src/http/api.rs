@@ -1,6 +1,6 @@
 //! The `/api` actions (spec §2–4): request parsing, the common pre-dispatch checks, the eight
 //! actions, and their envelopes. Every wire text of the error catalogue (§4.10) is in
-//! [`Msg`] or written next to the action that produces it.
+//! [`msg`] or written next to the action that produces it.
 
 use alloc::borrow::Cow;
 use alloc::format;

@@ -244,7 +244,7 @@ impl Rng {
     }
 }
 
-/// What the wind-down found (see [`streams::final_checks`]).
+/// What the wind-down found (see [`crate::streams::final_checks`]).
 #[derive(Default)]
 pub struct End {
     pub records_dropped: Option<u64>,
