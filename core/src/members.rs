@@ -297,29 +297,7 @@ impl Agent {
         } else {
             String::new()
         };
-        match waiter {
-            JoinWaiter::Rpc { conn, seq, .. } => {
-                self.reply_join(conn, seq, joined, &error);
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.rpc.parked = false;
-                }
-                self.wake.push(conn);
-            }
-            JoinWaiter::Job { job, .. } => {
-                let item = items::build(|o| {
-                    o.u64("jobId", job.into());
-                    o.u64("joined", joined.into());
-                    o.str("type", "join");
-                });
-                self.job_item(job, item);
-                if error.is_empty() {
-                    self.end_job(job, 0, None, false, now);
-                } else {
-                    self.end_job(job, 1, Some(error.trim_end()), false, now);
-                }
-            }
-            JoinWaiter::Log { .. } => self.log_join(joined, &error, now),
-        }
+        self.finish_join_now(waiter, joined, error, now);
     }
 
     fn log_join(&mut self, joined: u32, error: &str, now: Instant) {
@@ -425,6 +403,8 @@ impl Agent {
         self.finish_join_now(waiter, 0, String::from(error), now);
     }
 
+    /// Answers a join's waiter: the RPC reply, the `join` command's item and status (the
+    /// item only on success; a failure ends the job with the error), or the log line.
     fn finish_join_now(&mut self, waiter: JoinWaiter, joined: u32, error: String, now: Instant) {
         match waiter {
             JoinWaiter::Rpc { conn, seq, .. } => {
