@@ -837,7 +837,13 @@ impl Agent {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        if c.timer.map(time::TimerKey::at) == want {
+        // An entry due no later than the deadline stays: if it fires first, `conn_timer`
+        // finds the deadline not yet passed and re-arms. So a deadline that moves later
+        // (the idle one with every request, the stall one as output comes and goes)
+        // costs no queue operation; only an earlier one reschedules.
+        if let (Some(armed), Some(at)) = (c.timer.map(time::TimerKey::at), want)
+            && armed <= at
+        {
             return;
         }
         self.timers.cancel(c.timer.take());
