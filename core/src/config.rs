@@ -38,7 +38,11 @@ pub struct Limits {
     pub consumer_queue: usize,
     /// Items of a session's history replayed to a joining consumer.
     pub history: usize,
-    /// Live sessions.
+    /// Live sessions made by `init_session`. At the limit the longest-idle session that no
+    /// request has named since it was made is closed to make room; only when every session
+    /// is in use is `init_session` refused. The one-time sessions of `exec` without a
+    /// `sessionId` do not count: each lives while its request is answered, at most one per
+    /// open HTTP connection, so a full table never refuses an `exec`.
     pub max_sessions: usize,
     /// Consumers per session.
     pub max_consumers: usize,
@@ -98,6 +102,11 @@ pub struct Timing {
     pub consumer_timeout_ms: u64,
     /// A session not accessed for this long is closed (Arthas: 3 hours).
     pub session_timeout_ms: u64,
+    /// A session that no request has named since `init_session` made it (nobody joined,
+    /// pulled from or ran a command in it) is closed this long after it was made, so
+    /// abandoned sessions do not hold a place for `session_timeout_ms`. 0: such sessions
+    /// get `session_timeout_ms` like any other.
+    pub unused_session_timeout_ms: u64,
     /// `exec`'s timeout when the request gives none (Arthas: 30000 ms).
     pub exec_timeout_ms: u64,
     /// An HTTP request head must be complete this long after its first byte arrived;
@@ -123,6 +132,7 @@ impl Default for Timing {
             pull_batch_ms: 100,
             consumer_timeout_ms: 5 * 60 * 1000,
             session_timeout_ms: 3 * 60 * 60 * 1000,
+            unused_session_timeout_ms: 60_000,
             exec_timeout_ms: 30_000,
             head_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
@@ -144,6 +154,15 @@ impl Timing {
     }
     pub(crate) fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.session_timeout_ms)
+    }
+    /// The idle expiry of a session: shorter while it has never been used.
+    pub(crate) fn session_expiry(&self, used: bool) -> Duration {
+        let unused = self.unused_session_timeout_ms;
+        if used || unused == 0 {
+            self.session_timeout()
+        } else {
+            Duration::from_millis(unused.min(self.session_timeout_ms))
+        }
     }
     pub(crate) fn head_timeout(&self) -> Option<Duration> {
         (self.head_timeout_ms > 0).then(|| Duration::from_millis(self.head_timeout_ms))

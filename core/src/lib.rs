@@ -229,6 +229,9 @@ pub struct Agent {
     /// the listener's open connections too).
     overflow_open: usize,
     sessions: BTreeMap<SessionKey, Session>,
+    /// How many of `sessions` are one-time `exec` sessions, which do not count against
+    /// `max_sessions` (see `new_session`).
+    one_time_sessions: usize,
     jobs: BTreeMap<u32, Job>,
     next_job: u32,
     registry: command::Registry,
@@ -272,6 +275,7 @@ impl Agent {
             rearm: Vec::new(),
             overflow_open: 0,
             sessions: BTreeMap::new(),
+            one_time_sessions: 0,
             jobs: BTreeMap::new(),
             next_job: 1,
             registry: command::Registry::default(),

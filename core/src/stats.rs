@@ -40,6 +40,8 @@ pub struct Stats {
     pub sessions_created: u64,
     /// Sessions removed by idle expiry.
     pub sessions_expired: u64,
+    /// Unused sessions closed to make room for a new one at `max_sessions`.
+    pub sessions_evicted: u64,
     /// Consumers removed by idle expiry.
     pub consumers_expired: u64,
     /// Jobs started.

@@ -87,6 +87,7 @@ conformance! {
     exec_stats_on_a_fresh_agent_counts_exactly_its_own_request;
     exec_members_lists_this_node_as_rpc_members_does;
     connections_beyond_max_connections_get_503_or_are_closed with two_connections;
+    a_flood_of_init_session_refuses_neither_exec_nor_a_used_session with few_sessions;
     // The agent RPC.
     rpc_handshake_is_answered_with_the_serf_transcript_bytes;
     rpc_command_before_the_handshake_is_refused_and_closed;
@@ -141,6 +142,18 @@ fn two_connections() -> Config {
     Config {
         limits: Limits {
             max_connections: 2,
+            ..Limits::default()
+        },
+        ..base_config()
+    }
+}
+
+const MAX_SESSIONS: usize = 8;
+
+fn few_sessions() -> Config {
+    Config {
+        limits: Limits {
+            max_sessions: MAX_SESSIONS,
             ..Limits::default()
         },
         ..base_config()
@@ -753,7 +766,7 @@ fn exec_stats_on_a_fresh_agent_counts_exactly_its_own_request(d: &mut dyn Driver
             r#""agent":{{"bytes_discarded":"0","connections_accepted":"1","connections_closed":"0","connections_refused":"0","connections_stalled":"0","jobs":"1","jobs_started":"1","name":"conformance-node","reloads":"0","sessions":"1","sessions_created":"1"}},"#,
             r#""build":{{"version":"{v}"}},"#,
             r#""gossip":{{"bad_datagrams":"0","datagrams_dropped":"0","datagrams_in":"0","datagrams_out":"0","decrypt_failures":"0","events_dropped":"0","members_refused":"0"}},"#,
-            r#""http":{{"api_failed":"0","api_interrupted":"0","api_refused":"0","api_succeeded":"0","bytes_in":"{n}","bytes_out":"0","consumers_expired":"0","errors":"0","requests":"1","sessions_expired":"0"}},"#,
+            r#""http":{{"api_failed":"0","api_interrupted":"0","api_refused":"0","api_succeeded":"0","bytes_in":"{n}","bytes_out":"0","consumers_expired":"0","errors":"0","requests":"1","sessions_evicted":"0","sessions_expired":"0"}},"#,
             r#""rpc":{{"decode_errors":"0","records_dropped":"0","replies":"0","requests":"0"}},"#,
             r#""runtime":{{"pid":"{pid}","runtime":"{runtime}"}}"#,
             r#"}},"type":"stats"}}"#
@@ -841,6 +854,31 @@ fn connections_beyond_max_connections_get_503_or_are_closed(d: &mut dyn Driver) 
 const HANDSHAKE: &str = "82a7436f6d6d616e64a968616e647368616b65a353657100 81a756657273696f6e01";
 
 /// A fresh RPC connection after a successful handshake, its reply checked.
+/// Issue 14's flood, scaled to `max_sessions` 8: three times as many `init_session` as the
+/// table holds, pipelined on one connection, then a one-time `exec`.
+fn a_flood_of_init_session_refuses_neither_exec_nor_a_used_session(d: &mut dyn Driver) {
+    let (mine, _) = init_session(d);
+    let join = d.api(&format!(
+        r#"{{"action":"join_session","sessionId":"{mine}"}}"#
+    ));
+    assert_eq!(json(&join)["state"], "SUCCEEDED", "{join}");
+    let mut c = d.connect(Listener::Http);
+    let flood = post_api(r#"{"action":"init_session"}"#).repeat(3 * MAX_SESSIONS);
+    d.send(&c, &flood);
+    for r in d.responses(&mut c, 3 * MAX_SESSIONS) {
+        assert_eq!(json(r.text())["state"], "SUCCEEDED", "{}", r.text());
+    }
+    exec_version_is_answered_with_the_exact_envelope(d);
+    let v = json(&d.api(&format!(
+        r#"{{"action":"exec","command":"echo still-here","sessionId":"{mine}"}}"#
+    )));
+    assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    assert_eq!(v["body"]["results"][0]["message"], "still-here");
+    let stats = json(&d.api(r#"{"action":"exec","command":"stats"}"#));
+    let stats = &stats["body"]["results"][0]["stats"];
+    assert_eq!(stats["http"]["sessions_evicted"], "17", "{stats}");
+}
+
 fn handshaken(d: &mut dyn Driver) -> Conn {
     let mut c = d.connect(Listener::Rpc);
     d.send(&c, &hex(HANDSHAKE));

@@ -14,21 +14,27 @@ fn limits(l: Limits) -> Sim {
 }
 
 #[test]
-fn max_sessions_refuses_init_and_one_time_exec() {
+fn max_sessions_refuses_init_when_every_session_is_used_but_never_a_one_time_exec() {
     let mut sim = limits(Limits {
         max_sessions: 2,
         ..Limits::default()
     });
-    sim.init_session();
+    let (first, _) = sim.init_session();
     let (sid, _) = sim.init_session();
+    for s in [&first, &sid] {
+        sim.join_session(s);
+    }
     assert_eq!(
         sim.api_text(r#"{"action":"init_session","requestId":"3"}"#),
         r#"{"message":"too many sessions (limit 2)","requestId":"3","state":"FAILED"}"#
     );
-    assert_eq!(
-        sim.api_text(r#"{"action":"exec","command":"version"}"#),
-        r#"{"message":"too many sessions (limit 2)","state":"FAILED"}"#
-    );
+    // One-time sessions have their own room: a full table never refuses exec.
+    for _ in 0..3 {
+        assert_eq!(
+            sim.api(r#"{"action":"exec","command":"version"}"#)["state"],
+            "SUCCEEDED"
+        );
+    }
     // exec in an existing session still works; a closed session frees a place.
     assert_eq!(sim.exec_in(&sid, "version")["state"], "SUCCEEDED");
     sim.api(&format!(
@@ -38,6 +44,73 @@ fn max_sessions_refuses_init_and_one_time_exec() {
         sim.api(r#"{"action":"init_session"}"#)["state"],
         "SUCCEEDED"
     );
+    assert_eq!(sim.agent.stats().sessions_evicted, 0);
+}
+
+#[test]
+fn at_max_sessions_the_longest_idle_unused_session_makes_room() {
+    let mut sim = limits(Limits {
+        max_sessions: 3,
+        ..Limits::default()
+    });
+    let (used_early, _) = sim.init_session();
+    sim.advance_ms(10);
+    let (unused_old, _) = sim.init_session();
+    sim.advance_ms(10);
+    let (unused_new, _) = sim.init_session();
+    sim.join_session(&used_early);
+    sim.advance_ms(10);
+    let (fourth, _) = sim.init_session();
+    let info = |sim: &mut Sim, sid: &str| {
+        sim.api(&format!(
+            r#"{{"action":"session_info","sessionId":"{sid}"}}"#
+        ))["state"]
+            .clone()
+    };
+    assert_eq!(
+        info(&mut sim, &unused_old),
+        "FAILED",
+        "the oldest unused went"
+    );
+    assert_eq!(sim.agent.stats().sessions_evicted, 1);
+    // session_info used these two; the next newcomer takes the unused `fourth`'s place.
+    for sid in [&used_early, &unused_new] {
+        assert_eq!(info(&mut sim, sid), "SUCCEEDED");
+    }
+    let (fifth, _) = sim.init_session();
+    assert_eq!(info(&mut sim, &fourth), "FAILED");
+    assert_eq!(info(&mut sim, &fifth), "SUCCEEDED");
+    // Now every session is used: the table is full for init_session.
+    assert_eq!(
+        sim.api(r#"{"action":"init_session"}"#)["message"],
+        "too many sessions (limit 3)"
+    );
+    assert_eq!(sim.agent.stats().sessions_evicted, 2);
+    assert_eq!(sim.agent.session_count(), 3);
+}
+
+#[test]
+fn a_flood_of_init_session_denies_neither_exec_nor_a_new_user() {
+    // The attack of issue 14: about 1,024 init_session in half a second.
+    let mut sim = Sim::new();
+    let (mine, cid) = sim.init_session();
+    sim.pull(&mine, &cid);
+    let flood = sim.connect();
+    for _ in 0..1_500 {
+        sim.post(flood, r#"{"action":"init_session"}"#);
+        assert_eq!(sim.responses(flood)[0].json()["state"], "SUCCEEDED");
+    }
+    assert_eq!(sim.agent.session_count(), 1_024);
+    assert_eq!(sim.agent.stats().sessions_evicted, 1_500 - 1_023);
+    let v = sim.api(r#"{"action":"exec","command":"version"}"#);
+    assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    // A user who arrives now gets a session, and the one in use was never evicted.
+    let (late, late_cid) = sim.init_session();
+    assert_eq!(sim.exec_in(&mine, "version")["state"], "SUCCEEDED");
+    // A minute later the flood's sessions are gone; the used ones stay.
+    sim.pull(&late, &late_cid);
+    sim.advance_ms(60_000);
+    assert_eq!(sim.agent.session_count(), 2);
 }
 
 #[test]

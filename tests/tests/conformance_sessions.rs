@@ -353,6 +353,8 @@ fn pulls_of_different_consumers_do_not_block_each_other() {
 fn a_consumer_expires_after_five_minutes_without_a_pull() {
     let mut sim = Sim::new();
     let (sid, cid) = sim.init_session();
+    // Used at once (`session` names it), so only the consumer can expire.
+    assert_eq!(consumers(&mut sim, &sid), 1);
     sim.advance_ms(299_999);
     assert_eq!(consumers(&mut sim, &sid), 1);
     sim.advance_ms(1);
@@ -416,6 +418,69 @@ fn a_session_expires_after_the_configured_idle_time() {
         )),
         format!(r#"{{"message":"session not found: {sid}","state":"FAILED"}}"#)
     );
+}
+
+#[test]
+fn a_session_nobody_used_expires_after_a_minute() {
+    let mut sim = Sim::new();
+    let (sid, _) = sim.init_session();
+    sim.advance_ms(59_999);
+    assert_eq!(sim.agent.session_count(), 1);
+    sim.advance_ms(1);
+    assert_eq!(sim.agent.session_count(), 0, "never joined, pulled or used");
+    assert_eq!(sim.agent.stats().sessions_expired, 1);
+    assert_eq!(
+        sim.api_text(&format!(
+            r#"{{"action":"session_info","sessionId":"{sid}"}}"#
+        )),
+        format!(r#"{{"message":"session not found: {sid}","state":"FAILED"}}"#)
+    );
+}
+
+#[test]
+fn a_used_session_keeps_the_three_hour_expiry() {
+    for first_use in ["pull_results", "join_session", "async_exec"] {
+        let mut sim = Sim::new();
+        let (sid, cid) = sim.init_session();
+        sim.advance_ms(59_000);
+        match first_use {
+            "pull_results" => drop(sim.pull(&sid, &cid)), // answered at 59.1 s
+            "join_session" => drop(sim.join_session(&sid)),
+            _ => drop(sim.async_exec(&sid, "version")),
+        }
+        let used = sim.agent.stats().sessions_created;
+        sim.advance_ms(60_000);
+        assert_eq!(sim.agent.session_count(), 1, "used by {first_use}");
+        sim.advance_ms(3 * 60 * 60 * 1000 - 60_000 - 101);
+        assert_eq!(sim.agent.session_count(), 1, "{first_use}");
+        sim.advance_ms(101);
+        assert_eq!(sim.agent.session_count(), 0, "{first_use}");
+        assert_eq!(used, 1);
+    }
+}
+
+#[test]
+fn the_unused_session_timeout_is_configurable_and_0_leaves_the_session_timeout() {
+    let mut sim = with_timing(Timing {
+        unused_session_timeout_ms: 5_000,
+        ..Timing::default()
+    });
+    sim.init_session();
+    sim.advance_ms(4_999);
+    assert_eq!(sim.agent.session_count(), 1);
+    sim.advance_ms(1);
+    assert_eq!(sim.agent.session_count(), 0);
+
+    let mut sim = with_timing(Timing {
+        unused_session_timeout_ms: 0,
+        session_timeout_ms: 600_000,
+        ..Timing::default()
+    });
+    sim.init_session();
+    sim.advance_ms(599_999);
+    assert_eq!(sim.agent.session_count(), 1);
+    sim.advance_ms(1);
+    assert_eq!(sim.agent.session_count(), 0);
 }
 
 #[test]

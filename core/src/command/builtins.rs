@@ -218,6 +218,7 @@ impl Agent {
             ("consumers_expired", n(s.consumers_expired)),
             ("errors", n(s.http_errors)),
             ("requests", n(s.http_requests)),
+            ("sessions_evicted", n(s.sessions_evicted)),
             ("sessions_expired", n(s.sessions_expired)),
         ]);
         http.sort_unstable_by_key(|&(k, _)| k);

@@ -354,12 +354,26 @@ impl Agent {
         let key = key_of(id)?;
         let s = self.sessions.get_mut(&key)?;
         s.last_access = now;
+        s.used = true;
         Some(key)
     }
 
     /// Creates a session and schedules its expiry; `None` at the session limit.
+    ///
+    /// The policy against a flood of `init_session`: one-time sessions (`exec` without a
+    /// `sessionId`) have their own room, one per HTTP connection, so they are never refused
+    /// because `init_session` filled the table; a session nobody has used expires after
+    /// `unused_session_timeout_ms`; and at `max_sessions` the longest-idle unused session
+    /// is closed to make room for the new one.
     fn new_session(&mut self, one_time: bool, now: Instant) -> Option<SessionKey> {
-        if self.sessions.len() >= self.cfg.limits.max_sessions {
+        if one_time {
+            if self.one_time_sessions >= self.cfg.limits.max_connections {
+                return None;
+            }
+        } else if self.sessions.len().saturating_sub(self.one_time_sessions)
+            >= self.cfg.limits.max_sessions
+            && !self.evict_unused_session(now)
+        {
             return None;
         }
         let mut key = uuid(self.random16());
@@ -370,13 +384,44 @@ impl Agent {
         self.sessions
             .insert(key, Session::new(key, created, now, one_time));
         self.stats.sessions_created += 1;
-        if !one_time {
-            let t = self
-                .timers
-                .schedule(now + self.cfg.timing.session_timeout(), Timer::Session(key));
+        if one_time {
+            self.one_time_sessions += 1;
+        } else {
+            let expiry = self.cfg.timing.session_expiry(false);
+            let t = self.timers.schedule(now + expiry, Timer::Session(key));
             self.set_session_timer(key, t);
         }
         Some(key)
+    }
+
+    /// Closes the longest-idle session nobody has used; false when every session is used.
+    fn evict_unused_session(&mut self, now: Instant) -> bool {
+        let Some(key) = self
+            .sessions
+            .values()
+            .filter(|s| !s.used && !s.one_time)
+            .min_by_key(|s| s.last_access)
+            .map(|s| s.key)
+        else {
+            return false;
+        };
+        self.stats.sessions_evicted += 1;
+        let text = format!(
+            "http: session {} evicted: never used, and the session table is full",
+            key_str(&key)
+        );
+        self.log(Level::Info, &text, now);
+        self.close_session(key, now);
+        true
+    }
+
+    /// Removes a session from the table (its timers are the caller's business).
+    pub(crate) fn remove_session(&mut self, key: SessionKey) -> Option<Session> {
+        let s = self.sessions.remove(&key)?;
+        if s.one_time {
+            self.one_time_sessions -= 1;
+        }
+        Some(s)
     }
 
     fn too_many_sessions(&self) -> String {
@@ -620,7 +665,7 @@ impl Agent {
                 let m = format!("{}{e}", msg::EXEC_FAILED);
                 self.command_reply(conn, State::Failed, rid, key, command, Some(&m));
                 if self.sessions.get(&key).is_some_and(|s| s.one_time) {
-                    self.sessions.remove(&key);
+                    self.remove_session(key);
                 }
                 return;
             }
@@ -830,7 +875,7 @@ impl Agent {
                 self.answer_pull(conn, key, number, request_id.as_deref(), now);
             }
         }
-        if let Some(s) = self.sessions.remove(&key) {
+        if let Some(s) = self.remove_session(key) {
             self.timers.cancel(s.timer);
             for c in &s.consumers {
                 self.timers.cancel(c.timer);
@@ -889,13 +934,14 @@ impl Agent {
         }
     }
 
-    /// A session's expiry timer: closed after `session_timeout` without access, unless a
-    /// foreground job runs or a pull is parked.
+    /// A session's expiry timer: closed after `session_timeout` without access (after
+    /// `unused_session_timeout_ms` if it was never used), unless a foreground job runs or a
+    /// pull is parked.
     pub(crate) fn session_timer(&mut self, key: SessionKey, now: Instant) {
-        let timeout = self.cfg.timing.session_timeout();
         let Some(s) = self.sessions.get(&key) else {
             return;
         };
+        let timeout = self.cfg.timing.session_expiry(s.used);
         let busy = s.foreground.is_some() || s.consumers.iter().any(|c| c.pull.is_some());
         let due = s.last_access + timeout;
         if busy {

@@ -347,7 +347,7 @@ impl Agent {
             self.timers.cancel(e.timer);
         }
         if self.sessions.get(&job.session).is_some_and(|s| s.one_time) {
-            self.sessions.remove(&job.session);
+            self.remove_session(job.session);
         }
         Some(job)
     }

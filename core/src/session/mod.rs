@@ -168,6 +168,10 @@ pub(crate) struct Session {
     pub(crate) jobs: Vec<u32>,
     /// Made by `exec` without a `sessionId`; removed when that request is answered.
     pub(crate) one_time: bool,
+    /// Named by a request since `init_session` (joined, pulled from, ran a command, …).
+    /// Until then the session expires after `unused_session_timeout_ms` and is the first to
+    /// be evicted when the table is full.
+    pub(crate) used: bool,
     /// Its idle-expiry timer.
     pub(crate) timer: Option<crate::time::TimerKey>,
 }
@@ -185,6 +189,7 @@ impl Session {
             foreground: None,
             jobs: Vec::new(),
             one_time,
+            used: false,
             timer: None,
         }
     }
