@@ -371,6 +371,7 @@ fn a_consumer_expires_after_five_minutes_without_a_pull() {
 fn consumer_expiry_counts_from_the_end_of_the_last_pull() {
     let mut sim = Sim::new();
     let (sid, cid) = sim.init_session();
+    assert_eq!(consumers(&mut sim, &sid), 1); // used, so the session stays
     sim.advance_ms(200_000);
     sim.pull(&sid, &cid); // answered 100 ms later, at 200.1 s
     sim.advance_ms(299_999);
