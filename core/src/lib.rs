@@ -452,6 +452,14 @@ impl Agent {
             let id = self.conns.insert(listener, peer, now);
             self.stats.connections_accepted += 1;
             self.arm_conn_timer(id, now);
+            if listener == Listener::Rpc {
+                // Serf's agent logs every RPC client it accepts.
+                let text = match peer {
+                    Some(peer) => alloc::format!("agent.ipc: Accepted client: {peer}"),
+                    None => String::from("agent.ipc: Accepted client"),
+                };
+                self.log(Level::Info, &text, now);
+            }
             return Ok(id);
         }
         self.stats.connections_refused += 1;
@@ -595,7 +603,19 @@ impl Agent {
 
     /// A gossip datagram arrived on a pool's socket.
     pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
-        self.cluster.handle_datagram(pool, from, data, now);
+        self.gossip_datagram(pool, from, data, now);
+        self.drain_cluster(now);
+        self.settle(now);
+    }
+
+    /// Datagrams from `pool`'s socket to `addr` are not delivered: the kernel reported the
+    /// port unreachable (`ECONNREFUSED` on a connected UDP socket, or an ICMP error read
+    /// from the socket's error queue). A join waiting for `addr` then fails it at once
+    /// with `connection refused` instead of after the join timeout
+    /// ([`cluster::Cluster::handle_unreachable`]). Runtimes that cannot learn this never
+    /// call it; joins then report `no response`.
+    pub fn handle_unreachable(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
+        self.cluster.handle_unreachable(pool, addr, now);
         self.drain_cluster(now);
         self.settle(now);
     }

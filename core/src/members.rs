@@ -56,7 +56,15 @@ pub(crate) struct Membership {
     pub(crate) next_resolve: u32,
     /// `Effect::Shutdown` was emitted.
     pub(crate) shutdown: bool,
+    /// Undecodable gossip is logged at most once per [`GOSSIP_LOG_EVERY`]: when the next
+    /// line may be written, and how many datagrams went unlogged since the last one.
+    pub(crate) gossip_log_at: Option<Instant>,
+    pub(crate) gossip_unlogged: u64,
 }
+
+/// How often undecodable gossip (a stranger, a wrong key, plaintext in an encrypted
+/// cluster) is logged at most: a flood must not flood the log too.
+pub(crate) const GOSSIP_LOG_EVERY: core::time::Duration = core::time::Duration::from_secs(10);
 
 /// Builds the cluster's configuration from the agent's.
 pub(crate) fn cluster_config(cfg: &crate::Config) -> ClusterConfig {
@@ -179,6 +187,50 @@ impl Agent {
         out
     }
 
+    /// A gossip datagram arrived: hand it to the cluster, and log (rate-limited) when it
+    /// could not be read, which is how a wrong or missing gossip key shows on the receiving
+    /// side (memberlist's `Decrypt packet failed`).
+    pub(crate) fn gossip_datagram(
+        &mut self,
+        pool: Pool,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
+        let before = self.cluster.stats();
+        self.cluster.handle_datagram(pool, from, data, now);
+        let after = self.cluster.stats();
+        let undecryptable = after.decrypt_failures > before.decrypt_failures;
+        if !undecryptable && after.bad_datagrams == before.bad_datagrams {
+            return;
+        }
+        let m = &mut self.membership;
+        if m.gossip_log_at.is_some_and(|at| now < at) {
+            m.gossip_unlogged += 1;
+            return;
+        }
+        m.gossip_log_at = Some(now + GOSSIP_LOG_EVERY);
+        let unlogged = core::mem::take(&mut m.gossip_unlogged);
+        let more = if unlogged > 0 {
+            alloc::format!(" ({unlogged} more since the last report)")
+        } else {
+            String::new()
+        };
+        let text = if undecryptable {
+            alloc::format!(
+                "memberlist: Decrypt packet failed: No installed keys could decrypt the message from={from}{more}"
+            )
+        } else if self.cluster.encrypted() {
+            alloc::format!("memberlist: Failed to decode packet from={from}{more}")
+        } else {
+            // Sealed datagrams read as garbage here: say what it may be.
+            alloc::format!(
+                "memberlist: Failed to decode packet from={from} (is its gossip encrypted? this agent's is not){more}"
+            )
+        };
+        self.log(Level::Err, &text, now);
+    }
+
     /// Turns what the cluster produced into the agent's outputs. Called after every
     /// cluster input.
     pub(crate) fn drain_cluster(&mut self, now: Instant) {
@@ -257,6 +309,8 @@ impl Agent {
                 }
             }
             ClusterEvent::User(e) => {
+                let text = alloc::format!("agent: Received event: user-event: {}", e.name);
+                self.log(Level::Info, &text, now);
                 self.deliver_user_event(&e.name, &e.payload, e.coalesce, e.ltime);
                 let (name, ltime, coalesce) = (e.name.clone(), e.ltime, e.coalesce);
                 let payload = String::from_utf8_lossy(&e.payload).into_owned();
@@ -287,6 +341,10 @@ impl Agent {
             | JoinWaiter::Job { failures, .. }
             | JoinWaiter::Log { failures } => failures.clone(),
         };
+        for failure in &outcome.failures {
+            let text = alloc::format!("memberlist: {failure}");
+            self.log(Level::Debug, &text, now);
+        }
         if let Some(e) = &outcome.error {
             failures.extend(e.failures.iter().cloned());
         }
@@ -300,12 +358,14 @@ impl Agent {
         self.finish_join_now(waiter, joined, error, now);
     }
 
+    /// Serf's agent lines for a join's outcome, whoever asked for it.
     fn log_join(&mut self, joined: u32, error: &str, now: Instant) {
-        if error.is_empty() {
+        if joined > 0 {
             let text = alloc::format!("agent: joined: {joined} nodes");
             self.log(Level::Info, &text, now);
-        } else {
-            let text = alloc::format!("agent: join failed: {}", error.trim_end());
+        }
+        if !error.is_empty() {
+            let text = alloc::format!("agent: error joining: {}", error.trim_end());
             self.log(Level::Warn, &text, now);
         }
     }
@@ -333,6 +393,8 @@ impl Agent {
         now: Instant,
     ) {
         let pool = pool_of(wan);
+        let text = alloc::format!("agent: joining: [{}] replay: false", addrs.join(" "));
+        self.log(Level::Info, &text, now);
         if wan && !self.cfg.server {
             return self.fail_join(waiter, msg::WAN_NEEDS_SERVER, now);
         }
@@ -406,6 +468,7 @@ impl Agent {
     /// Answers a join's waiter: the RPC reply, the `join` command's item and status (the
     /// item only on success; a failure ends the job with the error), or the log line.
     fn finish_join_now(&mut self, waiter: JoinWaiter, joined: u32, error: String, now: Instant) {
+        self.log_join(joined, &error, now);
         match waiter {
             JoinWaiter::Rpc { conn, seq, .. } => {
                 self.reply_join(conn, seq, joined, &error);
@@ -427,7 +490,7 @@ impl Agent {
                     self.end_job(job, 1, Some(error.trim_end()), false, now);
                 }
             }
-            JoinWaiter::Log { .. } => self.log_join(joined, &error, now),
+            JoinWaiter::Log { .. } => {}
         }
     }
 
@@ -442,11 +505,21 @@ impl Agent {
             return;
         };
         for (name, r) in results {
-            match r {
-                Ok(addrs) if !addrs.is_empty() => pending.addrs.extend(addrs.iter().copied()),
-                Ok(_) => push_failure(&mut pending.waiter, name, "no addresses"),
-                Err(e) => push_failure(&mut pending.waiter, name, e),
-            }
+            let why = match r {
+                Ok(addrs) if !addrs.is_empty() => {
+                    pending.addrs.extend(addrs.iter().copied());
+                    continue;
+                }
+                Ok(_) => "no addresses",
+                Err(e) => e.as_str(),
+            };
+            let failure = alloc::format!("Failed to join {name}: {why}");
+            let text = alloc::format!("memberlist: {failure}");
+            self.log(Level::Debug, &text, now);
+            let (JoinWaiter::Rpc { failures, .. }
+            | JoinWaiter::Job { failures, .. }
+            | JoinWaiter::Log { failures }) = &mut pending.waiter;
+            failures.push(failure);
         }
         self.join_addrs(pending.pool, &pending.addrs, pending.waiter, now);
     }
@@ -643,13 +716,6 @@ impl Agent {
             });
         }
     }
-}
-
-fn push_failure(waiter: &mut JoinWaiter, name: &str, why: &str) {
-    let (JoinWaiter::Rpc { failures, .. }
-    | JoinWaiter::Job { failures, .. }
-    | JoinWaiter::Log { failures }) = waiter;
-    failures.push(alloc::format!("Failed to join {name}: {why}"));
 }
 
 /// `to_string` without pulling in `alloc::string::ToString` at every call site.

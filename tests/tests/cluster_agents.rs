@@ -282,3 +282,128 @@ fn the_http_events_command_streams_a_member_join_and_a_user_event() {
         "{items:?}"
     );
 }
+
+/// Agents on a network, each logging at DEBUG.
+fn debug_agents(n: usize, seed: u64) -> Net<Agent> {
+    let mut sim = Net::new(NetConfig::default(), tandem_tests::netsim::START);
+    for i in 0..n {
+        let cfg = tandem_core::Config {
+            log_level: tandem_core::Level::Debug,
+            ..tandem_tests::netsim_agent::agent_config(i)
+        };
+        let agent = Agent::new(cfg, seed + i as u64, sim.now);
+        sim.add(agent, lan_addr(i), None);
+    }
+    sim
+}
+
+#[test]
+fn monitor_at_debug_shows_a_join_to_an_unreachable_address_running_and_failing() {
+    let mut sim = debug_agents(1, 50);
+    let mon = rpc_conn(&mut sim, 0);
+    let req = rpc(
+        "monitor",
+        2,
+        Some(&[("LogLevel", Value::Str("DEBUG".into()))]),
+    );
+    exchange(&mut sim, 0, mon, &req, Duration::ZERO);
+    let c = rpc_conn(&mut sim, 0);
+    let join = rpc(
+        "join",
+        3,
+        Some(&[
+            ("Existing", Value::Strs(vec!["10.99.0.1:8301".into()])),
+            ("WAN", Value::Bool(false)),
+        ]),
+    );
+    sim.with(0, |a, now| {
+        assert_eq!(a.handle_stream(c, &join, now), join.len());
+    });
+    // While it runs: the attempt is on the monitor already.
+    let running = exchange(&mut sim, 0, mon, &[], Duration::from_secs(1));
+    let running = String::from_utf8_lossy(&running).into_owned();
+    assert!(
+        running.contains("[INFO] agent: joining: [10.99.0.1:8301] replay: false"),
+        "{running}"
+    );
+    assert!(!running.contains("error joining"), "{running}");
+    sim.run_for(Duration::from_secs(5));
+    let failed = sim.with(0, |a, now| {
+        let out = a.tx_pending(mon).to_vec();
+        a.tx_consume(mon, out.len(), now);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(
+        failed.contains("[DEBUG] memberlist: Failed to join 10.99.0.1:8301: no response"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("[WARN] agent: error joining: 1 error occurred:"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
+    let mut sim = debug_agents(1, 51);
+    let c = rpc_conn(&mut sim, 0);
+    let logs = |sim: &Net<Agent>| -> Vec<String> {
+        sim.events(0)
+            .iter()
+            .filter(|e| e.0.starts_with("Log("))
+            .map(|e| e.0.clone())
+            .collect()
+    };
+    assert_eq!(
+        logs(&sim)
+            .iter()
+            .filter(|l| l.contains("[INFO] agent.ipc: Accepted client"))
+            .count(),
+        1,
+        "{:?}",
+        logs(&sim)
+    );
+    let ev = rpc(
+        "event",
+        2,
+        Some(&[
+            ("Name", Value::Str("deploy".into())),
+            ("Payload", Value::Str("v2".into())),
+            ("Coalesce", Value::Bool(false)),
+        ]),
+    );
+    exchange(&mut sim, 0, c, &ev, Duration::from_secs(1));
+    assert!(
+        logs(&sim)
+            .iter()
+            .any(|l| l.contains("[INFO] agent: Received event: user-event: deploy")),
+        "{:?}",
+        logs(&sim)
+    );
+}
+
+#[test]
+fn joining_the_agents_own_ip_over_the_rpc_is_an_error_naming_it() {
+    let mut sim = agent_net(1, NetConfig::default(), 52);
+    let c = rpc_conn(&mut sim, 0);
+    // An IP without a port means the agent's own LAN port: `tandem join 127.0.0.1`.
+    let ip = lan_addr(0).ip().to_string();
+    let join = rpc(
+        "join",
+        2,
+        Some(&[
+            ("Existing", Value::Strs(vec![ip])),
+            ("WAN", Value::Bool(false)),
+        ]),
+    );
+    let reply = exchange(&mut sim, 0, c, &join, Duration::ZERO);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(
+        text.contains(&format!(
+            "Failed to join {}: it is this agent's own address",
+            lan_addr(0)
+        )),
+        "{text}"
+    );
+    assert!(reply.ends_with(b"\xa3Num\x00"), "{reply:02x?}");
+}

@@ -367,3 +367,82 @@ fn one_seed_at_two_starts_seals_with_different_nonces() {
     // Deterministic all the same: the same seed and start give the same bytes.
     assert_eq!(first_sealed(1_000), a);
 }
+
+/// Log lines of agent `i` containing `needle`.
+fn log_lines(sim: &Net<Agent>, i: usize, needle: &str) -> Vec<String> {
+    sim.events(i)
+        .iter()
+        .filter(|AgentEvent(e)| e.starts_with("Log(") && e.contains(needle))
+        .map(|AgentEvent(e)| e.clone())
+        .collect()
+}
+
+#[test]
+fn a_wrong_key_is_logged_on_both_sides_and_the_receivers_lines_are_rate_limited() {
+    let mut sim: Net<Agent> = Net::new(NetConfig::default(), START);
+    sim.add(
+        Agent::new(agent_with(0, &[1]), 70, START),
+        lan_addr(0),
+        None,
+    );
+    sim.add(
+        Agent::new(agent_with(1, &[2]), 71, START),
+        lan_addr(1),
+        None,
+    );
+    let seed = lan_addr(0).to_string();
+    sim.with(1, |a, now| a.join(&[seed.as_str()], false, now));
+    sim.run_for(secs(6));
+    // The joiner: the join failed, and the error says where to look.
+    let joiner = log_lines(&sim, 1, "agent: error joining");
+    assert_eq!(joiner.len(), 1, "{joiner:?}");
+    assert!(
+        joiner[0].contains(&format!(
+            "Failed to join {seed}: no response (is its gossip encrypted with one of this agent's keys?)"
+        )),
+        "{joiner:?}"
+    );
+    // The receiver: one line for the announces it could not open (one a second), not one
+    // per datagram.
+    let opened = sim.node(0).cluster().stats().decrypt_failures;
+    assert!(opened >= 4, "{opened}");
+    let receiver = log_lines(&sim, 0, "Decrypt packet failed");
+    assert_eq!(receiver.len(), 1, "{receiver:?}");
+    assert!(
+        receiver[0].contains(&format!(
+            "[ERR] memberlist: Decrypt packet failed: No installed keys could decrypt the message from={}",
+            lan_addr(1)
+        )),
+        "{receiver:?}"
+    );
+    // Ten seconds on, the next one counts those it did not log.
+    sim.run_for(secs(5));
+    sim.with(1, |a, now| a.join(&[seed.as_str()], false, now));
+    sim.run_for(secs(1));
+    let receiver = log_lines(&sim, 0, "Decrypt packet failed");
+    assert_eq!(receiver.len(), 2, "{receiver:?}");
+    assert!(
+        receiver[1].contains("more since the last report)"),
+        "{receiver:?}"
+    );
+}
+
+#[test]
+fn a_plaintext_agent_says_undecodable_gossip_may_be_encrypted() {
+    let mut sim: Net<Agent> = Net::new(NetConfig::default(), START);
+    sim.add(Agent::new(agent_config(0), 72, START), lan_addr(0), None);
+    sim.add(
+        Agent::new(agent_with(1, &[2]), 73, START),
+        lan_addr(1),
+        None,
+    );
+    let seed = lan_addr(0).to_string();
+    sim.with(1, |a, now| a.join(&[seed.as_str()], false, now));
+    sim.run_for(secs(6));
+    let receiver = log_lines(&sim, 0, "Failed to decode packet");
+    assert_eq!(receiver.len(), 1, "{receiver:?}");
+    assert!(
+        receiver[0].contains("(is its gossip encrypted? this agent's is not)"),
+        "{receiver:?}"
+    );
+}

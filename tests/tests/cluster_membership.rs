@@ -127,7 +127,7 @@ fn joins_report_how_many_addresses_answered() {
     assert_eq!((f.id, f.joined), (failed, 0));
     assert_eq!(
         f.error.unwrap().to_string(),
-        "1 error occurred:\n\t* Failed to join 127.0.0.1:9: no response\n\n"
+        "1 error occurred:\n\t* Failed to join 127.0.0.1:9: no response (if its gossip is encrypted, this agent needs the key)\n\n"
     );
     let wan = sim.with(1, |c, now| c.join(Pool::Wan, &[wan_addr(0)], now));
     assert_eq!(wan, Err(ClusterError::NotServer));

@@ -194,7 +194,7 @@ fn join_at_start_with_the_flag_by_address_and_by_host_name(rt: Runtime) {
     // A join that reaches nobody is logged, and the agent keeps running.
     let a4 = start(rt, "j4", &["-join", "no-such-host.invalid"]);
     // Go's multi-error text: the failures follow on lines of their own.
-    a4.wait_log("agent: join failed: 1 error occurred:");
+    a4.wait_log("agent: error joining: 1 error occurred:");
     a4.wait_log("* Failed to join no-such-host.invalid: ");
     assert_eq!(statuses(&a4, false).len(), 1);
 }

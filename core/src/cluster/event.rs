@@ -100,6 +100,9 @@ pub struct JoinOutcome {
     pub pool: Pool,
     /// How many addresses answered (Serf's `Num`).
     pub joined: u32,
+    /// Every address that did not answer, `Failed to join <addr>: <reason>` (memberlist's
+    /// log line), also when others did.
+    pub failures: Vec<String>,
     /// Set only when no address answered (partial success is no error).
     pub error: Option<JoinError>,
 }
@@ -117,6 +120,11 @@ pub enum ClusterError {
     TooManyJoins,
     /// The node has left (or is leaving) the cluster.
     Left,
+    /// A join named more distinct addresses than [`super::MAX_JOIN_ADDRS`]; none was tried.
+    TooManyJoinAddrs {
+        /// How many distinct addresses it named.
+        given: usize,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -135,6 +143,11 @@ impl fmt::Display for ClusterError {
             }
             ClusterError::TooManyJoins => f.write_str("too many joins in progress"),
             ClusterError::Left => f.write_str("agent has left the cluster"),
+            ClusterError::TooManyJoinAddrs { given } => write!(
+                f,
+                "too many addresses to join: {given} (limit {}); nothing was joined",
+                super::MAX_JOIN_ADDRS
+            ),
         }
     }
 }

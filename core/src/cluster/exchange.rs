@@ -53,7 +53,15 @@ impl Cluster {
             Err(_) => false,
         };
         self.addr_scratch = addrs;
+        let me = self.pool(pool).map(|p| p.me().addr);
         let src = match peeked {
+            Ok(pk) if Some(pk.header.src.addr) == me => {
+                // Our own datagram came back: a join named one of our own addresses
+                // (another IP of this host, or a wildcard bind's loopback).
+                self.fail_join_target(pool, from, super::TargetFailure::Own);
+                self.stats.bad_datagrams += 1;
+                return;
+            }
             Ok(pk) if admitted => pk.header.src,
             Ok(_) => {
                 self.stats.members_refused += 1;

@@ -7,6 +7,7 @@
 //! every member, or renewed its identity and was not heard yet, announces itself again.
 
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
@@ -16,7 +17,7 @@ use super::identity::NodeId;
 use super::member::SelfState;
 use super::timer::Task;
 use super::wire::{self, Item, Leave, PushHeader, WANT_GONE, WANT_JOIN, WANT_LEAVES, WANT_METAS};
-use super::{Cluster, JoinError, JoinId, JoinOutcome, Pool};
+use super::{Cluster, JoinAttempt, JoinError, JoinId, JoinOutcome, Pool, Target, TargetFailure};
 use crate::time::Instant;
 
 impl Cluster {
@@ -36,7 +37,7 @@ impl Cluster {
         let targets: Vec<SocketAddr> = j
             .targets
             .iter()
-            .filter(|(_, answered)| !answered)
+            .filter(|(_, state)| *state == Target::Pending)
             .map(|(a, _)| *a)
             .collect();
         for t in targets {
@@ -69,13 +70,13 @@ impl Cluster {
         let mut newly = Vec::new();
         let mut finished = Vec::new();
         for j in self.joins.iter_mut().filter(|j| j.pool == pool) {
-            for (t, answered) in &mut j.targets {
-                if !*answered && (*t == from || *t == src) {
-                    *answered = true;
+            for (t, state) in &mut j.targets {
+                if *state == Target::Pending && (*t == from || *t == src) {
+                    *state = Target::Answered;
                     newly.push(from);
                 }
             }
-            if j.targets.iter().all(|(_, a)| *a) {
+            if j.settled() {
                 finished.push(j.id);
             }
         }
@@ -104,11 +105,38 @@ impl Cluster {
             .joins
             .iter()
             .find(|j| j.id == id)
-            .is_some_and(|j| j.targets.iter().all(|(_, a)| *a));
+            .is_some_and(JoinAttempt::settled);
         if done {
             self.finish_join(id);
         }
         done
+    }
+
+    /// Gives up on `addr` in every join of `pool` still waiting for it, and finishes the
+    /// joins that leaves with nothing to wait for. True if any join was waiting for it.
+    pub(super) fn fail_join_target(
+        &mut self,
+        pool: Pool,
+        addr: SocketAddr,
+        why: TargetFailure,
+    ) -> bool {
+        let mut hit = false;
+        let mut finished = Vec::new();
+        for j in self.joins.iter_mut().filter(|j| j.pool == pool) {
+            for (t, state) in &mut j.targets {
+                if *state == Target::Pending && *t == addr {
+                    *state = Target::Failed(why);
+                    hit = true;
+                }
+            }
+            if j.settled() {
+                finished.push(j.id);
+            }
+        }
+        for id in finished {
+            self.finish_join(id);
+        }
+        hit
     }
 
     pub(super) fn finish_join(&mut self, id: JoinId) {
@@ -116,18 +144,40 @@ impl Cluster {
             return;
         };
         let j = self.joins.swap_remove(i);
-        let joined = j.targets.iter().filter(|(_, a)| *a).count();
-        let error = (joined == 0 && !j.targets.is_empty()).then(|| JoinError {
-            failures: j
-                .targets
-                .iter()
-                .map(|(a, _)| format!("Failed to join {a}: no response"))
-                .collect(),
+        let joined = j
+            .targets
+            .iter()
+            .filter(|(_, s)| *s == Target::Answered)
+            .count();
+        // Silence is all a joiner sees when the two sides' gossip keys differ (neither
+        // opens the other's datagrams), so the error says where to look, as memberlist's
+        // "No installed keys could decrypt the message" does.
+        let silent = if self.out.crypt.enabled() {
+            "no response (is its gossip encrypted with one of this agent's keys?)"
+        } else {
+            "no response (if its gossip is encrypted, this agent needs the key)"
+        };
+        let failures: Vec<String> = j
+            .targets
+            .iter()
+            .filter_map(|(a, s)| {
+                let why = match s {
+                    Target::Answered => return None,
+                    Target::Pending => silent,
+                    Target::Failed(TargetFailure::Refused) => "connection refused",
+                    Target::Failed(TargetFailure::Own) => "it is this agent's own address",
+                };
+                Some(format!("Failed to join {a}: {why}"))
+            })
+            .collect();
+        let error = (joined == 0 && !failures.is_empty()).then(|| JoinError {
+            failures: failures.clone(),
         });
         self.done_joins.push_back(JoinOutcome {
             id,
             pool: j.pool,
             joined: u32::try_from(joined).unwrap_or(u32::MAX),
+            failures,
             error,
         });
     }
@@ -250,5 +300,12 @@ impl Cluster {
         }
         self.settle(pool, now);
         self.schedule_reconnect(pool, now + next);
+    }
+}
+
+impl JoinAttempt {
+    /// No address is waiting for an answer any more.
+    fn settled(&self) -> bool {
+        self.targets.iter().all(|(_, s)| *s != Target::Pending)
     }
 }

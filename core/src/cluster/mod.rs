@@ -135,6 +135,8 @@ pub struct ClusterStats {
     pub pulls_sent: u64,
     /// Meta PULLs answered.
     pub pulls_answered: u64,
+    /// Join addresses given up on at once because the runtime reported them unreachable.
+    pub unreachable_reports: u64,
 }
 
 /// How many members of a pool have each status (the `serf_lan` stats).
@@ -157,8 +159,10 @@ impl StatusCounts {
     }
 }
 
-/// Most addresses one join tries (more are ignored).
-const MAX_JOIN_ADDRS: usize = 64;
+/// Most addresses one join tries: a longer list is refused ([`ClusterError::TooManyJoinAddrs`]),
+/// never cut short. Every address of every join in progress is announced to each
+/// `join_retry`, so this times `limits.max_joins` stays within the outgoing ring.
+pub const MAX_JOIN_ADDRS: usize = 256;
 /// More metas than this due at once are pulled in one listed PULL.
 pub(crate) const BULK_PULL: usize = 8;
 /// Most metas pulled per pull tick.
@@ -171,9 +175,30 @@ const RECONNECT_ADDRS: usize = 16;
 struct JoinAttempt {
     id: JoinId,
     pool: Pool,
-    /// Address, and whether it answered.
-    targets: Vec<(SocketAddr, bool)>,
+    /// Each address and how it fared so far.
+    targets: Vec<(SocketAddr, Target)>,
     deadline: Instant,
+}
+
+/// How one address of a join fared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// Announced to, not answered yet.
+    Pending,
+    /// A FOCA datagram came back from it.
+    Answered,
+    /// Given up on before the join's deadline.
+    Failed(TargetFailure),
+}
+
+/// Why an address of a join was given up on before the deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetFailure {
+    /// It is this node's own gossip address (named as such, or our announce came back to
+    /// us from it).
+    Own,
+    /// The runtime reported it unreachable ([`Cluster::handle_unreachable`]).
+    Refused,
 }
 
 /// The cluster membership engine. See the [module docs](self) for the call contract.
@@ -437,6 +462,19 @@ impl Cluster {
         self.open_scratch = scratch;
     }
 
+    /// The runtime learned that datagrams from `pool`'s socket to `addr` are not
+    /// delivered: nothing listens there (ICMP port unreachable, which a connected UDP
+    /// socket reports as `ECONNREFUSED`). Joins waiting for `addr` give it up at once with
+    /// `connection refused` instead of after `join_timeout`; members are left to SWIM's
+    /// probes (a report is no proof: anyone can forge the ICMP). Reports about addresses no
+    /// join waits for change nothing.
+    pub fn handle_unreachable(&mut self, pool: Pool, addr: SocketAddr, now: Instant) {
+        if self.fail_join_target(pool, addr, TargetFailure::Refused) {
+            self.stats.unreachable_reports += 1;
+        }
+        let _ = now;
+    }
+
     /// Timers due at or before `now` fire, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((_, task)) = self.timers.pop_due(now) {
@@ -523,12 +561,22 @@ impl Cluster {
             return Err(ClusterError::NotServer);
         };
         let me = p.me().addr;
-        let mut targets: Vec<(SocketAddr, bool)> = Vec::new();
+        let mut targets: Vec<(SocketAddr, Target)> = Vec::new();
         for a in addrs {
-            if targets.len() < MAX_JOIN_ADDRS && !targets.iter().any(|(t, _)| t == a) {
-                // Joining ourselves succeeds at once, as memberlist's push-pull with itself.
-                targets.push((*a, *a == me));
+            if !targets.iter().any(|(t, _)| t == a) {
+                // Our own address is no member to join: say so rather than count it.
+                let state = if *a == me {
+                    Target::Failed(TargetFailure::Own)
+                } else {
+                    Target::Pending
+                };
+                targets.push((*a, state));
             }
+        }
+        if targets.len() > MAX_JOIN_ADDRS {
+            return Err(ClusterError::TooManyJoinAddrs {
+                given: targets.len(),
+            });
         }
         p.join_addrs = targets
             .iter()
