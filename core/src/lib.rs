@@ -452,12 +452,10 @@ impl Agent {
             let id = self.conns.insert(listener, peer, now);
             self.stats.connections_accepted += 1;
             self.arm_conn_timer(id, now);
-            if listener == Listener::Rpc {
-                // Serf's agent logs every RPC client it accepts.
-                let text = match peer {
-                    Some(peer) => alloc::format!("agent.ipc: Accepted client: {peer}"),
-                    None => String::from("agent.ipc: Accepted client"),
-                };
+            if let (Listener::Rpc, Some(peer)) = (listener, peer) {
+                // Serf's agent logs every RPC client it accepts, by its address (an
+                // embedder that names no peer gets no line).
+                let text = alloc::format!("agent.ipc: Accepted client: {peer}");
                 self.log(Level::Info, &text, now);
             }
             return Ok(id);

@@ -346,7 +346,13 @@ fn monitor_at_debug_shows_a_join_to_an_unreachable_address_running_and_failing()
 #[test]
 fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
     let mut sim = debug_agents(1, 51);
-    let c = rpc_conn(&mut sim, 0);
+    let client: std::net::SocketAddr = "127.0.0.1:50123".parse().unwrap();
+    let c = sim.with(0, |a, now| {
+        let c = a.accept(Listener::Rpc, Some(client), now).unwrap();
+        let hs = rpc("handshake", 0, Some(&[("Version", Value::Int(1))]));
+        assert_eq!(a.handle_stream(c, &hs, now), hs.len());
+        c
+    });
     let logs = |sim: &Net<Agent>| -> Vec<String> {
         sim.events(0)
             .iter()
@@ -357,7 +363,7 @@ fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
     assert_eq!(
         logs(&sim)
             .iter()
-            .filter(|l| l.contains("[INFO] agent.ipc: Accepted client"))
+            .filter(|l| l.contains("[INFO] agent.ipc: Accepted client: 127.0.0.1:50123"))
             .count(),
         1,
         "{:?}",
