@@ -48,6 +48,19 @@ enum Value {
     Strs(Vec<String>),
 }
 
+/// The RPC `event` request for user event `deploy` with payload `v2` (Seq 2).
+fn deploy_event() -> Vec<u8> {
+    rpc(
+        "event",
+        2,
+        Some(&[
+            ("Name", Value::Str("deploy".into())),
+            ("Payload", Value::Str("v2".into())),
+            ("Coalesce", Value::Bool(false)),
+        ]),
+    )
+}
+
 /// Opens an RPC connection on agent `i` and shakes hands.
 fn rpc_conn(sim: &mut Net<Agent>, i: usize) -> ConnId {
     sim.with(i, |a, now| {
@@ -256,15 +269,7 @@ fn the_http_events_command_streams_a_member_join_and_a_user_event() {
     assert_eq!(results[1]["statusCode"], 0);
     sim.run_for(Duration::from_secs(2));
     let c1 = rpc_conn(&mut sim, 1);
-    let ev = rpc(
-        "event",
-        2,
-        Some(&[
-            ("Name", Value::Str("deploy".into())),
-            ("Payload", Value::Str("v2".into())),
-            ("Coalesce", Value::Bool(false)),
-        ]),
-    );
+    let ev = deploy_event();
     exchange(&mut sim, 1, c1, &ev, Duration::from_secs(2));
     let items = api(&mut sim, 0, &pull, Duration::from_millis(200));
     let items = items["body"]["results"].as_array().unwrap().clone();
@@ -369,15 +374,7 @@ fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
         "{:?}",
         logs(&sim)
     );
-    let ev = rpc(
-        "event",
-        2,
-        Some(&[
-            ("Name", Value::Str("deploy".into())),
-            ("Payload", Value::Str("v2".into())),
-            ("Coalesce", Value::Bool(false)),
-        ]),
-    );
+    let ev = deploy_event();
     exchange(&mut sim, 0, c, &ev, Duration::from_secs(1));
     assert!(
         logs(&sim)
