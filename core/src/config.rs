@@ -209,6 +209,21 @@ impl HttpAuth {
             password: password.into(),
         }
     }
+
+    /// The `Authorization` header value a client sends with these credentials:
+    /// `Basic ` and the standard base64 of `username:password`.
+    pub fn authorization(&self) -> String {
+        use base64::Engine as _;
+        let plain = alloc::format!("{}:{}", self.username, self.password);
+        let mut out = alloc::vec![0; plain.len().div_ceil(3) * 4];
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(plain.as_bytes(), &mut out)
+            .unwrap_or(0);
+        out.truncate(n);
+        let mut header = String::from("Basic ");
+        header.push_str(core::str::from_utf8(&out).unwrap_or(""));
+        header
+    }
 }
 
 impl core::fmt::Debug for HttpAuth {

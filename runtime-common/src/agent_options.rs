@@ -488,9 +488,9 @@ fn random_secret() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `-http-auth`'s `user:password` (split at the first colon); no colon: a password for
-/// the user `tandem`.
-fn parse_http_auth(flag: &'static str, value: String) -> Result<HttpAuth, FlagError> {
+/// `-http-auth`'s `user:password` (split at the first colon), the agent's and `tandem
+/// exec`'s alike; no colon: a password for the user `tandem`. An empty password is refused.
+pub fn parse_http_auth(flag: &'static str, value: String) -> Result<HttpAuth, FlagError> {
     let auth = match value.split_once(':') {
         Some((user, pass)) => HttpAuth::new(user, pass),
         None => HttpAuth::new(DEFAULT_HTTP_USER, value.as_str()),

@@ -410,6 +410,119 @@ fn exec_failures_exit_one() {
 }
 
 #[test]
+fn exec_joins_its_words_as_typed_and_takes_its_flags_among_them() {
+    let agent = RunningAgent::start(&[]);
+    let addr = format!("127.0.0.1:{}", agent.port);
+    // `tandem exec echo hi there`, as `ssh host echo hi there` would run it.
+    let out = tandem(&["exec", "echo", "hi", "there", "-http-addr", &addr]);
+    let echo = items(out.ok());
+    assert_eq!(echo[0]["command"], "echo hi there", "{echo:?}");
+    let said: Vec<&Value> = echo
+        .iter()
+        .map(|i| &i["message"])
+        .filter(|m| !m.is_null())
+        .collect();
+    assert_eq!(said, ["hi there"], "{echo:?}");
+    // The command's own dashes stay the command's: -i and -n are dashboard's.
+    let out = tandem(&[
+        "exec",
+        "-http-addr",
+        &addr,
+        "dashboard",
+        "-i",
+        "20",
+        "-n",
+        "2",
+    ]);
+    let dashboard = items(out.ok());
+    assert_eq!(dashboard[0]["command"], "dashboard -i 20 -n 2");
+    let samples = dashboard.iter().filter(|i| i["type"] == "dashboard");
+    assert_eq!(samples.count(), 2);
+    let out = tandem(&["exec", "-http-addr", &addr]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.starts_with("a COMMAND is expected"), "{out:#?}");
+}
+
+#[test]
+fn exec_authenticates_with_http_auth_or_tandem_http_auth() {
+    let agent = RunningAgent::start(&["-http-auth", "ops:s3cret"]);
+    let addr = format!("127.0.0.1:{}", agent.port);
+    let version = |out: &client_support::Out| items(out.ok())[1]["version"].clone();
+    let out = tandem(&["exec", "version", "-http-addr", &addr]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "Error creating a session: unexpected HTTP status 401 Unauthorized: the agent \
+         requires credentials: give -http-auth USER:PASS or set TANDEM_HTTP_AUTH\n"
+    );
+    let out = tandem(&[
+        "exec",
+        "-http-auth",
+        "ops:s3cret",
+        "-http-addr",
+        &addr,
+        "version",
+    ]);
+    assert_eq!(version(&out), tandem_core::VERSION);
+    let out = tandem(&[
+        "exec",
+        "-http-auth",
+        "ops:wrong",
+        "-http-addr",
+        &addr,
+        "version",
+    ]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .ends_with("the agent refused these credentials\n"),
+        "{out:#?}"
+    );
+    let mut cmd = command(BIN, &["exec", "version", "-http-addr", &addr]);
+    cmd.env("TANDEM_HTTP_AUTH", "ops:s3cret");
+    assert_eq!(version(&client_support::run(cmd)), tandem_core::VERSION);
+    let mut cmd = command(BIN, &["exec", "version", "-http-addr", &addr]);
+    cmd.env("TANDEM_HTTP_AUTH", "ops:");
+    let out = client_support::run(cmd);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "TANDEM_HTTP_AUTH: invalid value \"ops:\" for flag -http-auth: the password must not \
+         be empty\n"
+    );
+    // No colon: a password for user tandem, as the agent's flag reads it.
+    let agent = RunningAgent::start(&["-http-auth", "pw"]);
+    let addr = format!("127.0.0.1:{}", agent.port);
+    let out = tandem(&["exec", "version", "-http-auth", "pw", "-http-addr", &addr]);
+    assert_eq!(version(&out), tandem_core::VERSION);
+}
+
+#[test]
+fn exec_with_credentials_interrupts_with_them_too() {
+    let agent = RunningAgent::start(&["-http-auth", "ops:s3cret", "-log-level", "debug"]);
+    let addr = format!("127.0.0.1:{}", agent.port);
+    let mut exec = Spawned::new(&mut command(
+        BIN,
+        &[
+            "exec",
+            "-http-auth",
+            "ops:s3cret",
+            "-http-addr",
+            &addr,
+            "dashboard",
+            "-i",
+            "50",
+        ],
+    ));
+    exec.wait_stdout(r#""type":"dashboard""#);
+    exec.signal(libc::SIGINT);
+    let status = exec.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "stderr: {}", exec.stderr_text());
+    let items = items(&exec.stdout_text());
+    assert_eq!(items.last().expect("items")["interrupted"], true);
+}
+
+#[test]
 fn exec_interrupted_by_sigint_ends_the_job_and_exits_130() {
     let agent = RunningAgent::start(&["-log-level", "debug"]);
     let addr = format!("127.0.0.1:{}", agent.port);

@@ -1,4 +1,4 @@
-//! `tandem exec 'COMMAND'`: runs a command through the agent's HTTP API, as a script would
+//! `tandem exec COMMAND [ARGS...]`: runs a command through the agent's HTTP API, as a script would
 //! with curl: `init_session`, `async_exec`, then `pull_results` until the job's `status`
 //! item, then `close_session`. Each result item of the job is printed as one line of JSON
 //! as it arrives.
@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::http::HttpClient;
+use super::http::{HttpClient, HttpError};
 use super::interrupt::{EXIT_INTERRUPTED, Interrupts};
-use super::{Command, ENV_HTTP_ADDR, Invocation, env, fail, stream_out};
+use super::{Command, ENV_HTTP_ADDR, ENV_HTTP_AUTH, Invocation, env, fail, stream_out};
 use crate::cli::{DEFAULT_HTTP_ADDR, FlagSpec};
+use tandem_core::HttpAuth;
+use tandem_runtime::agent_options::parse_http_auth;
 
 /// After an interrupt, how long to wait for the job's `status` before giving up on it.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
@@ -23,24 +25,50 @@ pub(super) const EXEC: Command = Command {
     name: "exec",
     synopsis: "Runs a command through the agent's HTTP API",
     usage: "\
-Usage: tandem exec [options] 'COMMAND [ARGS]'
+Usage: tandem exec [options] COMMAND [ARGS...]
 
-  Runs COMMAND (one argument; quote it) in a new session of the agent's HTTP API
-  and prints each result item of its job as one line of JSON as it arrives,
-  ending with the job's status item. Flags may also follow COMMAND.
+  Runs COMMAND in a new session of the agent's HTTP API and prints each result
+  item of its job as one line of JSON as it arrives, ending with the job's status
+  item. The words of COMMAND and ARGS are joined with spaces, as ssh joins a
+  remote command (`tandem exec dashboard -i 500` runs `dashboard -i 500`; quote
+  a word that must stay one). exec's own flags may also follow COMMAND; after
+  `--` every word belongs to the command.
 
   Exits 0 when the job's statusCode is 0, 1 otherwise. Ctrl-C interrupts the job
   (interrupt_job), closes the session and exits 130.",
-    flags: &[FlagSpec {
-        name: "http-addr",
-        value: Some("127.0.0.1:8563"),
-        help: "HTTP API address of the tandem agent. Defaults to $TANDEM_HTTP_ADDR, else \
-               127.0.0.1:8563.",
-    }],
+    flags: &[
+        FlagSpec {
+            name: "http-addr",
+            value: Some("127.0.0.1:8563"),
+            help: "HTTP API address of the tandem agent. Defaults to $TANDEM_HTTP_ADDR, else \
+                   127.0.0.1:8563.",
+        },
+        FlagSpec {
+            name: "http-auth",
+            value: Some("USER:PASS"),
+            help: "HTTP Basic credentials of the agent (its -http-auth; no colon: a password \
+                   for user tandem). Defaults to $TANDEM_HTTP_AUTH.",
+        },
+    ],
     rpc: false,
     flags_after_first_arg: true,
     run: exec,
 };
+
+/// `-http-auth`, else `$TANDEM_HTTP_AUTH`, in the agent's `-http-auth` syntax.
+fn http_auth(inv: &Invocation) -> Result<Option<HttpAuth>, String> {
+    if let Some(value) = inv.value("http-auth") {
+        return parse_http_auth("http-auth", value.to_string())
+            .map(Some)
+            .map_err(|e| e.to_string());
+    }
+    match env(ENV_HTTP_AUTH) {
+        Some(value) => parse_http_auth("http-auth", value)
+            .map(Some)
+            .map_err(|e| format!("{ENV_HTTP_AUTH}: {e}")),
+        None => Ok(None),
+    }
+}
 
 /// A failed API action: its `message`, or the whole answer when it has none.
 fn api_error(answer: &Value) -> String {
@@ -50,32 +78,46 @@ fn api_error(answer: &Value) -> String {
 }
 
 fn exec(inv: &Invocation) -> i32 {
-    let [command] = inv.args.as_slice() else {
-        return fail(&format!(
-            "exactly one COMMAND argument is expected (quote it)\n\n{}",
-            EXEC.help()
-        ));
-    };
+    if inv.args.is_empty() {
+        return fail(&format!("a COMMAND is expected\n\n{}", EXEC.help()));
+    }
+    // As ssh does with a remote command: the words, as typed, joined with spaces.
+    let command = inv.args.join(" ");
     let addr = inv
         .value("http-addr")
         .map(String::from)
         .or_else(|| env(ENV_HTTP_ADDR))
         .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_string());
+    let auth = match http_auth(inv) {
+        Ok(auth) => auth,
+        Err(e) => return fail(&e),
+    };
     let interrupts = match Interrupts::install() {
         Ok(i) => i,
         Err(e) => return fail(&format!("Error handling signals: {e}")),
     };
-    let mut api = HttpClient::new(&addr);
+    let mut api = HttpClient::new(&addr, auth.as_ref());
     let init = match api.post_api(&json!({"action": "init_session"})) {
         Ok(a) if a["state"] == "SUCCEEDED" => a,
         Ok(a) => return fail(&format!("Error creating a session: {}", api_error(&a))),
-        Err(e) => return fail(&format!("Error connecting to tandem agent: {e}")),
+        Err(e @ HttpError::Dial(..)) => {
+            return fail(&format!("Error connecting to tandem agent: {e}"));
+        }
+        Err(e) => return fail(&format!("Error creating a session: {e}")),
     };
     let (Some(session), Some(consumer)) = (init["sessionId"].as_str(), init["consumerId"].as_str())
     else {
         return fail(&format!("Error creating a session: {init}"));
     };
-    let code = run_job(&mut api, &addr, session, consumer, command, &interrupts);
+    let code = run_job(
+        &mut api,
+        &addr,
+        auth,
+        session,
+        consumer,
+        &command,
+        &interrupts,
+    );
     // Best effort: a session left behind times out on the agent anyway.
     let _ = api.post_api(&json!({"action": "close_session", "sessionId": session}));
     if interrupts.interrupted() {
@@ -86,9 +128,11 @@ fn exec(inv: &Invocation) -> i32 {
 }
 
 /// Starts the job and prints its items up to its `status`; returns the exit code.
+#[allow(clippy::too_many_arguments)]
 fn run_job(
     api: &mut HttpClient,
     addr: &str,
+    auth: Option<HttpAuth>,
     session: &str,
     consumer: &str,
     command: &str,
@@ -110,7 +154,7 @@ fn run_job(
     let interrupt = json!({"action": "interrupt_job", "sessionId": session});
     let interrupt_addr = addr.to_string();
     interrupts.on_interrupt(move || {
-        let _ = HttpClient::new(&interrupt_addr).post_api(&interrupt);
+        let _ = HttpClient::new(&interrupt_addr, auth.as_ref()).post_api(&interrupt);
     });
     let pull = json!({
         "action": "pull_results",

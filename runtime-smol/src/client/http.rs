@@ -9,6 +9,8 @@ use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::Duration;
 
+use tandem_core::HttpAuth;
+
 use super::rpc::go_io_error;
 
 /// Dial and write timeout. Reads wait longer than the agent's longest parked answer
@@ -50,14 +52,20 @@ impl From<io::Error> for HttpError {
 /// A client of one agent's HTTP API.
 pub(crate) struct HttpClient {
     addr: String,
+    /// The `Authorization` header line sent with every request, if credentials were given.
+    authorization: String,
     conn: Option<BufReader<TcpStream>>,
 }
 
 impl HttpClient {
-    /// A client for `addr`; it dials on the first request.
-    pub(crate) fn new(addr: &str) -> HttpClient {
+    /// A client for `addr`, sending `auth` as HTTP Basic credentials; it dials on the first
+    /// request.
+    pub(crate) fn new(addr: &str, auth: Option<&HttpAuth>) -> HttpClient {
         HttpClient {
             addr: addr.to_string(),
+            authorization: auth.map_or_else(String::new, |a| {
+                format!("Authorization: {}\r\n", a.authorization())
+            }),
             conn: None,
         }
     }
@@ -69,9 +77,10 @@ impl HttpClient {
     ) -> Result<serde_json::Value, HttpError> {
         let payload = body.to_string();
         let request = format!(
-            "POST /api HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "POST /api HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{payload}",
             self.addr,
+            self.authorization,
             payload.len()
         );
         let reused = self.conn.is_some();
@@ -105,6 +114,17 @@ impl HttpClient {
         conn.read_exact(&mut body)?;
         if close {
             self.conn = None;
+        }
+        if status == 401 {
+            return Err(HttpError::Protocol(format!(
+                "unexpected HTTP status 401 Unauthorized: {}",
+                if self.authorization.is_empty() {
+                    "the agent requires credentials: give -http-auth USER:PASS or set \
+                     TANDEM_HTTP_AUTH"
+                } else {
+                    "the agent refused these credentials"
+                }
+            )));
         }
         if status != 200 {
             return Err(HttpError::Protocol(format!(

@@ -24,6 +24,8 @@ const ENV_RPC_ADDR: &str = "TANDEM_RPC_ADDR";
 const ENV_RPC_AUTH: &str = "TANDEM_RPC_AUTH";
 /// Environment variable overriding `exec`'s `-http-addr` default.
 const ENV_HTTP_ADDR: &str = "TANDEM_HTTP_ADDR";
+/// Environment variable overriding `exec`'s `-http-auth` default.
+const ENV_HTTP_AUTH: &str = "TANDEM_HTTP_AUTH";
 
 /// One client subcommand.
 pub(crate) struct Command {
@@ -37,7 +39,8 @@ pub(crate) struct Command {
     flags: &'static [FlagSpec],
     /// Whether it talks to the agent RPC (and so takes `-rpc-addr`, `-rpc-auth`).
     rpc: bool,
-    /// Whether flags may also follow its first argument (`exec 'cmd' -http-addr A`).
+    /// Whether its own flags may also follow its first argument (`exec version -http-addr
+    /// A`); every other word there is an argument (`exec dashboard -i 500`).
     flags_after_first_arg: bool,
     run: fn(&Invocation) -> i32,
 }
@@ -109,11 +112,25 @@ impl Command {
         let specs = self.all_flags();
         let mut parsed = parse_flags(&specs, args)?;
         if self.flags_after_first_arg && parsed.rest.len() > 1 {
-            let tail = parse_flags(&specs, &parsed.rest[1..])?;
-            parsed.rest.truncate(1);
-            parsed.rest.extend(tail.rest);
-            parsed.flags.extend(tail.flags);
-            parsed.help |= tail.help;
+            let tail = parsed.rest.split_off(1);
+            let mut words = tail.into_iter();
+            while let Some(word) = words.next() {
+                if word == "--" {
+                    parsed.rest.extend(words.by_ref());
+                    break;
+                }
+                match own_flag(&specs, &word) {
+                    Some(spec) => {
+                        // One of our flags: parse it (and its value) as at the front.
+                        let mut flag = vec![word];
+                        if spec.value.is_some() && !flag[0].contains('=') {
+                            flag.extend(words.next());
+                        }
+                        parsed.flags.extend(parse_flags(&specs, &flag)?.flags);
+                    }
+                    None => parsed.rest.push(word),
+                }
+            }
         }
         if parsed.help {
             return Ok(None);
@@ -123,6 +140,13 @@ impl Command {
             args: parsed.rest,
         }))
     }
+}
+
+/// The flag of `specs` that `word` names (`-name`, `--name`, `-name=value`), if any.
+fn own_flag<'a>(specs: &'a [FlagSpec], word: &str) -> Option<&'a FlagSpec> {
+    let body = word.strip_prefix("--").or_else(|| word.strip_prefix('-'))?;
+    let name = body.split_once('=').map_or(body, |(name, _)| name);
+    specs.iter().find(|s| s.name == name)
 }
 
 /// A parsed command line of a client subcommand.
@@ -263,6 +287,19 @@ mod tests {
             .unwrap();
         assert_eq!(inv.args, ["version"]);
         assert_eq!(inv.value("http-addr"), Some("127.0.0.1:9"));
+        // Its own flags anywhere after COMMAND; every other word is the command's.
+        let inv = parse(
+            "exec",
+            "dashboard -i 500 -http-auth=u:p -n 2 --http-addr 127.0.0.1:8 -h",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(inv.args, ["dashboard", "-i", "500", "-n", "2", "-h"]);
+        assert_eq!(inv.value("http-auth"), Some("u:p"));
+        assert_eq!(inv.value("http-addr"), Some("127.0.0.1:8"));
+        let inv = parse("exec", "echo -- -http-addr x").unwrap().unwrap();
+        assert_eq!(inv.args, ["echo", "-http-addr", "x"]);
+        assert_eq!(inv.value("http-addr"), None);
         let inv = parse("join", "a -wan").unwrap().unwrap();
         assert_eq!(inv.args, ["a", "-wan"]);
         assert!(parse("members", "-bogus").is_err());

@@ -527,10 +527,11 @@ pub fn config_file(config: &Config) -> Value {
 }
 
 /// Variables that would point a CLI client somewhere else than the test's agent.
-const CLIENT_ENV: [&str; 5] = [
+const CLIENT_ENV: [&str; 6] = [
     "TANDEM_RPC_ADDR",
     "TANDEM_RPC_AUTH",
     "TANDEM_HTTP_ADDR",
+    "TANDEM_HTTP_AUTH",
     "SERF_RPC_ADDR",
     "SERF_RPC_AUTH",
 ];
