@@ -77,6 +77,7 @@ mod http;
 mod json;
 mod log;
 mod members;
+mod queries;
 mod rpc;
 mod secret;
 mod session;

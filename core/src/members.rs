@@ -60,6 +60,9 @@ pub(crate) struct Membership {
     /// line may be written, and how many datagrams went unlogged since the last one.
     pub(crate) gossip_log_at: Option<Instant>,
     pub(crate) gossip_unlogged: u64,
+    /// Queries started over the RPC: the connection and Seq their records go to, by the
+    /// query's LTime.
+    pub(crate) queries: BTreeMap<u64, (ConnId, u64)>,
 }
 
 /// How often undecodable gossip (a stranger, a wrong key, plaintext in an encrypted
@@ -308,6 +311,10 @@ impl Agent {
                     );
                 }
             }
+            event @ (ClusterEvent::Query(_)
+            | ClusterEvent::QueryAck { .. }
+            | ClusterEvent::QueryResponse { .. }
+            | ClusterEvent::QueryDone(_)) => self.query_event(event, now),
             ClusterEvent::User(e) => {
                 let text = alloc::format!("agent: Received event: user-event: {}", e.name);
                 self.log(Level::Info, &text, now);

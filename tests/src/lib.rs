@@ -5,6 +5,7 @@ pub mod driver;
 pub mod http;
 pub mod netsim;
 pub mod netsim_agent;
+pub mod query_sim;
 pub mod sim;
 
 pub use http::Response;

@@ -859,10 +859,34 @@ fn rpc_rows() -> Vec<Row> {
         (Want::Bytes(reply(0, "Unsupported command")), After::Fin),
     );
     add(
-        "unsupported_query",
+        "query_with_an_internal_name",
         true,
-        req("query", 3),
-        (Want::Bytes(reply(3, "Unsupported command")), After::Fin),
+        req_with("query", 3, &map(&[("Name", "_serf_install-key".into())])),
+        (
+            Want::Bytes(reply(3, "Queries cannot contain the '_serf_' prefix")),
+            rpc_open(""),
+        ),
+    );
+    add(
+        "respond_to_an_unknown_query",
+        true,
+        req_with("respond", 3, &map(&[("ID", 7u64.into())])),
+        (
+            Want::Bytes(reply(3, "No pending queries matching ID")),
+            rpc_open(""),
+        ),
+    );
+    add(
+        "query_relay_factor_over_255",
+        true,
+        req_with("query", 3, &map(&[("RelayFactor", 256u64.into())])),
+        closed(),
+    );
+    add(
+        "query_timeout_over_int64",
+        true,
+        req_with("query", 3, &map(&[("Timeout", u64::MAX.into())])),
+        closed(),
     );
     add(
         "handshake_version_2",

@@ -100,6 +100,7 @@ conformance! {
     rpc_stats_is_sections_of_string_leaves;
     rpc_monitor_streams_records_until_stopped;
     rpc_event_reaches_a_stream_on_another_connection;
+    rpc_query_is_acked_answered_on_a_stream_and_done_at_its_timeout;
     rpc_auth_gates_commands_until_the_configured_key with rpc_auth;
     rpc_join_of_nothing_is_num_zero;
     rpc_wan_join_on_a_client_is_refused;
@@ -1148,6 +1149,107 @@ fn rpc_event_reaches_a_stream_on_another_connection(d: &mut dyn Driver) {
     );
     // The sender does not get its own event on a connection without a stream.
     d.expect_quiet(&mut a, Duration::from_millis(50));
+}
+
+/// A query record on the query's Seq: `{"From","Payload","Type"}`.
+fn query_record(seq: u64, from: &str, payload: Option<&[u8]>, kind: &str) -> Vec<u8> {
+    let mut out = reply(seq, "");
+    out.extend(enc(&map(&[
+        ("From", from.into()),
+        ("Payload", payload.map_or(V::Nil, |p| V::B(p.to_vec()))),
+        ("Type", kind.into()),
+    ])));
+    out
+}
+
+fn rpc_query_is_acked_answered_on_a_stream_and_done_at_its_timeout(d: &mut dyn Driver) {
+    let node = "conformance-node";
+    let mut s = handshaken(d);
+    assert_bytes(
+        &call(
+            d,
+            &mut s,
+            &req_with("stream", 10, &map(&[("Type", "query:load".into())])),
+            1,
+        ),
+        &reply(10, ""),
+    );
+    let mut a = handshaken(d);
+    // §5.8's query with a 0.3 s Timeout (ce 11e1a300):
+    // {"FilterNodes":[],"FilterTags":{},"RequestAck":true,"RelayFactor":0,
+    //  "Timeout":300000000,"Name":"load","Payload":bin"15m"}
+    let mut request = req("query", 3);
+    request.extend(hex(
+        "87ab46696c7465724e6f64657390aa46696c7465725461677380aa5265717565737441636bc3\
+         ab52656c6179466163746f7200a754696d656f7574ce11e1a300a44e616d65a46c6f6164\
+         a75061796c6f6164c40331356d",
+    ));
+    let started = d.elapsed();
+    let mut want = reply(3, "");
+    // The querying node acks its own query.
+    want.extend(query_record(3, node, None, "ack"));
+    assert_bytes(&call(d, &mut a, &request, 3), &want);
+    // §5.8's stream record, with a fresh agent's first query LTime (1).
+    assert_bytes(
+        &d.rpc_values(&mut s, 2),
+        &hex("82a54572726f72a0a35365710a \
+              85a54576656e74a57175657279a2494401a54c54696d6501a44e616d65a46c6f6164\
+              a75061796c6f6164c40331356d"),
+    );
+    // {"ID":1,"Payload":bin"1.02"}
+    let mut respond = req("respond", 12);
+    respond.extend(hex("82a2494401a75061796c6f6164c404312e3032"));
+    assert_bytes(&call(d, &mut s, &respond, 1), &reply(12, ""));
+    assert_bytes(
+        &d.rpc_values(&mut a, 2),
+        &query_record(3, node, Some(b"1.02"), "response"),
+    );
+    let mut again = req("respond", 13);
+    again.extend(hex("82a2494401a75061796c6f6164c401 78"));
+    assert_bytes(
+        &call(d, &mut s, &again, 1),
+        &reply(13, "Response already sent"),
+    );
+    let mut unknown = req("respond", 14);
+    unknown.extend(hex("82a2494409a75061796c6f6164c0"));
+    assert_bytes(
+        &call(d, &mut s, &unknown, 1),
+        &reply(14, "No pending queries matching ID"),
+    );
+    assert_bytes(&d.rpc_values(&mut a, 2), &query_record(3, "", None, "done"));
+    let took = d.elapsed() - started;
+    assert!(
+        took >= Duration::from_millis(300),
+        "done comes at the timeout, not before: {took:?}"
+    );
+    // A query of another name does not reach the `query:load` stream; internal names are
+    // refused, `_serf_ping` without a payload is not.
+    let internal = req_with(
+        "query",
+        4,
+        &map(&[
+            ("Name", "_serf_x".into()),
+            ("Timeout", 100_000_000u64.into()),
+        ]),
+    );
+    assert_bytes(
+        &call(d, &mut a, &internal, 1),
+        &reply(4, "Queries cannot contain the '_serf_' prefix"),
+    );
+    let ping = req_with(
+        "query",
+        5,
+        &map(&[
+            ("Name", "_serf_ping".into()),
+            ("RequestAck", true.into()),
+            ("Timeout", 100_000_000u64.into()),
+        ]),
+    );
+    let mut want = reply(5, "");
+    want.extend(query_record(5, node, None, "ack"));
+    want.extend(query_record(5, "", None, "done"));
+    assert_bytes(&call(d, &mut a, &ping, 5), &want);
+    d.expect_quiet(&mut s, Duration::from_millis(50));
 }
 
 fn rpc_auth_gates_commands_until_the_configured_key(d: &mut dyn Driver) {

@@ -176,8 +176,14 @@ pub struct ClusterLimits {
     pub max_events: usize,
     /// Joins in progress at once.
     pub max_joins: usize,
-    /// User events older than this many LTimes are ignored (Serf's event buffer, 512).
+    /// User events older than this many LTimes are ignored (Serf's event buffer, 512);
+    /// so are queries (Serf's query buffer, 512).
     pub event_window: u64,
+    /// Queries this node started and still collects answers for; more are refused.
+    pub max_queries: usize,
+    /// Received queries still open for a response (their deadline not passed); beyond it
+    /// the oldest can no longer be responded to.
+    pub max_pending_queries: usize,
 }
 
 impl Default for ClusterLimits {
@@ -188,6 +194,8 @@ impl Default for ClusterLimits {
             max_events: 4096,
             max_joins: 16,
             event_window: 512,
+            max_queries: 256,
+            max_pending_queries: 1024,
         }
     }
 }
@@ -238,6 +246,15 @@ pub struct ClusterConfig {
     /// A missing or stale meta is asked for after this long (giving the broadcast a
     /// chance first), and again every this long.
     pub pull_interval: Duration,
+    /// A query without a timeout stays open `gossip_interval × query_timeout_mult ×
+    /// ⌈log10(N + 1)⌉` for N members (Serf's `QueryTimeoutMult`, 16).
+    pub query_timeout_mult: u32,
+    /// Largest query as it travels, name, payload and filters included (Serf's
+    /// `QuerySizeLimit`, 1,024 bytes); a larger one is refused.
+    pub query_size_limit: usize,
+    /// Largest ack or response as it travels (Serf's `QueryResponseSizeLimit`, 1,024
+    /// bytes); a larger response is refused.
+    pub query_response_size_limit: usize,
     /// Bounds.
     pub limits: ClusterLimits,
     /// The gossip keys (empty: plaintext). Unlike the rest, a new keyring takes effect on
@@ -266,6 +283,9 @@ impl Default for ClusterConfig {
             reconnect_interval: Duration::from_secs(30),
             sync_interval: Duration::from_secs(30),
             pull_interval: Duration::from_secs(1),
+            query_timeout_mult: 16,
+            query_size_limit: 1024,
+            query_response_size_limit: 1024,
             limits: ClusterLimits::default(),
             keyring: Keyring::default(),
         }

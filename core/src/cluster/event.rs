@@ -64,6 +64,27 @@ pub enum ClusterEvent {
     },
     /// A user event (LAN pool).
     User(UserEvent),
+    /// A query this node passes the filters of (LAN pool), open for
+    /// [`super::Cluster::respond`] until its deadline.
+    Query(super::QueryEvent),
+    /// The first ack from a member for a query this node started.
+    QueryAck {
+        /// The query.
+        query: super::QueryId,
+        /// The member's name.
+        from: String,
+    },
+    /// The first response from a member for a query this node started.
+    QueryResponse {
+        /// The query.
+        query: super::QueryId,
+        /// The member's name.
+        from: String,
+        /// What it answered.
+        payload: Vec<u8>,
+    },
+    /// A query this node started is over: no more acks or responses are reported.
+    QueryDone(super::QueryId),
 }
 
 /// Why a join reached none of its addresses: Serf's multierror text.

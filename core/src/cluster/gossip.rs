@@ -75,6 +75,8 @@ pub(crate) enum Inbound {
     Leave(SocketAddr),
     /// A user event seen for the first time.
     User(UserItem),
+    /// A query seen for the first time.
+    Query(super::query::QueryItem),
     /// A peer holds a meta about us at least this fresh: ours must go above it.
     SelfStale(u32),
 }
@@ -148,6 +150,10 @@ pub(crate) enum ItemKey {
         origin: SocketAddr,
         ltime: u64,
     },
+    Query {
+        ltime: u64,
+        id: u32,
+    },
 }
 
 impl foca::Invalidates for ItemKey {
@@ -160,6 +166,7 @@ impl foca::Invalidates for ItemKey {
                 a == b && fresher(*x, *y) != Ordering::Less
             }
             (x @ ItemKey::User { .. }, y @ ItemKey::User { .. }) => x == y,
+            (x @ ItemKey::Query { .. }, y @ ItemKey::Query { .. }) => x == y,
             _ => false,
         }
     }
@@ -175,6 +182,8 @@ pub(crate) struct Gossip {
     /// The freshest leave record by member address.
     pub(crate) leaves: BTreeMap<SocketAddr, Leave>,
     pub(crate) events: EventLog,
+    /// The query clock and the queries seen (Serf's query buffer).
+    pub(crate) queries: super::query::QueryLog,
     /// New items since the cluster last looked.
     pub(crate) inbox: Vec<Inbound>,
     /// The time of the input being handled (set by the cluster before each foca call).
@@ -192,6 +201,7 @@ impl Gossip {
             metas: BTreeMap::new(),
             leaves: BTreeMap::new(),
             events: EventLog::new(event_window, max_members.max(64)),
+            queries: super::query::QueryLog::new(event_window, max_members.max(64)),
             inbox: Vec::new(),
             now: Instant::ZERO,
             room: true,
@@ -262,6 +272,17 @@ impl Gossip {
                 }
                 self.events.recent.push_back((self.now, u.clone()));
                 self.inbox.push(Inbound::User(u));
+                (self.room || local).then_some(key)
+            }
+            Item::Query(q) => {
+                let key = ItemKey::Query {
+                    ltime: q.ltime,
+                    id: q.id,
+                };
+                if !self.queries.witness(q.ltime, q.id) {
+                    return None;
+                }
+                self.inbox.push(Inbound::Query(q));
                 (self.room || local).then_some(key)
             }
         }

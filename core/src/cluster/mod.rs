@@ -57,6 +57,7 @@ mod lifecycle;
 mod member;
 mod outbox;
 mod pool;
+mod query;
 mod timer;
 mod wire;
 
@@ -75,6 +76,9 @@ pub use config::{ClusterConfig, ClusterLimits, PoolTiming};
 pub use event::{ClusterError, ClusterEvent, JoinError, JoinOutcome, MemberEvent, UserEvent};
 pub use keyring::{ENCRYPTION_OVERHEAD, ENCRYPTION_VERSION, GossipKey, KeyError, Keyring};
 pub use member::{DELEGATE, MemberStatus, MemberView, PROTOCOL};
+pub use query::{
+    INTERNAL_PREFIX, PING, PendingQuery, QueryError, QueryEvent, QueryId, QueryParams,
+};
 pub use wire::{NAME_LIMIT, TAGS_LIMIT, USER_EVENT_LIMIT};
 
 use gossip::{Inbound, fresher};
@@ -228,6 +232,7 @@ pub struct Cluster {
     addr_scratch: Vec<SocketAddr>,
     /// Scratch for the plaintext of an encrypted datagram.
     open_scratch: Vec<u8>,
+    queries: query::Queries,
 }
 
 impl Cluster {
@@ -275,6 +280,7 @@ impl Cluster {
             rng: Xoshiro256PlusPlus::from_rng(&mut parent),
             addr_scratch: Vec::new(),
             open_scratch: Vec::new(),
+            queries: query::Queries::default(),
             cfg: config,
         };
         cluster.out.crypt = Crypt::new(
@@ -455,6 +461,9 @@ impl Cluster {
                 }) => self.on_foca(pool, from, meta_version, packet, now),
                 Ok(Frame::Pull(pull, listed)) => self.on_pull(pool, from, pull, &listed, now),
                 Ok(Frame::Push(header, items)) => self.on_push(pool, from, header, &items, now),
+                Ok(Frame::Response(resp)) if pool == Pool::Lan => self.on_response(resp, now),
+                Ok(Frame::Relay { dest, frame }) => self.on_relay(pool, dest, frame, now),
+                Ok(Frame::Response(_)) => self.stats.bad_datagrams += 1,
                 Err(_) => self.stats.bad_datagrams += 1,
             },
             Err(_) => self.stats.decrypt_failures += 1,
@@ -495,6 +504,8 @@ impl Cluster {
                 Task::Sync(pool) => self.sync_tick(pool, now),
                 Task::Explain(pool, addr) => self.explain_tick(pool, addr, now),
                 Task::LeaveDue(pool, addr) => self.leave_due_tick(pool, addr, now),
+                Task::QueryDone(ltime) => self.query_done(ltime),
+                Task::QueryExpire(handle) => self.query_expire(handle, now),
                 Task::Release(pool, addr) => {
                     let held = self.pool_mut(pool).and_then(|p| p.records.get_mut(&addr));
                     if let Some(rec) = held.filter(|r| r.hold) {
@@ -999,6 +1010,8 @@ impl Cluster {
                 payload: u.payload,
                 coalesce: u.coalesce,
             })),
+            Inbound::Query(q) if pool == Pool::Lan => self.on_query(q, now),
+            Inbound::Query(_) => {}
             Inbound::SelfStale(version) => self.refute(pool, version, now),
         }
     }
@@ -1136,7 +1149,11 @@ impl Cluster {
                 return;
             }
         }
-        if self.events.len() >= self.cfg.limits.max_events {
+        // A query's end is never dropped: whoever waits for it would wait forever (at most
+        // `max_queries` are in flight).
+        if self.events.len() >= self.cfg.limits.max_events
+            && !matches!(event, ClusterEvent::QueryDone(_))
+        {
             self.stats.events_dropped += 1;
             return;
         }

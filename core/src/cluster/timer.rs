@@ -39,6 +39,10 @@ pub(crate) enum Task {
     LeaveDue(Pool, SocketAddr),
     /// Stop holding back a down member's `member-failed`.
     Release(Pool, SocketAddr),
+    /// A query this node started is over (its LTime).
+    QueryDone(u64),
+    /// A received query can no longer be responded to (its local handle).
+    QueryExpire(u64),
 }
 
 impl Rank for Task {
@@ -64,6 +68,8 @@ impl Rank for Task {
             Task::Explain(..) => 13,
             Task::LeaveDue(..) => 14,
             Task::Release(..) => 15,
+            Task::QueryDone(_) => 16,
+            Task::QueryExpire(_) => 17,
         }
     }
 }

@@ -17,7 +17,12 @@
 //! item   := 0x01 id:identity version:u32 name:str8 n:u8 (key:str8 value:str8){n}   META
 //!         | 0x02 id:identity prune:u8 forced:u8                                     LEAVE
 //!         | 0x03 origin:identity ltime:u64 coalesce:u8 name:str16 payload:bin16     USER
+//!         | 0x04 query (see `query.rs`)                                             QUERY
 //! ```
+//!
+//! Queries add two frames (`query.rs`): `0x04` RESPONSE (an ack or a response, sent
+//! straight to the query's origin) and `0x05` RELAY (a RESPONSE for a member to pass on to
+//! the origin, Serf's relay factor).
 //!
 //! `meta_version` on FOCA frames is the sender's current meta version: a receiver that holds
 //! an older one (a missed tag update) or a newer one (a restarted sender) asks it with a
@@ -39,10 +44,13 @@ use super::identity::NodeId;
 pub(crate) const FRAME_FOCA: u8 = 0x01;
 pub(crate) const FRAME_PULL: u8 = 0x02;
 pub(crate) const FRAME_PUSH: u8 = 0x03;
+pub(crate) const FRAME_RESPONSE: u8 = 0x04;
+pub(crate) const FRAME_RELAY: u8 = 0x05;
 
 const ITEM_META: u8 = 0x01;
 const ITEM_LEAVE: u8 = 0x02;
 const ITEM_USER: u8 = 0x03;
+pub(crate) const ITEM_QUERY: u8 = 0x04;
 
 /// Bytes before foca's packet in a FOCA frame.
 pub(crate) const FOCA_PREFIX: usize = 5;
@@ -128,24 +136,24 @@ impl<'a> Reader<'a> {
     pub(crate) fn u64(&mut self) -> Result<u64, CodecError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
-    fn flag(&mut self) -> Result<bool, CodecError> {
+    pub(crate) fn flag(&mut self) -> Result<bool, CodecError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(CodecError::BadTag),
         }
     }
-    fn str_n(&mut self, len: usize, limit: usize) -> Result<&'a str, CodecError> {
+    pub(crate) fn str_n(&mut self, len: usize, limit: usize) -> Result<&'a str, CodecError> {
         if len > limit {
             return Err(CodecError::TooLong);
         }
         core::str::from_utf8(self.take(len)?).map_err(|_| CodecError::BadUtf8)
     }
-    fn str8(&mut self, limit: usize) -> Result<&'a str, CodecError> {
+    pub(crate) fn str8(&mut self, limit: usize) -> Result<&'a str, CodecError> {
         let len = usize::from(self.u8()?);
         self.str_n(len, limit)
     }
-    fn end(&self) -> Result<(), CodecError> {
+    pub(crate) fn end(&self) -> Result<(), CodecError> {
         if self.remaining() == 0 {
             Ok(())
         } else {
@@ -154,7 +162,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_str8(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str8(out: &mut Vec<u8>, s: &str) {
     // Callers check lengths against NAME_LIMIT / TAGS_LIMIT first.
     out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(s.as_bytes().get(..255).unwrap_or(s.as_bytes()));
@@ -217,6 +225,7 @@ pub(crate) enum Item {
     Meta(Meta),
     Leave(Leave),
     User(UserItem),
+    Query(super::query::QueryItem),
 }
 
 impl Item {
@@ -251,6 +260,7 @@ impl Item {
                 out.extend_from_slice(&payload_len.to_be_bytes());
                 out.extend_from_slice(&u.payload);
             }
+            Item::Query(q) => q.encode(out),
         }
     }
 
@@ -310,6 +320,7 @@ impl Item {
                     payload,
                 })
             }
+            ITEM_QUERY => Item::Query(super::query::QueryItem::decode(&mut r)?),
             _ => return Err(CodecError::BadTag),
         };
         r.end()?;
@@ -355,6 +366,13 @@ pub(crate) enum Frame<'a> {
     Pull(Pull, Vec<SocketAddr>),
     /// The raw items; decode each with [`Item::decode`].
     Push(PushHeader, Vec<&'a [u8]>),
+    /// A query's ack or response, for its origin.
+    Response(super::query::Response<'a>),
+    /// A response to pass on to `dest` (the whole RESPONSE frame, as received).
+    Relay {
+        dest: SocketAddr,
+        frame: &'a [u8],
+    },
 }
 
 /// Most items in one PUSH datagram.
@@ -409,6 +427,18 @@ impl<'a> Frame<'a> {
                 }
                 r.end()?;
                 Ok(Frame::Push(header, items))
+            }
+            FRAME_RESPONSE => Ok(Frame::Response(super::query::Response::decode(&mut r)?)),
+            FRAME_RELAY => {
+                let dest = read_id(&mut r)?.addr;
+                let frame = r.rest();
+                // Only a well-formed response is passed on (never a relay of a relay).
+                let mut inner = Reader::new(frame);
+                if inner.u8()? != FRAME_RESPONSE {
+                    return Err(CodecError::BadTag);
+                }
+                super::query::Response::decode(&mut inner)?;
+                Ok(Frame::Relay { dest, frame })
             }
             _ => Err(CodecError::BadTag),
         }

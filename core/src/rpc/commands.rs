@@ -71,6 +71,15 @@ impl Filter {
         })
     }
 
+    /// Whether a query of this name passes.
+    pub(crate) fn query(&self, name: &str) -> bool {
+        self.0.iter().any(|i| match i {
+            FilterItem::All | FilterItem::Query(None) => true,
+            FilterItem::Query(Some(n)) => n == name,
+            _ => false,
+        })
+    }
+
     /// Whether a user event of this name passes.
     pub(crate) fn user(&self, name: &str) -> bool {
         self.0.iter().any(|i| match i {
@@ -182,6 +191,8 @@ impl Agent {
             Cmd::ForceLeave => self.rpc_force_leave(conn, seq, &mut r, now),
             Cmd::Tags => self.rpc_tags(conn, seq, &mut r, now),
             Cmd::Event => self.rpc_event(conn, seq, &mut r, now),
+            Cmd::Query => self.rpc_query(conn, seq, &mut r, now),
+            Cmd::Respond => self.rpc_respond(conn, seq, &mut r, now),
         };
         result.unwrap_or(false)
     }

@@ -39,6 +39,8 @@ pub(crate) enum Cmd {
     Stream,
     Tags,
     Event,
+    Query,
+    Respond,
 }
 
 impl Cmd {
@@ -60,6 +62,8 @@ impl Cmd {
             "stream" => Cmd::Stream,
             "tags" => Cmd::Tags,
             "event" => Cmd::Event,
+            "query" => Cmd::Query,
+            "respond" => Cmd::Respond,
             _ => return None,
         })
     }
@@ -109,6 +113,8 @@ pub(crate) struct RpcConn {
     pub(crate) streams: Vec<Stream>,
     /// A request (`join`) waits for its answer; the ones behind it stay buffered.
     pub(crate) parked: bool,
+    /// IDs of received queries its streams carried, for `respond`.
+    pub(crate) queries: crate::queries::ConnQueries,
 }
 
 impl Agent {

@@ -274,6 +274,11 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// True if nil is next (Go decodes it to a nil slice, which some commands tell apart).
+    pub(crate) fn at_nil(&self) -> bool {
+        matches!(self.peek(), Ok(Marker::Null))
+    }
+
     /// True if a map is next (as opposed to an array, for structs Go takes either way).
     pub(crate) fn at_map(&self) -> bool {
         matches!(

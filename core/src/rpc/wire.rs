@@ -20,6 +20,7 @@ pub(crate) mod msg {
     pub(crate) const INVALID_FILTER: &str = "Invalid event filter";
     pub(crate) const STREAM_EXISTS: &str = "Stream with given sequence exists";
     pub(crate) const WAN_NEEDS_SERVER: &str = "Must be a server to join WAN cluster";
+    pub(crate) const INTERNAL_QUERY: &str = "Queries cannot contain the '_serf_' prefix";
 }
 
 /// Decodes a request header: `Command`, `Seq` (and Consul's `Token`, ignored), as a map or
@@ -54,6 +55,10 @@ pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
 
 pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
     let _ = rmp::encode::write_uint(out, v);
+}
+
+pub(crate) fn nil(out: &mut Vec<u8>) {
+    let _ = rmp::encode::write_nil(out);
 }
 
 pub(crate) fn bool(out: &mut Vec<u8>, v: bool) {
