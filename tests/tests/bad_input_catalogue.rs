@@ -864,7 +864,7 @@ fn rpc_rows() -> Vec<Row> {
         req_with("query", 3, &map(&[("Name", "_serf_install-key".into())])),
         (
             Want::Bytes(reply(3, "Queries cannot contain the '_serf_' prefix")),
-            rpc_open(""),
+            rpc_open(DONE),
         ),
     );
     add(
@@ -873,7 +873,7 @@ fn rpc_rows() -> Vec<Row> {
         req_with("respond", 3, &map(&[("ID", 7u64.into())])),
         (
             Want::Bytes(reply(3, "No pending queries matching ID")),
-            rpc_open(""),
+            rpc_open(DONE),
         ),
     );
     add(
