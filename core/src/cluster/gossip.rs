@@ -124,14 +124,23 @@ impl EventLog {
         }
         self.seen.insert((ltime, origin));
         self.clock = self.clock.max(ltime.saturating_add(1));
-        let oldest = self.clock.saturating_sub(self.window);
-        while let Some(&first) = self.seen.first() {
-            if first.0 >= oldest && self.seen.len() <= self.cap {
-                break;
-            }
-            self.seen.pop_first();
-        }
+        forget_old(
+            &mut self.seen,
+            self.clock.saturating_sub(self.window),
+            self.cap,
+        );
         true
+    }
+}
+
+/// Drops the entries of a seen-set (keyed by LTime first) older than `oldest`, and the
+/// oldest beyond `cap`: Serf's ring buffers of recent events and queries, as a set.
+pub(crate) fn forget_old<K: Ord + Copy>(seen: &mut BTreeSet<(u64, K)>, oldest: u64, cap: usize) {
+    while let Some(&first) = seen.first() {
+        if first.0 >= oldest && seen.len() <= cap {
+            break;
+        }
+        seen.pop_first();
     }
 }
 

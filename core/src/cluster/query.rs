@@ -304,12 +304,7 @@ impl QueryLog {
             return false;
         }
         let oldest = self.clock.saturating_sub(self.window);
-        while let Some(&first) = self.seen.first() {
-            if first.0 >= oldest && self.seen.len() <= self.cap {
-                break;
-            }
-            self.seen.pop_first();
-        }
+        super::gossip::forget_old(&mut self.seen, oldest, self.cap);
         true
     }
 }
