@@ -78,6 +78,7 @@ mod json;
 mod log;
 mod members;
 mod queries;
+mod reload;
 mod rpc;
 mod secret;
 mod session;
@@ -143,8 +144,9 @@ pub enum Effect {
     CancelJob(JobId),
     /// A job that was answered `Full` may produce output again.
     JobWritable(JobId),
-    /// Re-read the configuration file and pass it to [`Agent::apply_config`] (RPC
-    /// `reload`; SIGHUP does the same).
+    /// Re-read the configuration file and answer with [`Agent::reload_finished`]: the new
+    /// configuration, or why it could not be read (RPC `reload` and the `reload` command
+    /// wait for that answer; SIGHUP should do the same).
     Reload,
     /// The agent has left (or was told to stop): close everything and exit.
     Shutdown,
@@ -233,6 +235,8 @@ pub struct Agent {
     /// How many of `sessions` are one-time `exec` sessions, which do not count against
     /// `max_sessions` (see `new_session`).
     one_time_sessions: usize,
+    /// `reload` requests waiting for [`Agent::reload_finished`].
+    reload_waiters: Vec<reload::ReloadWaiter>,
     jobs: BTreeMap<u32, Job>,
     next_job: u32,
     registry: command::Registry,
@@ -277,6 +281,7 @@ impl Agent {
             overflow_open: 0,
             sessions: BTreeMap::new(),
             one_time_sessions: 0,
+            reload_waiters: Vec::new(),
             jobs: BTreeMap::new(),
             next_job: 1,
             registry: command::Registry::default(),

@@ -338,10 +338,11 @@ impl Harness {
         self.drain();
     }
 
-    /// Applies a configuration.
+    /// Applies a configuration, as the outcome of a reload (which answers RPC `reload`s
+    /// waiting for one).
     pub fn apply_config(&mut self, config: Config) {
         self.max_tx = self.max_tx.max(config.limits.max_tx);
-        self.agent.apply_config(config, self.now);
+        self.agent.reload_finished(Ok(config), self.now);
         self.trace(format_args!("reload"));
         self.drain();
     }

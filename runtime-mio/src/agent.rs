@@ -249,18 +249,14 @@ fn begin_shutdown(rt: &mut MioAgent, phase: &mut Phase) {
     *phase = Phase::Flushing(StdInstant::now() + SHUTDOWN_FLUSH);
 }
 
-/// SIGHUP or the RPC `reload`: re-read the config file; a bad file is logged and the
-/// running configuration kept.
+/// SIGHUP or `reload` (RPC or command): re-read the config file and hand the outcome to
+/// the core, which applies it or logs the error and keeps the running configuration, and
+/// answers the `reload` requests waiting for it.
 fn reload(rt: &mut MioAgent, opts: &AgentOptions, why: &str) {
     rt.log(
         Level::Info,
         &format!("agent: {why}, reloading configuration"),
     );
-    match opts.reload_config(rt.agent().config()) {
-        Ok(config) => rt.input(|agent, now| agent.apply_config(config, now)),
-        Err(e) => rt.log(
-            Level::Err,
-            &format!("agent: reload failed, keeping the running configuration: {e}"),
-        ),
-    }
+    let loaded = opts.reload_config(rt.agent().config());
+    rt.input(|agent, now| agent.reload_finished(loaded, now));
 }

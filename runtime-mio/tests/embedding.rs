@@ -121,7 +121,7 @@ fn an_application_poll_serves_the_agent_beside_its_own_socket() {
         agent.handle_timeout();
         while let Some(request) = agent.poll_request() {
             if request == AgentRequest::Reload {
-                agent.input(|a, now| a.apply_config(Config::default(), now));
+                agent.input(|a, now| a.reload_finished(Ok(Config::default()), now));
             }
             requests.push(request);
         }

@@ -500,21 +500,16 @@ impl Runtime {
         }
     }
 
-    /// SIGHUP or `Effect::Reload`: re-read the config file; a bad file is logged and the
-    /// running configuration kept.
+    /// SIGHUP or `Effect::Reload`: re-read the config file and hand the outcome to the
+    /// core, which applies it or logs the error and keeps the running configuration, and
+    /// answers the `reload` requests waiting for it.
     fn reload(self: &Rc<Self>, why: &str) {
         self.log(
             Level::Info,
             &format!("agent: {why}, reloading configuration"),
         );
         let loaded = self.opts.reload_config(self.agent.borrow().config());
-        match loaded {
-            Ok(config) => self.input(|agent, now| agent.apply_config(config, now)),
-            Err(e) => self.log(
-                Level::Err,
-                &format!("agent: reload failed, keeping the running configuration: {e}"),
-            ),
-        }
+        self.input(|agent, now| agent.reload_finished(loaded, now));
     }
 
     async fn accept_loop(self: Rc<Self>, socket: Async<TcpListener>, listener: Listener) {

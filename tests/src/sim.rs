@@ -239,6 +239,13 @@ impl Sim {
         r.remove(0).text().to_string()
     }
 
+    /// Answers `Effect::Reload` as a runtime does once it has re-read its configuration
+    /// file (`Err`: why it could not), then drains.
+    pub fn reload_finished(&mut self, outcome: Result<Config, String>) {
+        self.agent.reload_finished(outcome, self.now);
+        self.drain();
+    }
+
     /// Takes the `StartJob` effects emitted so far: (job, command, args).
     pub fn started_jobs(&mut self) -> Vec<(JobId, String, Vec<String>)> {
         let mut out = Vec::new();

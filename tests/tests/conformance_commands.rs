@@ -56,6 +56,7 @@ fn help_lists_every_command_sorted_by_name() {
             "monitor",
             "Stream the agent's log records until interrupted",
         ),
+        entry("reload", "Re-read the agent's configuration file"),
         entry("session", "Show this session"),
         entry("stats", "Show the agent's counters"),
         entry("version", "Show the agent's version"),

@@ -336,12 +336,74 @@ fn stats_on_a_server_adds_serf_wan() {
 // ----- reload and leave (§2, §5.10) ----------------------------------------------------
 
 #[test]
-fn reload_answers_at_once_and_asks_the_runtime_to_reload() {
+fn reload_answers_once_the_runtime_has_reloaded_with_the_files_error() {
     let mut sim = Sim::new();
     let c = handshaken(&mut sim);
-    assert_bytes(&call(&mut sim, c, &req("reload", 4)), &reply(4, ""));
+    // The request behind it waits too, as behind a join.
+    let mut both = req("reload", 4);
+    both.extend(req("stats", 5));
+    assert!(
+        call(&mut sim, c, &both).is_empty(),
+        "no answer before the reload"
+    );
     assert_eq!(sim.take_effects(), [Effect::Reload]);
+    // A second client asks meanwhile: it waits for the same reload, asking no second one.
+    let d = handshaken(&mut sim);
+    assert!(call(&mut sim, d, &req("reload", 9)).is_empty());
+    assert_eq!(sim.take_effects(), []);
+    let error = "cannot parse /etc/tandem.json: expected value at line 1 column 3";
+    sim.reload_finished(Err(error.into()));
+    let got = sim.received(c);
+    let first = reply(4, error);
+    assert_bytes(&got[..first.len()], &first);
+    assert_eq!(
+        values(&got[first.len()..])[0],
+        map(&[("Error", "".into()), ("Seq", 5.into())])
+    );
+    assert_bytes(&sim.received(d), &reply(9, error));
+    let failed = format!("[ERR] agent: reload failed, keeping the running configuration: {error}");
+    assert!(
+        sim.logs.iter().any(|r| r.line.ends_with(&failed)),
+        "{:?}",
+        sim.logs
+    );
+    assert_eq!(sim.agent.stats().reloads, 0);
+    // The next reload asks again; a good file is applied and answered without an error.
+    assert!(call(&mut sim, c, &req("reload", 6)).is_empty());
+    assert_eq!(sim.take_effects(), [Effect::Reload]);
+    sim.reload_finished(Ok(tandem_core::Config::default()));
+    assert_bytes(&sim.received(c), &reply(6, ""));
+    assert_eq!(sim.agent.stats().reloads, 1);
     assert!(!sim.is_closed(c));
+}
+
+#[test]
+fn the_reload_command_ends_with_the_reloads_outcome() {
+    let mut sim = Sim::new();
+    let exec = sim.connect();
+    sim.post(exec, r#"{"action":"exec","command":"reload"}"#);
+    assert!(sim.responses(exec).is_empty(), "waits for the runtime");
+    assert_eq!(sim.take_effects(), [Effect::Reload]);
+    sim.reload_finished(Err("cannot read /x.json: No such file or directory".into()));
+    let v = sim.responses(exec)[0].json();
+    assert_eq!(v["state"], "SUCCEEDED", "{v}");
+    let results = &v["body"]["results"];
+    assert_eq!(results.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(results[0]["type"], "status");
+    assert_eq!(results[0]["statusCode"], 1);
+    assert_eq!(
+        results[0]["message"],
+        "cannot read /x.json: No such file or directory"
+    );
+    // A SIGHUP-style reload the runtime does on its own answers a waiting command too.
+    sim.post(exec, r#"{"action":"exec","command":"reload"}"#);
+    sim.reload_finished(Ok(tandem_core::Config::default()));
+    let v = sim.responses(exec)[0].json();
+    let results = &v["body"]["results"];
+    assert_eq!(results[0]["message"], "Configuration reloaded", "{v}");
+    assert_eq!(results[1]["statusCode"], 0);
+    let v = sim.api(r#"{"action":"exec","command":"reload now"}"#);
+    assert_eq!(v["body"]["results"][0]["statusCode"], -10, "{v}");
 }
 
 #[test]

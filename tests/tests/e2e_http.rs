@@ -48,6 +48,7 @@ runtimes! {
     sigterm_exits_zero;
     sigint_exits_zero;
     sighup_reloads_the_config_file;
+    reload_answers_a_broken_config_files_error_to_the_cli_and_the_api;
     command_line_errors_exit_one_and_help_exits_zero;
     a_port_in_use_is_reported_and_exits_one;
     rpc_leave_answers_then_the_agent_exits_zero;
@@ -846,6 +847,35 @@ fn sighup_reloads_the_config_file(rt: Runtime) {
     agent.wait_log_after(from, "[ERR] agent: reload failed");
     let r = agent.api(r#"{"action":"exec","command":"version"}"#);
     assert_eq!(r["state"], "SUCCEEDED");
+}
+
+fn reload_answers_a_broken_config_files_error_to_the_cli_and_the_api(rt: Runtime) {
+    let cfg = ConfigFile::new(r#"{"node_name":"n1"}"#);
+    let agent = Agent::start(rt, &["-config-file", cfg.path()]);
+    cfg.write("{ not json");
+    let out = agent.cli("reload", &[]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "Error reloading: cannot parse {}: key must be a string at line 1 column 3\n",
+            cfg.path()
+        )
+    );
+    assert_eq!(out.stdout, "");
+    agent.wait_log("[ERR] agent: reload failed, keeping the running configuration");
+    let v = agent.api(r#"{"action":"exec","command":"reload"}"#);
+    let status = &results(&v)[0];
+    assert_eq!(status["statusCode"], 1, "{v}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("cannot parse "), "{v}");
+    // The agent kept serving; a good file reloads and says so.
+    cfg.write(r#"{"node_name":"n1","log_level":"debug"}"#);
+    let out = agent.cli("reload", &[]);
+    assert_eq!(out.ok(), "Configuration reload triggered\n");
+    let v = agent.api(r#"{"action":"exec","command":"reload"}"#);
+    assert_eq!(results(&v)[0]["message"], "Configuration reloaded", "{v}");
+    assert_eq!(results(&v)[1]["statusCode"], 0, "{v}");
 }
 
 fn command_line_errors_exit_one_and_help_exits_zero(rt: Runtime) {

@@ -27,6 +27,7 @@ impl Agent {
             Builtin::Monitor => ("monitor", true),
             Builtin::Events | Builtin::Join => ("", true),
             Builtin::Leave => ("leave", args.is_empty()),
+            Builtin::Reload => ("reload", args.is_empty()),
             Builtin::ForceLeave => (
                 "force-leave",
                 matches!(args, [n] if n != "-prune") || matches!(args, [p, _] if p == "-prune"),
@@ -34,6 +35,10 @@ impl Agent {
         };
         if !ok {
             return self.usage_error(id, name, now);
+        }
+        if b == Builtin::Reload {
+            // Ends when the runtime has reloaded (`reload_finished`).
+            return self.request_reload(crate::reload::ReloadWaiter::Job(id));
         }
         let jid = u64::from(id);
         let result: Result<Option<Item>, (i32, String)> = match b {
@@ -61,7 +66,7 @@ impl Agent {
                 });
                 o.str("type", "members");
             }))),
-            Builtin::Monitor | Builtin::Events | Builtin::Join => Ok(None),
+            Builtin::Monitor | Builtin::Events | Builtin::Join | Builtin::Reload => Ok(None),
             Builtin::Leave => {
                 self.begin_leave(now);
                 Ok(Some(items::message(id, "Graceful leave started")))

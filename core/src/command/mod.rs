@@ -24,6 +24,7 @@ pub(crate) enum Builtin {
     ForceLeave,
     Leave,
     Events,
+    Reload,
 }
 
 /// Name, one-line summary and usage of a command, as `help` shows them.
@@ -108,6 +109,12 @@ const BUILTINS: &[(Builtin, &str, &str, &str)] = &[
         "monitor",
         "Stream the agent's log records until interrupted",
         "monitor [-l TRACE|DEBUG|INFO|WARN|ERR]",
+    ),
+    (
+        Builtin::Reload,
+        "reload",
+        "Re-read the agent's configuration file",
+        "reload",
     ),
     (Builtin::Session, "session", "Show this session", "session"),
     (

@@ -11,7 +11,7 @@ use super::{Cmd, Stream};
 use crate::log::{Level, LogRecord};
 use crate::secret::constant_time_eq;
 use crate::time::Instant;
-use crate::{Agent, ConnId, Effect, Output};
+use crate::{Agent, ConnId};
 
 /// One element of a `stream` filter (`member-join,user:deploy`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,8 +169,7 @@ impl Agent {
                 Ok(true)
             }
             Cmd::Reload => {
-                self.rpc_reply(conn, seq, "", None);
-                self.emit(Output::Effect(Effect::Reload));
+                self.request_reload(crate::reload::ReloadWaiter::Rpc { conn, seq });
                 Ok(true)
             }
             Cmd::Leave => {

@@ -78,8 +78,8 @@ pub const TOKEN_RANGE: usize = FIRST_CONN + 2 * MAX_SLOTS;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AgentRequest {
-    /// Re-read the configuration and pass it to `Agent::apply_config` (through
-    /// [`MioAgent::input`]). The RPC `reload` asks for this; SIGHUP should do the same.
+    /// Re-read the configuration and pass the outcome to `Agent::reload_finished` (through
+    /// [`MioAgent::input`]): the `reload` requests wait for it. SIGHUP should do the same.
     Reload,
     /// The agent has left: flush what is queued and stop (see [`MioAgent::stop_listening`],
     /// [`MioAgent::has_unflushed_output`], [`MioAgent::close_all`]).

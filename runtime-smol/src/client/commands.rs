@@ -255,8 +255,9 @@ pub(super) const RELOAD: Command = Command {
     usage: "\
 Usage: tandem reload [options]
 
-  Causes the agent to reload its configuration file (as SIGHUP does). The agent
-  answers at once; the reload itself shows in its log.",
+  Causes the agent to reload its configuration file (as SIGHUP does) and waits
+  for the outcome: a file that does not read or parse is printed and exits 1
+  (the agent keeps its running configuration).",
     flags: &[],
     rpc: true,
     flags_after_first_arg: false,
