@@ -12,6 +12,7 @@ mod exec;
 mod format;
 mod http;
 mod interrupt;
+mod query;
 mod rpc;
 
 use crate::cli::{
@@ -70,6 +71,8 @@ pub(crate) const COMMANDS: &[Command] = &[
     commands::LEAVE,
     commands::MEMBERS,
     commands::MONITOR,
+    query::QUERY,
+    query::REACHABILITY,
     commands::RELOAD,
     commands::TAGS,
 ];
