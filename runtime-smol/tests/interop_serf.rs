@@ -13,22 +13,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use client_support::{Out, Spawned, command, on_path, run, skipped, tandem};
+use client_support::{Out, Spawned, command, run, serf_present, tandem};
 use serde_json::Value;
 use support::RunningAgent;
-
-/// Whether to run: `serf` is installed, or the test must fail saying how to get it.
-fn serf_present() -> bool {
-    if on_path("serf") {
-        return true;
-    }
-    assert!(
-        skipped("TANDEM_SKIP_SERF"),
-        "`serf` is not installed: install it with `apt-get install -y serf` \
-         (or set TANDEM_SKIP_SERF=1 to skip the Serf interop tests)"
-    );
-    false
-}
 
 fn addr_flag(agent: &RunningAgent) -> String {
     format!("-rpc-addr=127.0.0.1:{}", agent.rpc_port)

@@ -18,21 +18,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client_support::{Out, Spawned, command, on_path, run, skipped, tandem};
+use client_support::{Out, Spawned, command, run, serf_present, tandem};
 use rmpv::Value;
 use support::RunningAgent;
-
-fn serf_present() -> bool {
-    if on_path("serf") {
-        return true;
-    }
-    assert!(
-        skipped("TANDEM_SKIP_SERF"),
-        "`serf` is not installed: install it with `apt-get install -y serf` \
-         (or set TANDEM_SKIP_SERF=1 to skip the Serf interop tests)"
-    );
-    false
-}
 
 fn map(pairs: &[(&str, Value)]) -> Value {
     Value::Map(

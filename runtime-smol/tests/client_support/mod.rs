@@ -179,3 +179,16 @@ pub fn on_path(name: &str) -> bool {
 pub fn skipped(skip_var: &str) -> bool {
     std::env::var(skip_var).is_ok_and(|v| v == "1")
 }
+
+/// Whether to run: `serf` is installed, or the test must fail saying how to get it.
+pub fn serf_present() -> bool {
+    if on_path("serf") {
+        return true;
+    }
+    assert!(
+        skipped("TANDEM_SKIP_SERF"),
+        "`serf` is not installed: install it with `apt-get install -y serf` \
+         (or set TANDEM_SKIP_SERF=1 to skip the Serf interop tests)"
+    );
+    false
+}
