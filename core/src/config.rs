@@ -6,6 +6,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 use serde::Deserialize;
@@ -62,6 +63,10 @@ pub struct Limits {
     pub rpc_max_container: usize,
     /// Values in one RPC message, all nesting levels together.
     pub rpc_max_values: usize,
+    /// Event handler runs waiting for their turn; more are dropped, logged and counted.
+    pub event_handler_queue: usize,
+    /// Bytes of a handler's output kept (its last ones; Serf: 8 KiB).
+    pub event_handler_output: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +90,8 @@ impl Default for Limits {
             rpc_max_str: 256 * 1024,
             rpc_max_container: 4096,
             rpc_max_values: 65_536,
+            event_handler_queue: 1024,
+            event_handler_output: 8 * 1024,
         }
     }
 }
@@ -123,6 +130,9 @@ pub struct Timing {
     /// its output discarded (the slow-reader policy's last step, for both protocols). 0
     /// disables.
     pub write_stall_timeout_ms: u64,
+    /// An event handler still running after this long has failed: it is stopped and the
+    /// next one starts. 0 disables (Serf has no deadline).
+    pub event_handler_timeout_ms: u64,
 }
 
 impl Default for Timing {
@@ -138,6 +148,7 @@ impl Default for Timing {
             idle_timeout_ms: 75_000,
             rpc_handshake_timeout_ms: 10_000,
             write_stall_timeout_ms: 60_000,
+            event_handler_timeout_ms: 60_000,
         }
     }
 }
@@ -288,6 +299,10 @@ pub struct Config {
     /// the fields above. `None` takes the cluster's defaults (memberlist's LAN/WAN profiles).
     #[serde(skip)]
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Event handlers in Serf's forms (`script`, `member-join=script`,
+    /// `member-leave,member-failed=script`, `user:NAME=script`, `query=script`, …); the
+    /// config file's `event_handlers`, with `-event-handler` flags added.
+    pub event_handlers: Vec<String>,
 }
 
 impl Default for Config {
@@ -307,6 +322,7 @@ impl Default for Config {
             lan_addr: SocketAddr::from(([127, 0, 0, 1], 8301)),
             wan_addr: SocketAddr::from(([127, 0, 0, 1], 8302)),
             cluster: None,
+            event_handlers: Vec::new(),
         }
     }
 }

@@ -9,8 +9,8 @@
 //! # The call contract
 //!
 //! After **any** input (`accept`, `rx_commit`/`handle_stream`, `handle_eof`, `handle_reset`,
-//! `tx_consume`, `handle_timeout`, `job_output`, `job_finished`, `log_record`,
-//! `apply_config`), the runtime:
+//! `tx_consume`, `handle_timeout`, `job_output`, `job_finished`, `handler_finished`,
+//! `log_record`, `apply_config`), the runtime:
 //!
 //! 1. drains [`Agent::poll_output`] until it returns `None`, acting on each [`Output`];
 //! 2. reads [`Agent::poll_timeout`] and (re-)arms its single timer for that instant.
@@ -73,6 +73,7 @@ pub mod cluster;
 mod command;
 mod config;
 mod conn;
+mod handlers;
 mod http;
 mod json;
 mod log;
@@ -97,6 +98,7 @@ pub use cluster::Pool;
 pub use command::{CommandInfo, RegisterError};
 pub use config::{Config, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
+pub use handlers::{EventScript, HandlerId, HandlerRun, HandlerStats, InvalidEventScript};
 pub use log::{Level, LogRecord};
 pub use stats::Stats;
 pub use time::Instant;
@@ -160,6 +162,12 @@ pub enum Effect {
         /// The gossip port of the pool being joined.
         default_port: u16,
     },
+    /// Run an event handler script; answer with [`Agent::handler_finished`]. The agent
+    /// starts the next one only after that answer (or the run's deadline).
+    RunHandler(HandlerRun),
+    /// Stop a handler script (and whatever it started): its deadline passed and the agent
+    /// has already recorded it as failed; a later answer for it is ignored.
+    CancelHandler(HandlerId),
 }
 
 /// Names one [`Effect::Resolve`].
@@ -255,6 +263,9 @@ pub struct Agent {
     datagram_announced: bool,
     /// The latest `now` seen, for records logged where no `now` is at hand.
     last_now: Instant,
+    /// Event handler scripts, their queue and the run in progress.
+    handlers: handlers::Handlers,
+    handler_stats: HandlerStats,
 }
 
 impl Agent {
@@ -293,8 +304,12 @@ impl Agent {
             lent_rx: None,
             membership: members::Membership::default(),
             last_now: now,
+            handlers: handlers::Handlers::default(),
+            handler_stats: HandlerStats::default(),
             cfg: config,
         };
+        let specs = agent.cfg.event_handlers.clone();
+        agent.set_event_handlers(&specs, now);
         // The node's own join happens here, before anyone can subscribe: a stream opened
         // later did not see it happen, so it is neither streamed nor replayed.
         while agent.cluster.poll_event().is_some() {}
@@ -432,6 +447,9 @@ impl Agent {
             self.drain_cluster(now);
         }
         self.log.set_capacity(config.limits.log_ring);
+        if config.event_handlers != self.cfg.event_handlers {
+            self.set_event_handlers(&config.event_handlers, now);
+        }
         self.cfg = config;
         self.stats.reloads += 1;
         self.log(Level::Info, "agent: configuration reloaded", now);
@@ -685,6 +703,7 @@ impl Agent {
                 Timer::Consumer(key, number) => self.consumer_timer(key, number, now),
                 Timer::Session(key) => self.session_timer(key, now),
                 Timer::Conn(conn) => self.conn_timer(conn, now),
+                Timer::Handler(id) => self.handler_timed_out(id, now),
             }
         }
         self.settle(now);

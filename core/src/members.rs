@@ -309,6 +309,11 @@ impl Agent {
                             })
                         },
                     );
+                    let event = crate::handlers::HandlerEvent::Member {
+                        kind,
+                        members: &members,
+                    };
+                    self.handle_event_for_handlers(event, now);
                 }
             }
             event @ (ClusterEvent::Query(_)
@@ -318,6 +323,12 @@ impl Agent {
             ClusterEvent::User(e) => {
                 let text = alloc::format!("agent: Received event: user-event: {}", e.name);
                 self.log(Level::Info, &text, now);
+                let event = crate::handlers::HandlerEvent::User {
+                    name: &e.name,
+                    ltime: e.ltime,
+                    payload: &e.payload,
+                };
+                self.handle_event_for_handlers(event, now);
                 self.deliver_user_event(&e.name, &e.payload, e.coalesce, e.ltime);
                 let (name, ltime, coalesce) = (e.name.clone(), e.ltime, e.coalesce);
                 let payload = String::from_utf8_lossy(&e.payload).into_owned();

@@ -74,6 +74,8 @@ pub(crate) enum Timer {
     /// A connection's own deadline: HTTP head read or keep-alive idle, RPC handshake. The
     /// connection's state says which (see `Agent::conn_deadline`).
     Conn(crate::ConnId),
+    /// The deadline of the event handler run with this id.
+    Handler(u32),
 }
 
 /// The order of entries due at the same instant, lowest first (ties then go by insertion).

@@ -380,6 +380,8 @@ pub fn small_limits() -> Limits {
         rpc_max_str: 64,
         rpc_max_container: 8,
         rpc_max_values: 64,
+        event_handler_queue: 2,
+        event_handler_output: 64,
     }
 }
 
@@ -1287,6 +1289,8 @@ impl SmallLimits {
             rpc_max_str: at_least(usize::from(self.rpc_max_str), 1),
             rpc_max_container: at_least(usize::from(self.rpc_max_container % 32), 1),
             rpc_max_values: at_least(usize::from(self.rpc_max_values), 4),
+            event_handler_queue: 2,
+            event_handler_output: 64,
         }
     }
 }

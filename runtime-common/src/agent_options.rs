@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 
 use tandem_core::cluster::{GossipKey, Keyring};
-use tandem_core::{Config, DEFAULT_HTTP_USER, HttpAuth, Level};
+use tandem_core::{Config, DEFAULT_HTTP_USER, EventScript, HttpAuth, Level};
 
 use crate::flags::{FlagError, FlagSpec, parse_flags, usage};
 
@@ -123,12 +123,22 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                (whose keyring adds keys accepted on receive).",
     },
     FlagSpec {
+        name: "event-handler",
+        value: Some("<handler>"),
+        help: "Script to run on events, as Serf: `script` (every event), \
+               `member-join=script`, `member-leave,member-failed=script`, `user=script`, \
+               `user:NAME=script`, `query=script`, `query:NAME=script`. Runs as /bin/sh -c \
+               with SERF_* variables and the members or payload on stdin, one at a time. \
+               Repeatable; added to event_handlers of the config file.",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
                timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
-               encrypt_verify_outgoing). Flags override it. Re-read on SIGHUP.",
+               encrypt_verify_outgoing, event_handlers). Flags override it. Re-read on \
+               SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -183,6 +193,8 @@ pub struct AgentOptions {
     pub join_wan: Vec<String>,
     /// `-encrypt`: the primary gossip key (overrides the file's `encrypt`).
     pub encrypt: Option<GossipKey>,
+    /// `-event-handler`, in order: added to the file's `event_handlers`.
+    pub event_handlers: Vec<String>,
 }
 
 impl AgentOptions {
@@ -214,6 +226,7 @@ impl AgentOptions {
             join: Vec::new(),
             join_wan: Vec::new(),
             encrypt: None,
+            event_handlers: Vec::new(),
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -248,6 +261,16 @@ impl AgentOptions {
                 "datacenter" => opts.datacenter = Some(value),
                 "join" => opts.join.push(value),
                 "join-wan" => opts.join_wan.push(value),
+                "event-handler" => {
+                    if let Err(e) = EventScript::parse(&value) {
+                        return Err(FlagError::Invalid {
+                            flag,
+                            value,
+                            reason: e.to_string(),
+                        });
+                    }
+                    opts.event_handlers.push(value);
+                }
                 "encrypt" => {
                     opts.encrypt =
                         Some(
@@ -323,6 +346,10 @@ impl AgentOptions {
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);
         }
+        // Serf appends the flags' handlers to the file's.
+        cfg.event_handlers
+            .extend(self.event_handlers.iter().cloned());
+        EventScript::parse_all(&cfg.event_handlers).map_err(|e| e.to_string())?;
         let keyring = file_keys.keyring(self.encrypt);
         if keyring.is_enabled() {
             cfg.cluster.get_or_insert_with(Default::default).keyring = keyring;
@@ -580,6 +607,47 @@ mod tests {
         );
         assert_eq!(err("extra"), "unexpected extra arguments: extra");
         assert!(err("-http-addr nonsense").starts_with("invalid value \"nonsense\""));
+    }
+
+    #[test]
+    fn event_handlers_come_from_the_file_then_the_flags_and_bad_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!("tandem-eh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.json");
+        std::fs::write(&file, r#"{"event_handlers": ["user:deploy=d.sh"]}"#).unwrap();
+        let args = vec![
+            "-config-file".to_string(),
+            file.display().to_string(),
+            "-event-handler".into(),
+            "member-join,member-leave=m.sh".into(),
+            "-event-handler=all.sh".into(),
+        ];
+        let opts = AgentOptions::parse(&args).unwrap().unwrap();
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(
+            cfg.event_handlers,
+            [
+                "user:deploy=d.sh",
+                "member-join,member-leave=m.sh",
+                "all.sh"
+            ]
+        );
+        assert_eq!(
+            AgentOptions::parse(&words("-event-handler member-jion=x"))
+                .unwrap_err()
+                .to_string(),
+            "invalid value \"member-jion=x\" for flag -event-handler: Invalid event script: \
+             Event 'member-jion' invoking 'x'"
+        );
+        std::fs::write(&file, r#"{"event_handlers": ["bogus=x"]}"#).unwrap();
+        let opts = AgentOptions::parse(&words(&format!("-config-file {}", file.display())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            opts.load_config().unwrap_err(),
+            "Invalid event script: Event 'bogus' invoking 'x'"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

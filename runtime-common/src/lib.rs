@@ -6,10 +6,10 @@
 //! [`procfs`] sampling of the agent process, the built-in [`host`] commands' table,
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
 //! flags, usage text and the configuration they describe, and the dispatch above it
-//! ([`cli`]); [`keygen`]; and the gossip name lookups ([`resolve`]).
+//! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); and running event handler scripts ([`handler`]).
 
-// `unsafe` appears in two one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
-// `procfs`), each with its SAFETY note.
+// `unsafe` appears in three one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
+// `procfs`, `kill` in `handler`), each with its SAFETY note.
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +17,7 @@ pub mod agent_options;
 pub mod cli;
 pub mod clock;
 pub mod flags;
+pub mod handler;
 pub mod host;
 pub mod keygen;
 pub mod procfs;

@@ -31,8 +31,11 @@ use async_executor::{LocalExecutor, Task};
 use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use futures_lite::{AsyncReadExt as _, StreamExt as _, future};
-use tandem_core::{Agent, ConnId, Effect, HostInfo, Instant, JobId, Level, Listener, Output, Pool};
+use tandem_core::{
+    Agent, ConnId, Effect, HandlerId, HostInfo, Instant, JobId, Level, Listener, Output, Pool,
+};
 use tandem_runtime::clock::Clock;
+use tandem_runtime::handler::HandlerKill;
 
 use crate::RUNTIME;
 use crate::cli::AgentOptions;
@@ -116,6 +119,8 @@ pub(crate) struct Runtime {
     opts: AgentOptions,
     conns: RefCell<HashMap<ConnId, Rc<ConnEntry>>>,
     jobs: RefCell<HashMap<JobId, HostJob>>,
+    /// Event handler scripts running.
+    pub(crate) handlers: RefCell<HashMap<HandlerId, HandlerKill>>,
     /// Rung after a drain that moved the agent's next deadline away from `armed`.
     timer_bell: Bell,
     /// The deadline the timer task last armed (`None`: disarmed).
@@ -176,6 +181,7 @@ pub fn run(opts: AgentOptions) -> i32 {
         opts,
         conns: RefCell::new(HashMap::new()),
         jobs: RefCell::new(HashMap::new()),
+        handlers: RefCell::new(HashMap::new()),
         timer_bell: Bell::new(),
         armed: Cell::new(None),
         shutdown: Bell::new(),
@@ -187,6 +193,7 @@ pub fn run(opts: AgentOptions) -> i32 {
     let code = async_io::block_on(ex.run(Rc::clone(&rt).serve()));
     // Dropping the executor drops every task: sockets close, host jobs stop.
     drop(ex);
+    rt.kill_handlers();
     if code == 0 {
         rt.log(Level::Info, "agent: shutdown complete");
     }
@@ -433,6 +440,8 @@ impl Runtime {
                 self.log(Level::Info, "agent: shutdown requested");
                 self.shutdown.ring();
             }
+            Effect::RunHandler(run) => self.run_handler(run),
+            Effect::CancelHandler(id) => self.cancel_handler(id),
         }
     }
 

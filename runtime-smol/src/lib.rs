@@ -12,7 +12,8 @@
 //! between two `.await`s, never across one. It owns the HTTP and RPC listeners and the UDP
 //! gossip sockets (LAN, and WAN on a `-server`). `async-io` adds its one helper thread for
 //! the reactor; the only other threads are short-lived host name lookups for `join`
-//! (`Effect::Resolve`), which block. (The client's `monitor` and `exec` add one thread
+//! (`Effect::Resolve`), which block, and the waiters of event handler scripts
+//! (`Effect::RunHandler`). (The client's `monitor` and `exec` add one thread
 //! that waits for Ctrl-C.)
 
 // The two FFI calls a runtime needs (`localtime_r`, `sysconf`) live in `tandem-runtime`;
@@ -25,6 +26,7 @@ pub mod agent;
 pub mod cli;
 mod client;
 mod gossip;
+mod handlers;
 mod host;
 mod logging;
 

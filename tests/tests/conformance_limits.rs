@@ -370,6 +370,8 @@ fn limits_of_zero_refuse_cleanly_and_never_panic() {
         rpc_max_str: 0,
         rpc_max_container: 0,
         rpc_max_values: 0,
+        event_handler_queue: 0,
+        event_handler_output: 0,
     };
     let mut sim = limits(zero.clone());
     assert_eq!(

@@ -30,6 +30,7 @@
 
 mod conns;
 mod gossip;
+mod handlers;
 mod jobs;
 
 use std::collections::{HashMap, VecDeque};
@@ -196,6 +197,8 @@ pub struct MioAgent {
     datagrams_dropped: u64,
     resolve_tx: Sender<Resolved>,
     resolve_rx: Receiver<Resolved>,
+    /// Event handler scripts running.
+    handlers: handlers::Handlers,
 }
 
 impl std::fmt::Debug for MioAgent {
@@ -299,6 +302,7 @@ impl MioAgent {
             datagrams_dropped: 0,
             resolve_tx,
             resolve_rx,
+            handlers: handlers::Handlers::default(),
         };
         for command in host::builtins() {
             me.register_host_command(command)
@@ -474,6 +478,7 @@ impl MioAgent {
             WAKER => {
                 self.job_messages();
                 self.resolve_messages();
+                self.handler_messages();
             }
             LAN_GOSSIP => self.gossip_event(Pool::Lan, event),
             WAN_GOSSIP => self.gossip_event(Pool::Wan, event),
@@ -552,6 +557,7 @@ impl MioAgent {
         // Without a registry there is no waker: the channels are drained here instead.
         self.job_messages();
         self.resolve_messages();
+        self.handler_messages();
         // Once per turn, so a flood of datagrams waits its turn behind the connections.
         self.run_ready_gossip();
         self.run_ready();
@@ -618,6 +624,7 @@ impl MioAgent {
         for (_, job) in self.jobs.drain() {
             job.shared.stop();
         }
+        self.handlers.kill_all();
         for mut g in std::mem::take(&mut self.gossip) {
             if let Some(registry) = &self.registry {
                 let _ = registry.deregister(&mut g.socket);
@@ -675,6 +682,8 @@ impl MioAgent {
                 default_port,
             } => self.resolve(id, names, default_port),
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
+            Effect::RunHandler(run) => self.run_handler(run),
+            Effect::CancelHandler(id) => self.cancel_handler(id),
         }
     }
 }
@@ -685,6 +694,7 @@ impl Drop for MioAgent {
         for job in self.jobs.values() {
             job.shared.stop();
         }
+        self.handlers.kill_all();
         if let Some(registry) = &self.registry {
             for l in &mut self.listeners {
                 let _ = registry.deregister(&mut l.socket);

@@ -443,6 +443,7 @@ pub fn config_file(config: &Config) -> Value {
         lan_addr: _, // the runtime binds ephemeral ports and advertises what it bound
         wan_addr: _,
         cluster,
+        event_handlers,
     } = config;
     assert!(
         cluster.is_none(),
@@ -467,6 +468,8 @@ pub fn config_file(config: &Config) -> Value {
         rpc_max_str,
         rpc_max_container,
         rpc_max_values,
+        event_handler_queue,
+        event_handler_output,
     } = limits;
     let Timing {
         pull_timeout_ms,
@@ -479,6 +482,7 @@ pub fn config_file(config: &Config) -> Value {
         idle_timeout_ms,
         rpc_handshake_timeout_ms,
         write_stall_timeout_ms,
+        event_handler_timeout_ms,
     } = timing;
     json!({
         "node_name": node_name,
@@ -502,6 +506,8 @@ pub fn config_file(config: &Config) -> Value {
             "rpc_max_str": rpc_max_str,
             "rpc_max_container": rpc_max_container,
             "rpc_max_values": rpc_max_values,
+            "event_handler_queue": event_handler_queue,
+            "event_handler_output": event_handler_output,
         },
         "timing": {
             "pull_timeout_ms": pull_timeout_ms,
@@ -514,6 +520,7 @@ pub fn config_file(config: &Config) -> Value {
             "idle_timeout_ms": idle_timeout_ms,
             "rpc_handshake_timeout_ms": rpc_handshake_timeout_ms,
             "write_stall_timeout_ms": write_stall_timeout_ms,
+            "event_handler_timeout_ms": event_handler_timeout_ms,
         },
         "rpc_auth": rpc_auth,
         "http_auth": http_auth
@@ -523,6 +530,7 @@ pub fn config_file(config: &Config) -> Value {
         "server": server,
         "datacenter": datacenter,
         "tags": tags,
+        "event_handlers": event_handlers,
     })
 }
 
