@@ -56,7 +56,10 @@ fn recorder(file: &Path) -> String {
 /// to the role (the build tag differs by version).
 fn blocks(file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    text.split("--\n")
+    // Only complete blocks: a script may be writing the last one right now.
+    let done = text.rfind("--\n").map_or(0, |i| i + 3);
+    text[..done]
+        .split("--\n")
         .filter(|b| !b.is_empty())
         .map(|b| {
             b.lines()
