@@ -3,42 +3,34 @@
 //! `reload`, `force-leave`, `join` with `WAN`, `leave`) over a raw socket with Python's
 //! `msgpack` package, and checks key order, value types and framing.
 //!
-//! Without `python3` and its `msgpack` package this test fails with an install hint,
-//! unless `TANDEM_SKIP_PYTHON=1`.
+//! The test provisions its interpreter ([`tandem_tests::tools::python_msgpack`]: a private
+//! virtual environment under `target/` with `msgpack` from PyPI); without one it is reported
+//! as `ignored` with the reason (failed under `CI=true`), as with `TANDEM_SKIP_PYTHON=1`.
+//! `harness = false`: [`run_trials`] is the runner.
 
 mod client_support;
 mod support;
 
 use std::time::Duration;
 
-use client_support::{command, on_path, run, skipped};
+use client_support::{command, run};
 use support::RunningAgent;
+use tandem_tests::tools::{self, Test, run_trials};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/consul_rpc.py");
 
-/// Whether to run: python3 can import msgpack, or the test must fail saying how.
-fn python_msgpack_present() -> bool {
-    let importable =
-        on_path("python3") && run(command("python3", &["-c", "import msgpack"])).code == Some(0);
-    if importable {
-        return true;
-    }
-    assert!(
-        skipped("TANDEM_SKIP_PYTHON"),
-        "python3 with the `msgpack` package is required: install it with \
-         `pip install msgpack` (or set TANDEM_SKIP_PYTHON=1 to skip the Python interop test)"
-    );
-    false
+fn main() {
+    run_trials(vec![Test::new(
+        "a_python_msgpack_client_speaks_consuls_commands",
+        a_python_msgpack_client_speaks_consuls_commands,
+    )]);
 }
 
-#[test]
 fn a_python_msgpack_client_speaks_consuls_commands() {
-    if !python_msgpack_present() {
-        return;
-    }
+    let python = tools::python_msgpack();
     let mut agent = RunningAgent::start(&["-node", "py-node"]);
     let port = agent.rpc_port.to_string();
-    let out = run(command("python3", &[SCRIPT, &port]));
+    let out = run(command(&python, &[SCRIPT, &port]));
     assert_eq!(
         out.code,
         Some(0),

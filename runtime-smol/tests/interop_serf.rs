@@ -3,7 +3,9 @@
 //! no read timeout, so a reply body the agent forgets hangs it: every invocation here runs
 //! under a deadline and a hang fails the test.
 //!
-//! Without `serf` on PATH these tests fail with an install hint, unless `TANDEM_SKIP_SERF=1`.
+//! The tests provision `serf` themselves ([`tandem_tests::tools::serf`]: apt-get when root);
+//! without it they are reported as `ignored` with the reason (failed under `CI=true`), as
+//! with `TANDEM_SKIP_SERF=1`. `harness = false`: [`run_trials`] is the runner.
 //! Membership is local-only for now (one member, joins fail); the assertions pin what
 //! tandem does today.
 
@@ -13,9 +15,56 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use client_support::{Out, Spawned, command, run, serf_present, tandem};
+use client_support::{Out, Spawned, command, run, tandem};
 use serde_json::Value;
 use support::RunningAgent;
+use tandem_tests::tools::{self, Test, run_trials};
+
+fn main() {
+    run_trials(vec![
+        Test::new(
+            "serf_members_lists_the_tandem_node",
+            serf_members_lists_the_tandem_node,
+        ),
+        Test::new(
+            "serf_members_json_decodes_tandems_member",
+            serf_members_json_decodes_tandems_member,
+        ),
+        Test::new(
+            "serf_info_prints_tandems_stats",
+            serf_info_prints_tandems_stats,
+        ),
+        Test::new(
+            "serf_join_to_an_unreachable_address_fails_with_exit_one",
+            serf_join_to_an_unreachable_address_fails_with_exit_one,
+        ),
+        Test::new(
+            "serf_force_leave_of_an_unknown_node_succeeds",
+            serf_force_leave_of_an_unknown_node_succeeds,
+        ),
+        Test::new(
+            "serf_tags_set_shows_in_members_of_both_clis",
+            serf_tags_set_shows_in_members_of_both_clis,
+        ),
+        Test::new("serf_event_is_dispatched", serf_event_is_dispatched),
+        Test::new(
+            "serf_monitor_streams_logs_and_events_and_stops_on_sigint",
+            serf_monitor_streams_logs_and_events_and_stops_on_sigint,
+        ),
+        Test::new(
+            "serf_monitor_with_an_unknown_level_fails_without_hanging",
+            serf_monitor_with_an_unknown_level_fails_without_hanging,
+        ),
+        Test::new(
+            "serf_leave_shuts_the_agent_down",
+            serf_leave_shuts_the_agent_down,
+        ),
+        Test::new(
+            "serf_rpc_auth_against_an_agent_with_a_key",
+            serf_rpc_auth_against_an_agent_with_a_key,
+        ),
+    ]);
+}
 
 fn addr_flag(agent: &RunningAgent) -> String {
     format!("-rpc-addr=127.0.0.1:{}", agent.rpc_port)
@@ -26,7 +75,7 @@ fn serf(agent: &RunningAgent, cmd: &str, args: &[&str]) -> Out {
     let addr = addr_flag(agent);
     let mut all = vec![cmd, addr.as_str()];
     all.extend_from_slice(args);
-    run(command("serf", &all))
+    run(command(tools::serf(), &all))
 }
 
 /// A `serf members` line: name, address, status and the tags (Serf prints them in Go's
@@ -41,11 +90,8 @@ fn member_row(line: &str) -> (Vec<&str>, BTreeMap<&str, &str>) {
     (cols[..3].to_vec(), tags)
 }
 
-#[test]
 fn serf_members_lists_the_tandem_node() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf(); // provisioned, or the test ends as skipped (failed under CI=true)
     let agent = RunningAgent::start(&["-node", "n1"]);
     let out = serf(&agent, "members", &[]);
     let text = out.ok();
@@ -72,11 +118,8 @@ fn serf_members_lists_the_tandem_node() {
     );
 }
 
-#[test]
 fn serf_members_json_decodes_tandems_member() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&["-node", "n1"]);
     let out = serf(&agent, "members", &["-format", "json"]);
     let v: Value = serde_json::from_str(out.ok()).expect("JSON");
@@ -91,11 +134,8 @@ fn serf_members_json_decodes_tandems_member() {
     assert_eq!(m["protocol"]["max"], 5);
 }
 
-#[test]
 fn serf_info_prints_tandems_stats() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&["-node", "n1"]);
     let text = serf(&agent, "info", &[]).ok().to_string();
     assert!(text.contains("agent:\n\tbytes_discarded = 0\n"), "{text}");
@@ -115,11 +155,8 @@ fn serf_info_prints_tandems_stats() {
     }
 }
 
-#[test]
 fn serf_join_to_an_unreachable_address_fails_with_exit_one() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&[]);
     let out = serf(&agent, "join", &["127.0.0.1:1"]);
     assert_eq!(out.code, Some(1), "{out:#?}");
@@ -133,21 +170,15 @@ fn serf_join_to_an_unreachable_address_fails_with_exit_one() {
     );
 }
 
-#[test]
 fn serf_force_leave_of_an_unknown_node_succeeds() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&[]);
     assert_eq!(serf(&agent, "force-leave", &["nosuch"]).ok(), "");
     assert_eq!(serf(&agent, "force-leave", &["-prune", "nosuch"]).ok(), "");
 }
 
-#[test]
 fn serf_tags_set_shows_in_members_of_both_clis() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&["-node", "n1"]);
     let out = serf(&agent, "tags", &["-set", "a=b", "-set", "web=1"]);
     assert_eq!(out.ok(), "Successfully updated agent tags\n");
@@ -168,11 +199,8 @@ fn serf_tags_set_shows_in_members_of_both_clis() {
     assert!(!detailed.ok().contains("web=1"), "{detailed:#?}");
 }
 
-#[test]
 fn serf_event_is_dispatched() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&[]);
     let out = serf(&agent, "event", &["deploy", "x"]);
     assert_eq!(
@@ -186,16 +214,13 @@ fn serf_event_is_dispatched() {
     );
 }
 
-#[test]
 fn serf_monitor_streams_logs_and_events_and_stops_on_sigint() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&[]);
     let addr = addr_flag(&agent);
     // serf monitor sends `stream {"Type":"*"}` (Seq 2) and `monitor` (Seq 3): records of
     // both interleave on one connection.
-    let mut monitor = Spawned::new(&mut command("serf", &["monitor", &addr]));
+    let mut monitor = Spawned::new(&mut command(tools::serf(), &["monitor", &addr]));
     monitor.wait_stdout("[INFO] agent: HTTP API listening on");
     let rpc = format!("127.0.0.1:{}", agent.rpc_port);
     tandem(&["reload", "-rpc-addr", &rpc]).ok();
@@ -209,11 +234,8 @@ fn serf_monitor_streams_logs_and_events_and_stops_on_sigint() {
     assert_eq!(status.code(), Some(0), "stderr: {}", monitor.stderr_text());
 }
 
-#[test]
 fn serf_monitor_with_an_unknown_level_fails_without_hanging() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&[]);
     let out = serf(&agent, "monitor", &["-log-level=bogus"]);
     assert_eq!(out.code, Some(1), "{out:#?}");
@@ -224,21 +246,15 @@ fn serf_monitor_with_an_unknown_level_fails_without_hanging() {
     );
 }
 
-#[test]
 fn serf_leave_shuts_the_agent_down() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let mut agent = RunningAgent::start(&[]);
     assert_eq!(serf(&agent, "leave", &[]).ok(), "Graceful leave complete\n");
     assert_eq!(agent.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
 
-#[test]
 fn serf_rpc_auth_against_an_agent_with_a_key() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf();
     let agent = RunningAgent::start(&["-node", "n1", "-rpc-auth", "s3cret"]);
     let none = serf(&agent, "members", &[]);
     assert_eq!(none.code, Some(1));
@@ -256,7 +272,7 @@ fn serf_rpc_auth_against_an_agent_with_a_key() {
     let right = serf(&agent, "members", &["-rpc-auth=s3cret"]);
     assert!(right.ok().starts_with("n1 "), "{right:#?}");
     let from_env = run({
-        let mut c = command("serf", &["members", &addr_flag(&agent)]);
+        let mut c = command(tools::serf(), &["members", &addr_flag(&agent)]);
         c.env("SERF_RPC_AUTH", "s3cret");
         c
     });

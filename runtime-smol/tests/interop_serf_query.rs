@@ -7,7 +7,9 @@
 //! Each node answers queries through an RPC `stream` + `respond` client on its own
 //! connection (what Serf's query handlers do over the same RPC), with its node name.
 //!
-//! Without `serf` on PATH these tests fail with an install hint, unless `TANDEM_SKIP_SERF=1`.
+//! The test provisions `serf` itself ([`tandem_tests::tools::serf`]: apt-get when root);
+//! without it, it is reported as `ignored` with the reason (failed under `CI=true`), as
+//! with `TANDEM_SKIP_SERF=1`. `harness = false`: [`run_trials`] is the runner.
 
 mod client_support;
 mod support;
@@ -18,9 +20,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client_support::{Out, Spawned, command, run, serf_present, tandem};
+use client_support::{Out, Spawned, command, run, tandem};
 use rmpv::Value;
 use support::RunningAgent;
+use tandem_tests::tools::{self, Test, run_trials};
 
 fn map(pairs: &[(&str, Value)]) -> Value {
     Value::Map(
@@ -131,7 +134,7 @@ fn serf_cmd(c: &dyn Cluster, i: usize, cmd: &str, args: &[&str]) -> Out {
     let addr = format!("-rpc-addr={}", c.rpc(i));
     let mut all = vec![cmd, addr.as_str()];
     all.extend_from_slice(args);
-    run(command("serf", &all))
+    run(command(tools::serf(), &all))
 }
 
 fn alive_members(c: &dyn Cluster) -> usize {
@@ -177,7 +180,7 @@ fn start_serf() -> Serf {
         if i > 1 {
             args.push(format!("-join=127.0.0.1:{first}"));
         }
-        let mut cmd = Command::new("serf");
+        let mut cmd = Command::new(tools::serf());
         cmd.args(&args).stdin(std::process::Stdio::null());
         procs.push(Spawned::new(&mut cmd));
         rpcs.push(rpc);
@@ -220,11 +223,15 @@ fn query_outputs(c: &dyn Cluster) -> Vec<Vec<String>> {
     ]
 }
 
-#[test]
+fn main() {
+    run_trials(vec![Test::new(
+        "serf_query_and_reachability_print_what_they_print_against_serf",
+        serf_query_and_reachability_print_what_they_print_against_serf,
+    )]);
+}
+
 fn serf_query_and_reachability_print_what_they_print_against_serf() {
-    if !serf_present() {
-        return;
-    }
+    tools::serf(); // provisioned, or the test ends as skipped (failed under CI=true)
     let tandem_cluster = start_tandem();
     let got = query_outputs(&tandem_cluster);
     let want_all = [

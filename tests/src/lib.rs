@@ -7,6 +7,7 @@ pub mod netsim;
 pub mod netsim_agent;
 pub mod query_sim;
 pub mod sim;
+pub mod tools;
 
 pub use http::Response;
 pub use sim::Sim;

@@ -1,8 +1,10 @@
 //! End-to-end cluster tests of both runtimes' binaries: several agents of one runtime
 //! gossiping over UDP on 127.0.0.1, every port ephemeral, driven by the `tandem` CLI
 //! (`join`, `members`, `force-leave`, `leave`, `info`, `keygen`; a client of either
-//! runtime's RPC) and, when installed, the `serf` CLI. Every case runs on both
-//! (`<case>::smol`, `<case>::mio`).
+//! runtime's RPC) and the `serf` CLI (provisioned by `tandem_tests::tools::serf`; without it
+//! that case is reported as `ignored`, or fails under `CI=true`). Every case runs on both
+//! (`<case>::smol`, `<case>::mio`). `harness = false`, so that a skip shows as a skip:
+//! `tandem_tests::tools::run_trials` is the runner.
 //!
 //! Waits poll with a deadline and assert nothing about timing; how long failure detection
 //! took is printed (`cargo test -- --nocapture` shows it). Every process is killed and
@@ -14,19 +16,20 @@ mod rpc_support;
 mod e2e_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e_support::{Agent, Out, Runtime, on_path, run, run_program, skipped, tandem};
+use e2e_support::{Agent, Out, Runtime, run, run_program, tandem};
 use serde_json::Value;
 
-runtimes! {
-    three_agents_join_detect_a_kill_force_leave_it_and_see_a_graceful_leave;
-    join_at_start_with_the_flag_by_address_and_by_host_name;
-    a_wan_join_needs_a_server_and_two_servers_join_over_the_wan;
-    serf_members_lists_a_three_node_tandem_cluster;
-    agents_sharing_a_key_join_and_one_without_it_cannot;
-    a_bad_encrypt_key_is_a_startup_error;
+fn main() {
+    tandem_tests::tools::run_trials(runtime_tests! {
+        three_agents_join_detect_a_kill_force_leave_it_and_see_a_graceful_leave;
+        join_at_start_with_the_flag_by_address_and_by_host_name;
+        a_wan_join_needs_a_server_and_two_servers_join_over_the_wan;
+        serf_members_lists_a_three_node_tandem_cluster;
+        agents_sharing_a_key_join_and_one_without_it_cannot;
+        a_bad_encrypt_key_is_a_startup_error;
+    });
 }
 
 /// How long the cluster may take to converge after a join.
@@ -265,18 +268,12 @@ fn three_node_cluster(rt: Runtime, prefix: &str) -> [Agent; 3] {
 }
 
 fn serf_members_lists_a_three_node_tandem_cluster(rt: Runtime) {
-    if !on_path("serf") {
-        assert!(
-            skipped("TANDEM_SKIP_SERF"),
-            "`serf` is not installed: install it with `apt-get install -y serf` \
-             (or set TANDEM_SKIP_SERF=1 to skip the Serf interop tests)"
-        );
-        return;
-    }
+    // Provisioned, or the test ends as skipped (failed under CI=true).
+    let serf = tandem_tests::tools::serf();
     let agents = three_node_cluster(rt, "s");
     for (i, agent) in agents.iter().enumerate() {
         let rpc = format!("-rpc-addr={}", agent.rpc_addr());
-        let out = run_program(Path::new("serf"), &["members", &rpc]);
+        let out = run_program(&serf, &["members", &rpc]);
         let text = out.ok();
         let rows: BTreeMap<&str, (&str, &str)> = text
             .lines()

@@ -165,7 +165,7 @@ fn sections(stdout: &str) -> HashMap<String, String> {
 }
 
 fn seed_tutorial_flow_with_curl_and_sed(rt: Runtime) {
-    require_tool("curl");
+    tandem_tests::tools::curl();
     require_tool("sed");
     let agent = Agent::start(rt, &[]);
     let script = SEED_SCRIPT.replace("localhost:8563", &format!("127.0.0.1:{}", agent.port()));
@@ -749,7 +749,7 @@ fn curl(port: u16, extra: &[&str]) -> (String, String) {
 }
 
 fn http_auth_with_curl(rt: Runtime) {
-    require_tool("curl");
+    tandem_tests::tools::curl();
     let agent = Agent::start(rt, &["-http-auth", "admin:pa:ss"]);
     let (head, body) = curl(agent.port(), &[]);
     assert!(head.starts_with("HTTP/1.1 401 Unauthorized"), "{head}");
@@ -774,7 +774,7 @@ fn http_auth_with_curl(rt: Runtime) {
 }
 
 fn local_trust_admits_loopback_without_credentials(rt: Runtime) {
-    require_tool("curl");
+    tandem_tests::tools::curl();
     let agent = Agent::start(rt, &["-http-auth", "admin:pw", "-http-local-trust"]);
     let (head, _) = curl(agent.port(), &[]);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");

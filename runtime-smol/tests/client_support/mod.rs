@@ -6,7 +6,6 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -165,30 +164,4 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether `name` is an executable on PATH.
-pub fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| Path::new(&dir).join(name).is_file())
-    })
-}
-
-/// Whether the test may be skipped: `skip_var` is set to 1. Otherwise a missing tool
-/// fails the test with how to install it, so CI never passes by skipping silently.
-pub fn skipped(skip_var: &str) -> bool {
-    std::env::var(skip_var).is_ok_and(|v| v == "1")
-}
-
-/// Whether to run: `serf` is installed, or the test must fail saying how to get it.
-pub fn serf_present() -> bool {
-    if on_path("serf") {
-        return true;
-    }
-    assert!(
-        skipped("TANDEM_SKIP_SERF"),
-        "`serf` is not installed: install it with `apt-get install -y serf` \
-         (or set TANDEM_SKIP_SERF=1 to skip the Serf interop tests)"
-    );
-    false
 }

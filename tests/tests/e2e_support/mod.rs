@@ -27,6 +27,7 @@ use crate::rpc_support::{V, decode, handshake};
 /// Generates, for each case `fn case(rt: Runtime)`, `mod case { smol, mio }`, so
 /// `cargo test -p tandem-tests --test e2e_http mio` runs one runtime and `… sigterm` one
 /// case on both.
+#[allow(unused_macros)] // a suite uses one of the two
 macro_rules! runtimes {
     ($($case:ident;)*) => {$(
         mod $case {
@@ -43,6 +44,25 @@ macro_rules! runtimes {
             }
         }
     )*};
+}
+
+/// For a `harness = false` suite (`tandem_tests::tools::run_trials` as its runner): the
+/// [`Test`](tandem_tests::tools::Test)s `case::smol` and `case::mio` of each case
+/// `fn case(rt: Runtime)`, named as [`runtimes!`] names them.
+#[allow(unused_macros)]
+macro_rules! runtime_tests {
+    ($($case:ident;)*) => {
+        vec![$(
+            tandem_tests::tools::Test::new(
+                concat!(stringify!($case), "::smol"),
+                || $case($crate::e2e_support::Runtime::Smol),
+            ),
+            tandem_tests::tools::Test::new(
+                concat!(stringify!($case), "::mio"),
+                || $case($crate::e2e_support::Runtime::Mio),
+            ),
+        )*]
+    };
 }
 
 /// How long one CLI invocation may take.
@@ -313,11 +333,4 @@ pub fn require_tool(name: &str) {
         "`{name}` is required by this end-to-end test but is not on PATH: \
          install it (apt-get install -y {name})"
     );
-}
-
-/// Whether a test of an optional tool may be skipped: `skip_var` is set to 1. Otherwise a
-/// missing tool fails the test with how to install it, so CI never passes by skipping
-/// silently.
-pub fn skipped(skip_var: &str) -> bool {
-    std::env::var(skip_var).is_ok_and(|v| v == "1")
 }
