@@ -56,6 +56,8 @@ pub(crate) struct Membership {
     pub(crate) next_resolve: u32,
     /// `Effect::Shutdown` was emitted.
     pub(crate) shutdown: bool,
+    /// RPC `leave` requests (connection, Seq) answered once the leave has spread.
+    pub(crate) leave_waiters: Vec<(ConnId, u64)>,
     /// Undecodable gossip is logged at most once per [`GOSSIP_LOG_EVERY`]: when the next
     /// line may be written, and how many datagrams went unlogged since the last one.
     pub(crate) gossip_log_at: Option<Instant>,
@@ -246,6 +248,17 @@ impl Agent {
         }
         while let Some(outcome) = self.cluster.poll_join() {
             self.join_finished(outcome, now);
+        }
+        if self.cluster.ready_to_shutdown() {
+            // Serf answers `leave` once its leave has been broadcast: a caller that ends
+            // the process right after the reply leaves peers showing `left`, not `failed`.
+            for (conn, seq) in core::mem::take(&mut self.membership.leave_waiters) {
+                self.rpc_reply(conn, seq, "", None);
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.rpc.parked = false;
+                }
+                self.wake.push(conn);
+            }
         }
         if self.cluster.ready_to_shutdown() && !self.membership.shutdown {
             self.membership.shutdown = true;
@@ -545,8 +558,23 @@ impl Agent {
     /// Leave: tell the cluster, which tells peers and, after the propagation delay, says
     /// it is ready; `drain_cluster` then asks the runtime to shut down.
     pub(crate) fn begin_leave(&mut self, now: Instant) {
+        if self.cluster.is_leaving() || self.cluster.ready_to_shutdown() {
+            return;
+        }
         self.log(Level::Info, "agent: graceful leave requested", now);
         self.cluster.leave(now);
+        self.drain_cluster(now);
+    }
+
+    /// The RPC `leave`: answered once the leave has spread (at once if it already has),
+    /// with the requests behind it waiting, as Serf's agent does.
+    pub(crate) fn rpc_leave(&mut self, conn: ConnId, seq: u64, now: Instant) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.rpc.parked = true;
+        }
+        self.membership.leave_waiters.push((conn, seq));
+        self.begin_leave(now);
+        // Already left: answered by this drain.
         self.drain_cluster(now);
     }
 

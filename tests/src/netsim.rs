@@ -307,6 +307,15 @@ impl<N: SimNode> Net<N> {
         self.slots[i].alive = false;
     }
 
+    /// Stops driving node `i` and loses every datagram it sent that is still in flight, as
+    /// if its process ended before they left the host (a `kill` right after a reply).
+    pub fn crash(&mut self, i: usize) {
+        self.kill(i);
+        let before = self.inflight.len();
+        self.inflight.retain(|Reverse(f)| f.from != i);
+        self.stats.lost += (before - self.inflight.len()) as u64;
+    }
+
     /// Replaces node `i` with a fresh `node` at the same addresses (a restart) and drives it
     /// again.
     pub fn restart(&mut self, i: usize, node: N) {

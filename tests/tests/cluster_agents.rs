@@ -410,3 +410,66 @@ fn joining_the_agents_own_ip_over_the_rpc_is_an_error_naming_it() {
     );
     assert!(reply.ends_with(b"\xa3Num\x00"), "{reply:02x?}");
 }
+
+/// Three agents, 1 and 2 joined to 0 over their RPC, all alive everywhere.
+fn three_joined_agents(seed: u64) -> Net<Agent> {
+    let mut sim = agent_net(3, NetConfig::default(), seed);
+    let target = lan_addr(0).to_string();
+    for i in 1..3 {
+        sim.with(i, |a, now| a.join(&[target.as_str()], false, now));
+    }
+    let all = [0, 1, 2];
+    sim.run_until_cond(Duration::from_secs(30), TICK, |s| {
+        (0..3).all(|i| everyone_sees(s, &all, &node_name(i), MemberStatus::Alive))
+    })
+    .expect("three agents converge");
+    sim
+}
+
+#[test]
+fn leave_answers_once_the_leave_has_spread_so_a_process_ending_at_the_reply_shows_left() {
+    let mut sim = three_joined_agents(53);
+    let c = rpc_conn(&mut sim, 2);
+    sim.with(2, |a, now| a.tx_consume(c, a.tx_pending(c).len(), now));
+    let leave = rpc("leave", 7, None);
+    let asked = sim.now;
+    sim.with(2, |a, now| {
+        assert_eq!(a.handle_stream(c, &leave, now), leave.len());
+    });
+    // The reply (Error "", Seq 7) comes once the leave has spread, not at once.
+    let reply = [
+        0x82, 0xa5, b'E', b'r', b'r', b'o', b'r', 0xa0, 0xa3, b'S', b'e', b'q', 0x07,
+    ];
+    let answered = sim
+        .run_until_cond(Duration::from_secs(10), Duration::from_millis(1), |s| {
+            s.node(2).tx_pending(c).ends_with(&reply)
+        })
+        .expect("leave answered");
+    assert!(
+        answered >= Duration::from_millis(500),
+        "answered after {answered:?}, before the leave could spread"
+    );
+    assert!(
+        sim.now - asked <= Duration::from_secs(5),
+        "within Serf's broadcast timeout"
+    );
+    // `tandem leave && kill …`: the process ends at the reply, and what it had not sent
+    // yet is lost.
+    sim.crash(2);
+    let rest = [0, 1];
+    sim.run_for(Duration::from_secs(30));
+    assert!(
+        everyone_sees(&sim, &rest, &node_name(2), MemberStatus::Left),
+        "{:?} {:?}",
+        statuses(&sim, 0),
+        statuses(&sim, 1)
+    );
+    for i in rest {
+        assert!(
+            !sim.events(i)
+                .iter()
+                .any(|e| e.0.contains("EventMemberFailed: node-2")),
+            "agent {i} saw node-2 fail"
+        );
+    }
+}

@@ -173,8 +173,7 @@ impl Agent {
                 Ok(true)
             }
             Cmd::Leave => {
-                self.rpc_reply(conn, seq, "", None);
-                self.begin_leave(now);
+                self.rpc_leave(conn, seq, now);
                 Ok(true)
             }
             Cmd::Members | Cmd::MembersLan => {
