@@ -303,6 +303,14 @@ pub struct Config {
     /// `member-leave,member-failed=script`, `user:NAME=script`, `query=script`, …); the
     /// config file's `event_handlers`, with `-event-handler` flags added.
     pub event_handlers: Vec<String>,
+    /// What the runtime does on SIGINT: leave the cluster gracefully first (`false`, the
+    /// default, as Serf), or just shut down (`true`: peers then see the node `failed`).
+    /// Serf's `skip_leave_on_interrupt`; the core reads it not.
+    pub skip_leave_on_interrupt: bool,
+    /// What the runtime does on SIGTERM: leave gracefully first (`true`), or just shut
+    /// down (`false`, the default, as Serf). Serf's `leave_on_terminate`; the core reads it
+    /// not.
+    pub leave_on_terminate: bool,
 }
 
 impl Default for Config {
@@ -323,6 +331,8 @@ impl Default for Config {
             wan_addr: SocketAddr::from(([127, 0, 0, 1], 8302)),
             cluster: None,
             event_handlers: Vec::new(),
+            skip_leave_on_interrupt: false,
+            leave_on_terminate: false,
         }
     }
 }

@@ -685,6 +685,14 @@ impl Agent {
         self.settle(now);
     }
 
+    /// Leaves the cluster gracefully, as the RPC `leave` does (what a runtime does on
+    /// SIGINT, see [`Config::skip_leave_on_interrupt`]): peers are told, and once the leave
+    /// has spread `Output::Effect(Effect::Shutdown)` follows. A second call does nothing.
+    pub fn leave(&mut self, now: Instant) {
+        self.begin_leave(now);
+        self.settle(now);
+    }
+
     /// The cluster: members, pools and counters (read-only).
     pub fn cluster(&self) -> &cluster::Cluster {
         &self.cluster

@@ -132,13 +132,27 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                Repeatable; added to event_handlers of the config file.",
     },
     FlagSpec {
+        name: "skip-leave-on-interrupt",
+        value: None,
+        help: "On SIGINT, shut down without leaving the cluster first (peers then see this \
+               node failed). By default SIGINT leaves gracefully, as Serf's agent does. \
+               Overrides skip_leave_on_interrupt of the config file.",
+    },
+    FlagSpec {
+        name: "leave-on-terminate",
+        value: None,
+        help: "On SIGTERM, leave the cluster gracefully before shutting down (by default \
+               SIGTERM shuts down at once, as Serf's agent does). Overrides \
+               leave_on_terminate of the config file.",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
                timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
-               encrypt_verify_outgoing, event_handlers). Flags override it. Re-read on \
-               SIGHUP.",
+               encrypt_verify_outgoing, event_handlers, skip_leave_on_interrupt, \
+               leave_on_terminate). Flags override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -195,6 +209,10 @@ pub struct AgentOptions {
     pub encrypt: Option<GossipKey>,
     /// `-event-handler`, in order: added to the file's `event_handlers`.
     pub event_handlers: Vec<String>,
+    /// `-skip-leave-on-interrupt`: overrides the file's `skip_leave_on_interrupt`.
+    pub skip_leave_on_interrupt: Option<bool>,
+    /// `-leave-on-terminate`: overrides the file's `leave_on_terminate`.
+    pub leave_on_terminate: Option<bool>,
 }
 
 impl AgentOptions {
@@ -227,6 +245,8 @@ impl AgentOptions {
             join_wan: Vec::new(),
             encrypt: None,
             event_handlers: Vec::new(),
+            skip_leave_on_interrupt: None,
+            leave_on_terminate: None,
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -235,9 +255,22 @@ impl AgentOptions {
                     opts.http_local_trust = Some(parse_bool(flag, value.as_deref())?);
                 }
                 "insecure" => opts.insecure = parse_bool(flag, value.as_deref())?,
+                "skip-leave-on-interrupt" => {
+                    opts.skip_leave_on_interrupt = Some(parse_bool(flag, value.as_deref())?);
+                }
+                "leave-on-terminate" => {
+                    opts.leave_on_terminate = Some(parse_bool(flag, value.as_deref())?);
+                }
                 _ => {}
             }
-            if matches!(flag, "server" | "http-local-trust" | "insecure") {
+            if matches!(
+                flag,
+                "server"
+                    | "http-local-trust"
+                    | "insecure"
+                    | "skip-leave-on-interrupt"
+                    | "leave-on-terminate"
+            ) {
                 continue;
             }
             let value = value.unwrap_or_default();
@@ -342,6 +375,12 @@ impl AgentOptions {
         }
         if let Some(server) = self.server {
             cfg.server = server;
+        }
+        if let Some(skip) = self.skip_leave_on_interrupt {
+            cfg.skip_leave_on_interrupt = skip;
+        }
+        if let Some(leave) = self.leave_on_terminate {
+            cfg.leave_on_terminate = leave;
         }
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);

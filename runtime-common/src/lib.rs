@@ -6,7 +6,8 @@
 //! [`procfs`] sampling of the agent process, the built-in [`host`] commands' table,
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
 //! flags, usage text and the configuration they describe, and the dispatch above it
-//! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); and running event handler scripts ([`handler`]).
+//! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); running event handler
+//! scripts ([`handler`]); and what SIGINT and SIGTERM do ([`signals`]).
 
 // `unsafe` appears in three one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`, `kill` in `handler`), each with its SAFETY note.
@@ -22,3 +23,4 @@ pub mod host;
 pub mod keygen;
 pub mod procfs;
 pub mod resolve;
+pub mod signals;

@@ -18,6 +18,9 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tandem_core::{Level, Listener, Pool};
+use tandem_runtime::signals::{
+    GRACEFUL_LINE, GRACEFUL_TIMEOUT, StopAction, StopSignal, stop_action,
+};
 
 use crate::cli::AgentOptions;
 use crate::{AgentRequest, MioAgent, RUNTIME, print_line};
@@ -170,9 +173,17 @@ fn serve(rt: &mut MioAgent, lp: &mut Loop, opts: &AgentOptions) -> i32 {
     let mut events = Events::with_capacity(EVENTS);
     let mut phase = Phase::Serving;
     let mut leaving = false;
+    // A graceful leave started by a signal: shut down by then at the latest.
+    let mut signal_leave: Option<StdInstant> = None;
     loop {
         let timeout = match phase {
-            Phase::Serving => rt.poll_timeout(),
+            Phase::Serving => match signal_leave {
+                Some(until) => {
+                    let left = until.saturating_duration_since(StdInstant::now());
+                    Some(rt.poll_timeout().map_or(left, |t| t.min(left)))
+                }
+                None => rt.poll_timeout(),
+            },
             Phase::Flushing(until) | Phase::Lingering(until) => {
                 let left = until.saturating_duration_since(StdInstant::now());
                 Some(rt.poll_timeout().map_or(left, |t| t.min(left)))
@@ -195,7 +206,21 @@ fn serve(rt: &mut MioAgent, lp: &mut Loop, opts: &AgentOptions) -> i32 {
                         _ => {
                             let name = if signal == SIGINT { "Int" } else { "Term" };
                             rt.log(Level::Info, &format!("agent: caught signal {name}"));
-                            begin_shutdown(rt, &mut phase);
+                            let stop = if signal == SIGINT {
+                                StopSignal::Interrupt
+                            } else {
+                                StopSignal::Terminate
+                            };
+                            let config = rt.agent().config();
+                            match stop_action(config, stop, signal_leave.is_some()) {
+                                StopAction::Leave => {
+                                    rt.log(Level::Info, GRACEFUL_LINE);
+                                    rt.input(|agent, now| agent.leave(now));
+                                    // `Effect::Shutdown` ends it; this bounds it.
+                                    signal_leave = Some(StdInstant::now() + GRACEFUL_TIMEOUT);
+                                }
+                                StopAction::ShutDown => begin_shutdown(rt, &mut phase),
+                            }
                         }
                     }
                 }
@@ -204,6 +229,9 @@ fn serve(rt: &mut MioAgent, lp: &mut Loop, opts: &AgentOptions) -> i32 {
             }
         }
         rt.handle_timeout();
+        if signal_leave.is_some_and(|until| StdInstant::now() >= until) {
+            begin_shutdown(rt, &mut phase);
+        }
         while let Some(request) = rt.poll_request() {
             match request {
                 AgentRequest::Reload => reload(rt, opts, "reload requested"),

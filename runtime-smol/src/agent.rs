@@ -36,6 +36,9 @@ use tandem_core::{
 };
 use tandem_runtime::clock::Clock;
 use tandem_runtime::handler::HandlerKill;
+use tandem_runtime::signals::{
+    GRACEFUL_LINE, GRACEFUL_TIMEOUT, StopAction, StopSignal, stop_action,
+};
 
 use crate::RUNTIME;
 use crate::cli::AgentOptions;
@@ -129,6 +132,8 @@ pub(crate) struct Runtime {
     shutdown: Bell,
     /// The shutdown is a `leave`'s (see [`LEAVE_LINGER`]).
     leaving: Cell<bool>,
+    /// A stop signal started a graceful leave (a second one shuts down at once).
+    signal_leave: Cell<bool>,
     /// The UDP sockets of the gossip pools.
     pub(crate) gossip: GossipSockets,
     /// Sending gossip: blocked or not, datagrams dropped.
@@ -186,6 +191,7 @@ pub fn run(opts: AgentOptions) -> i32 {
         armed: Cell::new(None),
         shutdown: Bell::new(),
         leaving: Cell::new(false),
+        signal_leave: Cell::new(false),
         gossip,
         sender: gossip::Sender::new(),
         ex: Rc::downgrade(&ex),
@@ -502,7 +508,32 @@ impl Runtime {
                 Ok(Signal::Hup) => self.reload("caught signal Hup"),
                 Ok(signal) => {
                     self.log(Level::Info, &format!("agent: caught signal {signal:?}"));
-                    self.shutdown.ring();
+                    let stop = if signal == Signal::Int {
+                        StopSignal::Interrupt
+                    } else {
+                        StopSignal::Terminate
+                    };
+                    let action = {
+                        let agent = self.agent.borrow();
+                        stop_action(agent.config(), stop, self.signal_leave.get())
+                    };
+                    match action {
+                        StopAction::Leave => {
+                            self.signal_leave.set(true);
+                            self.log(Level::Info, GRACEFUL_LINE);
+                            self.input(|agent, now| agent.leave(now));
+                            // `Effect::Shutdown` ends it; this bounds it.
+                            let rt = Rc::clone(&self);
+                            if let Some(ex) = self.ex.upgrade() {
+                                ex.spawn(async move {
+                                    Timer::after(GRACEFUL_TIMEOUT).await;
+                                    rt.shutdown.ring();
+                                })
+                                .detach();
+                            }
+                        }
+                        StopAction::ShutDown => self.shutdown.ring(),
+                    }
                 }
                 Err(e) => self.log(Level::Warn, &format!("agent: signal error: {e}")),
             }

@@ -18,7 +18,7 @@ mod e2e_support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e_support::{Agent, Out, Runtime, run, run_program, tandem};
+use e2e_support::{Agent, ConfigFile, Out, Runtime, run, run_program, tandem};
 use serde_json::Value;
 
 fn main() {
@@ -29,6 +29,8 @@ fn main() {
         serf_members_lists_a_three_node_tandem_cluster;
         agents_sharing_a_key_join_and_one_without_it_cannot;
         a_bad_encrypt_key_is_a_startup_error;
+        sigint_leaves_gracefully_so_peers_show_left;
+        sigterm_leaves_gracefully_with_leave_on_terminate_from_the_config_file;
     });
 }
 
@@ -350,4 +352,42 @@ fn a_bad_encrypt_key_is_a_startup_error(rt: Runtime) {
             "{out:?}"
         );
     }
+}
+
+/// Starts `a` and `b`, joins `b` to `a`, stops `b` with `signal`, and checks that `a` shows
+/// `b` left (never failed) and that `b` exited 0 after leaving.
+fn stop_with_a_leave(rt: Runtime, signal: libc::c_int, name: &str, b_flags: &[&str]) {
+    let a = start(rt, "s1", &[]);
+    let mut b = start(rt, "s2", b_flags);
+    assert_eq!(
+        join(&b, a.lan_port(), false).ok(),
+        "Successfully joined cluster by contacting 1 nodes.\n"
+    );
+    wait_all_alive(&[&a, &b], &["s1", "s2"]);
+    b.signal(signal);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    b.wait_log(&format!("agent: caught signal {name}"));
+    b.wait_log("agent: Gracefully shutting down agent...");
+    b.wait_log("agent: left the cluster, shutting down");
+    wait_members(&a, false, CONVERGE, "s2 left", |seen| {
+        assert_ne!(
+            seen.get("s2").map(String::as_str),
+            Some("failed"),
+            "a leave on {name} must not look like a failure"
+        );
+        seen.get("s2").is_some_and(|s| s == "left")
+    });
+    a.wait_log("serf: EventMemberLeave: s2 127.0.0.1");
+    // Still `left` a moment later: the silence after the leave is no failure.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(statuses(&a, false)["s2"], "left");
+}
+
+fn sigint_leaves_gracefully_so_peers_show_left(rt: Runtime) {
+    stop_with_a_leave(rt, libc::SIGINT, "Int", &[]);
+}
+
+fn sigterm_leaves_gracefully_with_leave_on_terminate_from_the_config_file(rt: Runtime) {
+    let cfg = ConfigFile::new(r#"{"leave_on_terminate":true}"#);
+    stop_with_a_leave(rt, libc::SIGTERM, "Term", &["-config-file", cfg.path()]);
 }

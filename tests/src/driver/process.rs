@@ -444,6 +444,8 @@ pub fn config_file(config: &Config) -> Value {
         wan_addr: _,
         cluster,
         event_handlers,
+        skip_leave_on_interrupt,
+        leave_on_terminate,
     } = config;
     assert!(
         cluster.is_none(),
@@ -531,6 +533,8 @@ pub fn config_file(config: &Config) -> Value {
         "datacenter": datacenter,
         "tags": tags,
         "event_handlers": event_handlers,
+        "skip_leave_on_interrupt": skip_leave_on_interrupt,
+        "leave_on_terminate": leave_on_terminate,
     })
 }
 
