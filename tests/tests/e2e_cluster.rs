@@ -123,6 +123,19 @@ fn start_joined(rt: Runtime, node: &str, to: &str) -> Agent {
     agent
 }
 
+/// Waits until `agent` shows `node` left, failing at once if it ever shows it failed: a
+/// graceful leave must not look like a failure.
+fn wait_left(agent: &Agent, node: &str) {
+    wait_members(agent, false, CONVERGE, &format!("{node} left"), |seen| {
+        assert_ne!(
+            seen.get(node).map(String::as_str),
+            Some("failed"),
+            "{node}: a graceful leave must not look like a failure"
+        );
+        seen.get(node).is_some_and(|s| s == "left")
+    });
+}
+
 fn status_is(node: &str, status: &str) -> impl Fn(&BTreeMap<String, String>) -> bool {
     let (node, status) = (node.to_string(), status.to_string());
     move |seen| seen.get(&node) == Some(&status)
@@ -173,14 +186,7 @@ fn three_agents_join_detect_a_kill_force_leave_it_and_see_a_graceful_leave(rt: R
     // A graceful leave: n2 is `left` on n1, never `failed`; n2 exits 0 once it has
     // propagated.
     assert_eq!(a2.cli("leave", &[]).ok(), "Graceful leave complete\n");
-    wait_members(&a1, false, CONVERGE, "n2 left", |seen| {
-        assert_ne!(
-            seen.get("n2").map(String::as_str),
-            Some("failed"),
-            "a graceful leave must not look like a failure"
-        );
-        seen.get("n2").is_some_and(|s| s == "left")
-    });
+    wait_left(&a1, "n2");
     assert_eq!(a2.wait_exit(Duration::from_secs(10)).code(), Some(0));
     a2.wait_log("agent: left the cluster, shutting down");
     a1.wait_log("serf: EventMemberLeave: n2 127.0.0.1");
@@ -369,14 +375,7 @@ fn stop_with_a_leave(rt: Runtime, signal: libc::c_int, name: &str, b_flags: &[&s
     b.wait_log(&format!("agent: caught signal {name}"));
     b.wait_log("agent: Gracefully shutting down agent...");
     b.wait_log("agent: left the cluster, shutting down");
-    wait_members(&a, false, CONVERGE, "s2 left", |seen| {
-        assert_ne!(
-            seen.get("s2").map(String::as_str),
-            Some("failed"),
-            "a leave on {name} must not look like a failure"
-        );
-        seen.get("s2").is_some_and(|s| s == "left")
-    });
+    wait_left(&a, "s2");
     a.wait_log("serf: EventMemberLeave: s2 127.0.0.1");
     // Still `left` a moment later: the silence after the leave is no failure.
     std::thread::sleep(Duration::from_secs(2));
