@@ -49,6 +49,12 @@ pub struct Limits {
     pub max_consumers: usize,
     /// Jobs (foreground and background) per session.
     pub max_jobs: usize,
+    /// Host jobs (commands the runtime runs, such as `dashboard`) running at once, over
+    /// every session. One more is refused at `exec`/`async_exec` with
+    /// `too many host jobs running (limit N)`. It bounds what the host spends on them:
+    /// `tandem-mio` runs each on a thread of its own, so `max_sessions * max_jobs` would
+    /// otherwise be its thread bound.
+    pub max_host_jobs: usize,
     /// Result items an `exec` collects for its response; a host job beyond it sees `Full`.
     pub exec_results: usize,
     /// Log records kept for `monitor` replay.
@@ -83,6 +89,7 @@ impl Default for Limits {
             max_sessions: 1024,
             max_consumers: 64,
             max_jobs: 64,
+            max_host_jobs: 256,
             exec_results: 500,
             log_ring: 256,
             max_command: 4096,

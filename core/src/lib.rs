@@ -246,6 +246,8 @@ pub struct Agent {
     /// `reload` requests waiting for [`Agent::reload_finished`].
     reload_waiters: Vec<reload::ReloadWaiter>,
     jobs: BTreeMap<u32, Job>,
+    /// Host jobs created and not yet ended (bounded by `Limits::max_host_jobs`).
+    host_jobs: usize,
     next_job: u32,
     registry: command::Registry,
     log: LogRing,
@@ -294,6 +296,7 @@ impl Agent {
             one_time_sessions: 0,
             reload_waiters: Vec::new(),
             jobs: BTreeMap::new(),
+            host_jobs: 0,
             next_job: 1,
             registry: command::Registry::default(),
             log,

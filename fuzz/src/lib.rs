@@ -373,6 +373,7 @@ pub fn small_limits() -> Limits {
         max_sessions: 3,
         max_consumers: 2,
         max_jobs: 2,
+        max_host_jobs: 3,
         exec_results: 3,
         log_ring: 8,
         max_command: 64,
@@ -1282,6 +1283,8 @@ impl SmallLimits {
             max_sessions: at_least(usize::from(self.max_sessions % 8), 1),
             max_consumers: at_least(usize::from(self.max_consumers % 4), 1),
             max_jobs: at_least(usize::from(self.max_jobs % 4), 1),
+            // From bits `max_jobs` leaves unused, as `overflow_connections` above.
+            max_host_jobs: at_least(usize::from(self.max_jobs / 4 % 8), 1),
             exec_results: at_least(usize::from(self.exec_results % 8), 1),
             log_ring: at_least(usize::from(self.log_ring % 32), 1),
             max_command: at_least(usize::from(self.max_command), 1),

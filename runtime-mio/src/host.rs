@@ -1,7 +1,9 @@
 //! Host commands: commands that need the host, run off the event loop on worker threads.
 //!
 //! The core asks for one with `Effect::StartJob`; [`crate::MioAgent`] looks the name up in its
-//! table of [`HostCommand`]s and runs it on a thread of its own with a [`HostJob`]. The job
+//! table of [`HostCommand`]s and runs it on a thread of its own with a [`HostJob`] (at most
+//! `Limits::max_host_jobs` such threads are alive at once, stopped jobs' threads that have
+//! not returned yet included; a start beyond them ends at once with status 1). The job
 //! hands each result item to the loop through a channel and wakes it with the `mio::Waker`;
 //! the loop feeds the item to `Agent::job_output` and answers the job:
 //!

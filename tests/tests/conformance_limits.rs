@@ -155,6 +155,57 @@ fn max_jobs_refuses_more_jobs_in_a_session() {
 }
 
 #[test]
+fn max_host_jobs_bounds_the_host_jobs_of_every_session_together() {
+    let mut sim = limits(Limits {
+        max_host_jobs: 2,
+        ..Limits::default()
+    });
+    sim.register("gen");
+    let (a, _) = sim.init_session();
+    let (b, _) = sim.init_session();
+    assert_eq!(sim.async_exec(&a, "gen &")["state"], "SCHEDULED");
+    assert_eq!(sim.async_exec(&b, "gen &")["state"], "SCHEDULED");
+    let started = sim.started_jobs();
+    assert_eq!(started.len(), 2);
+    // A third host job, in either session or one-time, is refused before the host hears
+    // of it; built-in commands are not host jobs and still run.
+    let refused = "too many host jobs running (limit 2)";
+    let text = sim.api_text(&format!(
+        r#"{{"action":"async_exec","command":"gen","sessionId":"{b}"}}"#
+    ));
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"body":{{"command":"gen"}},"message":"Async exec command failed:{refused}","sessionId":"{b}","state":"FAILED"}}"#
+        )
+    );
+    assert_eq!(
+        sim.api(r#"{"action":"exec","command":"gen"}"#)["message"],
+        format!("Exec command failed:{refused}")
+    );
+    assert_eq!(sim.exec_in(&a, "version")["state"], "SUCCEEDED");
+    assert!(sim.started_jobs().is_empty());
+    // Every way a host job ends gives its place back: finishing, an interrupt, and the
+    // close of its session.
+    sim.agent.job_finished(started[0].0, 0, None, sim.now);
+    sim.drain();
+    assert_eq!(sim.async_exec(&a, "gen")["state"], "SCHEDULED");
+    sim.api(&format!(
+        r#"{{"action":"interrupt_job","sessionId":"{a}"}}"#
+    ));
+    assert_eq!(sim.async_exec(&a, "gen &")["state"], "SCHEDULED");
+    sim.api(&format!(
+        r#"{{"action":"close_session","sessionId":"{b}"}}"#
+    ));
+    assert_eq!(sim.async_exec(&a, "gen &")["state"], "SCHEDULED");
+    assert_eq!(sim.started_jobs().len(), 3);
+    assert_eq!(
+        sim.api(r#"{"action":"exec","command":"gen"}"#)["message"],
+        format!("Exec command failed:{refused}")
+    );
+}
+
+#[test]
 fn max_command_refuses_longer_lines() {
     let mut sim = limits(Limits {
         max_command: 16,
@@ -363,6 +414,7 @@ fn limits_of_zero_refuse_cleanly_and_never_panic() {
         max_sessions: 0,
         max_consumers: 0,
         max_jobs: 0,
+        max_host_jobs: 0,
         exec_results: 0,
         log_ring: 0,
         max_command: 0,

@@ -34,6 +34,7 @@ runtimes! {
     exec_dashboard_with_a_count_gives_that_many_samples;
     a_host_job_filling_an_exec_response_is_ended_at_once_and_cancelled;
     a_host_job_waits_for_a_full_consumer_and_then_finishes;
+    host_jobs_over_max_host_jobs_are_refused_and_the_threads_stay_bounded;
     monitor_streams_the_runtimes_own_records;
     // HTTP transport.
     keep_alive_serves_two_requests_on_one_connection;
@@ -505,6 +506,72 @@ fn a_host_job_waits_for_a_full_consumer_and_then_finishes(rt: Runtime) {
     assert_eq!(status, &json!({"jobId":job,"statusCode":0,"type":"status"}));
     let samples = seen.iter().filter(|i| i["type"] == "dashboard").count();
     assert!(samples >= 4, "most samples got through: {seen:?}");
+}
+
+/// `Threads:` of a process, from /proc/PID/status.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line["Threads:".len()..].trim().parse().unwrap()
+}
+
+fn host_jobs_over_max_host_jobs_are_refused_and_the_threads_stay_bounded(rt: Runtime) {
+    let cfg = ConfigFile::new(r#"{"limits":{"max_host_jobs":4}}"#);
+    let agent = Agent::start(rt, &["-config-file", cfg.path()]);
+    let before = threads(agent.pid());
+    let refused = "too many host jobs running (limit 4)";
+    let mut sids = Vec::new();
+    let mut scheduled = 0;
+    // Background samplers that would run for a minute each, over three sessions: as many
+    // as the limit run, every further one is refused, whichever session asks.
+    for i in 0..12 {
+        if i % 4 == 0 {
+            let init = agent.api(r#"{"action":"init_session"}"#);
+            sids.push(init["sessionId"].as_str().unwrap().to_string());
+        }
+        let sid = sids.last().unwrap();
+        let r = agent.api(&format!(
+            r#"{{"action":"async_exec","command":"dashboard -i 60000 &","sessionId":"{sid}"}}"#
+        ));
+        if r["state"] == "SCHEDULED" {
+            scheduled += 1;
+        } else {
+            assert_eq!(r["state"], "FAILED", "{r}");
+            assert_eq!(
+                r["message"],
+                format!("Async exec command failed:{refused}"),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(scheduled, 4);
+    let r = agent.api(r#"{"action":"exec","command":"sysinfo"}"#);
+    assert_eq!(
+        r["message"],
+        format!("Exec command failed:{refused}"),
+        "{r}"
+    );
+    // tandem-mio runs a job on a thread of its own; tandem-smol as a task on its one loop.
+    let during = threads(agent.pid());
+    assert!(
+        during <= before + 4,
+        "{during} threads with 4 host jobs running, {before} before"
+    );
+    // Closing the sessions ends their jobs and gives their places back.
+    for sid in &sids {
+        let r = agent.api(&format!(
+            r#"{{"action":"close_session","sessionId":"{sid}"}}"#
+        ));
+        assert_eq!(r["state"], "SUCCEEDED", "{r}");
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while threads(agent.pid()) > before {
+        assert!(Instant::now() < deadline, "the job threads did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = agent.api(r#"{"action":"exec","command":"sysinfo"}"#);
+    assert_eq!(r["state"], "SUCCEEDED", "{r}");
+    assert_eq!(types(&results(&r)), ["sysinfo", "status"]);
 }
 
 fn monitor_streams_the_runtimes_own_records(rt: Runtime) {

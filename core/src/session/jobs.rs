@@ -116,10 +116,19 @@ impl Agent {
         if session.jobs.len() >= max_jobs {
             return Err(format!("too many jobs in this session (limit {max_jobs})"));
         }
+        let host = run == Run::Host;
+        if host && self.host_jobs >= limits.max_host_jobs {
+            return Err(format!(
+                "too many host jobs running (limit {})",
+                limits.max_host_jobs
+            ));
+        }
         let id = self.next_job;
         self.next_job = self.next_job.wrapping_add(1).max(1);
         session.jobs.push(id);
         self.stats.jobs_started += 1;
+        // Counted until the job ends (`end_job`), whether or not the host has let go of it.
+        self.host_jobs += usize::from(host);
         self.jobs.insert(
             id,
             Job {
@@ -291,6 +300,7 @@ impl Agent {
         job.ended = true;
         let key = job.session;
         let host = job.is_host();
+        self.host_jobs -= usize::from(host);
         let exec_conn = match &job.sink {
             Sink::Exec(e) => Some(e.conn),
             Sink::Stream => None,

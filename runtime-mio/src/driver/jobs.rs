@@ -35,6 +35,22 @@ impl MioAgent {
             );
             return;
         };
+        // The agent counts the jobs it has not ended (`Limits::max_host_jobs`); a stopped
+        // job's thread may still be on its way out, and a command that ignores `Stopped`
+        // could keep it for long, so the threads themselves are bounded too.
+        let limit = self.agent.config().limits.max_host_jobs;
+        let alive = self.worker_threads();
+        if alive >= limit {
+            self.report_finished(
+                job,
+                Finished::failed(format!(
+                    "too many host jobs running (limit {limit}; {alive} worker threads \
+                     have not returned yet)"
+                )),
+            );
+            return;
+        }
+        let worker = Arc::clone(&self.workers);
         let shared = Arc::new(JobShared::default());
         let host_job = HostJob::new(
             job,
@@ -44,7 +60,10 @@ impl MioAgent {
         );
         let spawned = std::thread::Builder::new()
             .name(format!("tandem-job-{}", job.0))
-            .spawn(move || host_job.run(body, args));
+            .spawn(move || {
+                host_job.run(body, args);
+                drop(worker);
+            });
         match spawned {
             // Detached: the thread ends when the job does, or at its next wait once
             // stopped. Its messages are read on this thread, after this insert.
@@ -121,5 +140,64 @@ impl MioAgent {
                 job.0, finished.status_code
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::time::{Duration, Instant};
+
+    use tandem_core::{CommandInfo, Config, Effect, JobId, Limits};
+
+    use crate::MioAgent;
+    use crate::host::{Finished, HostCommand, HostJob, Stopped};
+
+    #[test]
+    fn a_stopped_job_whose_thread_lingers_still_counts_against_max_host_jobs() {
+        let mut me = MioAgent::new(Config {
+            limits: Limits {
+                max_host_jobs: 1,
+                ..Limits::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Barrier::new(2));
+        let (counted, held) = (Arc::clone(&runs), Arc::clone(&release));
+        // A command that ignores being stopped until the test lets it go.
+        let stubborn = move |_: &HostJob, _: &[String]| -> Result<Finished, Stopped> {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                held.wait();
+            }
+            Ok(Finished::ok())
+        };
+        me.register_host_command(HostCommand {
+            info: CommandInfo::new("stubborn", "waits", "stubborn"),
+            run: Arc::new(stubborn),
+        })
+        .unwrap();
+        let wait_for = |me: &MioAgent, threads: usize, runs_seen: usize| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while me.worker_threads() != threads || runs.load(Ordering::SeqCst) != runs_seen {
+                assert!(Instant::now() < deadline, "{} threads", me.worker_threads());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        me.start_job(JobId(1), "stubborn".into(), vec![]);
+        wait_for(&me, 1, 1);
+        // The agent ended the job, but its thread goes on: no second thread beside it.
+        me.effect(Effect::CancelJob(JobId(1)));
+        assert_eq!(me.job_count(), 0);
+        me.start_job(JobId(2), "stubborn".into(), vec![]);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!((me.worker_threads(), runs.load(Ordering::SeqCst)), (1, 1));
+        // Once it returns, its place is free again.
+        release.wait();
+        wait_for(&me, 0, 1);
+        me.start_job(JobId(3), "stubborn".into(), vec![]);
+        wait_for(&me, 0, 2);
     }
 }

@@ -184,6 +184,9 @@ pub struct MioAgent {
     job_tx: Sender<JobMsg>,
     job_rx: Receiver<JobMsg>,
     jobs: HashMap<JobId, RunningJob>,
+    /// Held by every worker thread while it lives: `strong_count - 1` threads are alive,
+    /// stopped ones that have not returned yet included.
+    workers: Arc<()>,
     host: HashMap<String, Arc<HostFn>>,
     requests: VecDeque<AgentRequest>,
     printer: Printer,
@@ -293,6 +296,7 @@ impl MioAgent {
             job_tx,
             job_rx,
             jobs: HashMap::new(),
+            workers: Arc::new(()),
             host: HashMap::new(),
             requests: VecDeque::new(),
             printer: Box::new(|record| crate::print_line(&record.line)),
@@ -442,6 +446,12 @@ impl MioAgent {
     /// Host jobs running on worker threads.
     pub fn job_count(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// Worker threads alive: the running host jobs' and those of stopped jobs that have
+    /// not returned yet. Never more than `Limits::max_host_jobs`.
+    pub fn worker_threads(&self) -> usize {
+        Arc::strong_count(&self.workers) - 1
     }
 
     /// Whether any connection still has output queued.
