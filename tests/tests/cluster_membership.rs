@@ -51,6 +51,19 @@ fn converged_net(
     sim
 }
 
+/// Node `i` leaves gracefully and stops once its leave has spread; every node shows it
+/// `left`.
+fn leave_and_stop(sim: &mut netsim::Net<Cluster>, i: usize) {
+    sim.with(i, |c, now| c.leave(now));
+    sim.run_until_cond(secs(10), TICK, |s| s.node(i).ready_to_shutdown())
+        .expect("ready to shut down");
+    sim.kill(i);
+    sim.run_until_cond(secs(10), TICK, |s| {
+        all_see(s, Pool::Lan, i, MemberStatus::Left)
+    })
+    .expect("left everywhere");
+}
+
 #[test]
 fn three_nodes_converge_after_joins() {
     let mut sim = cluster_net(3, NetConfig::default(), 7, |_, _| {});
@@ -390,14 +403,7 @@ fn a_node_back_at_a_new_address_replaces_its_old_entry() {
     // port (a restart with an ephemeral port). Everyone lists it once, alive at the new
     // address; its old entry goes without an event.
     let mut sim = converged_net(4, 65, |_, _| {});
-    sim.with(3, |c, now| c.leave(now));
-    sim.run_until_cond(secs(10), TICK, |s| s.node(3).ready_to_shutdown())
-        .expect("left");
-    sim.kill(3);
-    sim.run_until_cond(secs(10), TICK, |s| {
-        all_see(s, Pool::Lan, 3, MemberStatus::Left)
-    })
-    .expect("left everywhere");
+    leave_and_stop(&mut sim, 3);
     let new_addr = SocketAddr::new(lan_addr(3).ip(), 18301);
     let mut cfg = cluster_config(3);
     cfg.lan_addr = new_addr;
@@ -638,4 +644,42 @@ fn a_node_restarted_at_its_address_after_a_leave_leaves_again_as_left() {
     for i in 0..3 {
         assert_eq!(member_events(&sim, i, 3), want, "node {i}");
     }
+}
+
+#[test]
+fn a_peer_restarted_at_its_address_again_and_again_leaves_no_timers_behind() {
+    // Each life of a peer at one address that ends (a leave, or a kill noticed as failed)
+    // makes foca ask for a `RemoveDown` of that identity 24 h later. foca keeps one member
+    // per address, so the request of an earlier life can only find nothing to remove: the
+    // queue must not hold one per life (the one-hour soak's slow RSS creep).
+    let mut sim = converged_net(3, 67, |_, _| {});
+    let mut counts = Vec::new();
+    for life in 0..24u64 {
+        if life % 3 == 2 {
+            sim.kill(2);
+            sim.run_until_cond(secs(30), TICK, |s| {
+                s.node(0).member_status(Pool::Lan, lan_addr(2)) == Some(MemberStatus::Failed)
+            })
+            .expect("failed");
+        } else {
+            leave_and_stop(&mut sim, 2);
+        }
+        sim.run_for(Duration::from_millis(500));
+        let now = sim.now;
+        sim.restart(2, Cluster::new(cluster_config(2), 900 + life, now));
+        sim.with(2, |c, now| c.join(Pool::Lan, &[lan_addr(0)], now))
+            .unwrap();
+        sim.run_until_cond(secs(30), TICK, |s| {
+            all_see(s, Pool::Lan, 2, MemberStatus::Alive)
+        })
+        .expect("alive again");
+        sim.run_for(secs(2));
+        counts.push(sim.node(0).timer_count());
+    }
+    // Before the fix: 9, 11, 12, … 33 — one more per life.
+    let first = counts[0];
+    assert!(
+        counts.iter().all(|&n| n <= first + 3),
+        "timer entries of node 0 after each life: {counts:?}"
+    );
 }

@@ -487,6 +487,12 @@ impl Cluster {
     /// Timers due at or before `now` fire, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((_, task)) = self.timers.pop_due(now) {
+            if let Task::Foca(pool, foca::Timer::RemoveDown(id)) = &task
+                && let Some(p) = self.pool_mut(*pool)
+            {
+                // The one pending for this address (an earlier one was cancelled).
+                p.remove_down.remove(&id.addr);
+            }
             match task {
                 Task::Foca(_, _) if self.state == SelfState::Left => {}
                 Task::Foca(pool, timer) => {
@@ -830,6 +836,7 @@ impl Cluster {
             now,
             version: p.version,
             timers,
+            remove_down: &mut p.remove_down,
             out,
             notes,
         };

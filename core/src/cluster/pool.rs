@@ -21,7 +21,7 @@ use super::member::Record;
 use super::outbox::Outbox;
 use super::timer::{Task, Timers};
 use super::wire::{FRAME_FOCA, Meta};
-use crate::time::Instant;
+use crate::time::{Instant, TimerKey};
 
 pub(crate) type FocaT = Foca<NodeId, NodeCodec, Xoshiro256PlusPlus, Handler>;
 
@@ -71,6 +71,8 @@ pub(crate) struct PoolState {
     pub(crate) name: String,
     /// Bytes sealing adds to each datagram (0: gossip is not sealed).
     pub(crate) overhead: usize,
+    /// foca's pending `RemoveDown` timer per member address (see [`Io::submit_after`]).
+    pub(crate) remove_down: BTreeMap<SocketAddr, TimerKey>,
 }
 
 impl PoolState {
@@ -119,6 +121,7 @@ impl PoolState {
             version: 1,
             name,
             overhead,
+            remove_down: BTreeMap::new(),
         }
     }
 
@@ -145,6 +148,8 @@ pub(crate) struct Io<'a> {
     pub(crate) now: Instant,
     pub(crate) version: u32,
     pub(crate) timers: &'a mut Timers,
+    /// The pool's [`PoolState::remove_down`].
+    pub(crate) remove_down: &'a mut BTreeMap<SocketAddr, TimerKey>,
     pub(crate) out: &'a mut Outbox,
     pub(crate) notes: &'a mut VecDeque<OwnedNotification<NodeId>>,
 }
@@ -164,7 +169,21 @@ impl Runtime<NodeId> for Io<'_> {
     }
 
     fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
-        self.timers
+        let down = match &event {
+            Timer::RemoveDown(id) => Some(id.addr),
+            _ => None,
+        };
+        let key = self
+            .timers
             .schedule(self.now + after, Task::Foca(self.pool, event));
+        // foca holds one member per address and asks for `RemoveDown` only for the identity
+        // it just put down there, so an earlier `RemoveDown` of another identity of that
+        // address can find nothing to remove. Kept, it would sit in the queue for
+        // `reap_after` (24 h): one entry per restart of a peer (the soak's RSS creep).
+        if let Some(addr) = down
+            && let Some(old) = self.remove_down.insert(addr, key)
+        {
+            self.timers.cancel(Some(old));
+        }
     }
 }
