@@ -600,14 +600,20 @@ pub fn binary(runtime: Runtime) -> PathBuf {
 }
 
 /// Builds both agent binaries into the profile directory this test binary runs from
-/// (`<target>/<profile>/deps/<test>` → `<target>/<profile>`); returns that directory.
+/// (`<target>/<profile>/deps/<test>` → `<target>/<profile>`; a binary of this crate, such
+/// as `conn_churn`, runs from `<target>/<profile>` itself); returns that directory.
 fn build_binaries() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let profile_dir = exe
+    let dir = exe
         .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("no profile directory above {}", exe.display()))?
-        .to_path_buf();
+        .ok_or_else(|| format!("no directory above {}", exe.display()))?;
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent()
+            .ok_or_else(|| format!("no profile directory above {}", exe.display()))?
+    } else {
+        dir
+    }
+    .to_path_buf();
     build_agents(&profile_dir, false)?;
     Ok(profile_dir)
 }
