@@ -318,6 +318,10 @@ pub struct Config {
     /// down (`false`, the default, as Serf). Serf's `leave_on_terminate`; the core reads it
     /// not.
     pub leave_on_terminate: bool,
+    /// The state files the runtime keeps (`-snapshot`, `-keyring-file`, `-tags-file`);
+    /// the agent asks it to write them with `Effect::Persist`.
+    #[serde(skip)]
+    pub state_files: crate::StateFiles,
 }
 
 impl Default for Config {
@@ -340,6 +344,7 @@ impl Default for Config {
             event_handlers: Vec::new(),
             skip_leave_on_interrupt: false,
             leave_on_terminate: false,
+            state_files: crate::StateFiles::default(),
         }
     }
 }

@@ -78,6 +78,7 @@ mod http;
 mod json;
 mod log;
 mod members;
+mod persist;
 mod queries;
 mod reload;
 mod rpc;
@@ -100,6 +101,7 @@ pub use config::{Config, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
 pub use handlers::{EventScript, HandlerId, HandlerRun, HandlerStats, InvalidEventScript};
 pub use log::{Level, LogRecord};
+pub use persist::{FileWrite, StateFile, StateFiles};
 pub use stats::Stats;
 pub use time::Instant;
 
@@ -168,6 +170,16 @@ pub enum Effect {
     /// Stop a handler script (and whatever it started): its deadline passed and the agent
     /// has already recorded it as failed; a later answer for it is ignored.
     CancelHandler(HandlerId),
+    /// Write `bytes` to one of the agent's state files; answer with [`Agent::persisted`].
+    /// Writes of one file must happen in the order they were emitted.
+    Persist {
+        /// Which file.
+        file: StateFile,
+        /// Append or replace.
+        write: FileWrite,
+        /// What to write.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Names one [`Effect::Resolve`].
@@ -268,6 +280,8 @@ pub struct Agent {
     /// Event handler scripts, their queue and the run in progress.
     handlers: handlers::Handlers,
     handler_stats: HandlerStats,
+    /// Failed writes of state files.
+    persist_failures: u64,
 }
 
 impl Agent {
@@ -309,6 +323,7 @@ impl Agent {
             last_now: now,
             handlers: handlers::Handlers::default(),
             handler_stats: HandlerStats::default(),
+            persist_failures: 0,
             cfg: config,
         };
         let specs = agent.cfg.event_handlers.clone();
@@ -415,6 +430,7 @@ impl Agent {
     /// kept from start: changing them takes a restart, as in Consul.
     pub fn apply_config(&mut self, mut config: Config, now: Instant) {
         config.host = core::mem::take(&mut self.cfg.host);
+        config.state_files = self.cfg.state_files;
         config.node_name = core::mem::take(&mut self.cfg.node_name);
         config.datacenter = core::mem::take(&mut self.cfg.datacenter);
         config.server = self.cfg.server;

@@ -708,6 +708,9 @@ impl Agent {
         })?;
         let result = self.cluster.set_tags(&set, &delete, now);
         self.drain_cluster(now);
+        if result.is_ok() {
+            self.persist_tags();
+        }
         self.rpc_reply_result(conn, seq, result);
         Ok(true)
     }

@@ -10,6 +10,7 @@ use tandem_core::cluster::{GossipKey, Keyring};
 use tandem_core::{Config, DEFAULT_HTTP_USER, EventScript, HttpAuth, Level};
 
 use crate::flags::{FlagError, FlagSpec, parse_flags, usage};
+use crate::persist::StatePaths;
 
 /// Default address of the HTTP API (Arthas' port on loopback).
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
@@ -123,6 +124,19 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                (whose keyring adds keys accepted on receive).",
     },
     FlagSpec {
+        name: "tag",
+        value: Some("<key=value>"),
+        help: "A tag of this node, published to the cluster. Repeatable; added to tags of the \
+               config file. Not with -tags-file.",
+    },
+    FlagSpec {
+        name: "tags-file",
+        value: Some("<path>"),
+        help: "JSON file of this node's tags: loaded at start when it exists (instead of the \
+               config file's tags), rewritten whenever tags change at run time (RPC tags), so \
+               they survive a restart.",
+    },
+    FlagSpec {
         name: "event-handler",
         value: Some("<handler>"),
         help: "Script to run on events, as Serf: `script` (every event), \
@@ -213,6 +227,10 @@ pub struct AgentOptions {
     pub skip_leave_on_interrupt: Option<bool>,
     /// `-leave-on-terminate`: overrides the file's `leave_on_terminate`.
     pub leave_on_terminate: Option<bool>,
+    /// The state files' paths (`-snapshot`, `-keyring-file`, `-tags-file`).
+    pub state: StatePaths,
+    /// `-tag`, in order.
+    pub tags: Vec<(String, String)>,
 }
 
 impl AgentOptions {
@@ -247,6 +265,8 @@ impl AgentOptions {
             event_handlers: Vec::new(),
             skip_leave_on_interrupt: None,
             leave_on_terminate: None,
+            state: StatePaths::default(),
+            tags: Vec::new(),
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -294,6 +314,17 @@ impl AgentOptions {
                 "datacenter" => opts.datacenter = Some(value),
                 "join" => opts.join.push(value),
                 "join-wan" => opts.join_wan.push(value),
+                "tag" => match value.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => opts.tags.push((k.into(), v.into())),
+                    _ => {
+                        return Err(FlagError::Invalid {
+                            flag,
+                            value,
+                            reason: "expected key=value".into(),
+                        });
+                    }
+                },
+                "tags-file" => opts.state.tags = Some(PathBuf::from(value)),
                 "event-handler" => {
                     if let Err(e) = EventScript::parse(&value) {
                         return Err(FlagError::Invalid {
@@ -384,6 +415,24 @@ impl AgentOptions {
         }
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);
+        }
+        cfg.state_files = self.state.files();
+        if let Some(path) = &self.state.tags {
+            // Serf: one source of tags when a tags file is used.
+            if !self.tags.is_empty() {
+                return Err("Tags config not allowed while using tag files".into());
+            }
+            match std::fs::read(path) {
+                Ok(text) => {
+                    cfg.tags = serde_json::from_slice(&text)
+                        .map_err(|e| format!("Failed to decode tags file: {e}"))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("Failed to read tags file: {e}")),
+            }
+        }
+        for (k, v) in &self.tags {
+            cfg.tags.insert(k.clone(), v.clone());
         }
         // Serf appends the flags' handlers to the file's.
         cfg.event_handlers
@@ -685,6 +734,48 @@ mod tests {
         assert_eq!(
             opts.load_config().unwrap_err(),
             "Invalid event script: Event 'bogus' invoking 'x'"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tags_come_from_flags_or_from_the_tags_file() {
+        let opts = AgentOptions::parse(&words("-tag a=1 -tag b=x=y"))
+            .unwrap()
+            .unwrap();
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.tags.get("a").map(String::as_str), Some("1"));
+        assert_eq!(cfg.tags.get("b").map(String::as_str), Some("x=y"));
+        assert_eq!(
+            AgentOptions::parse(&words("-tag nokey"))
+                .unwrap_err()
+                .to_string(),
+            "invalid value \"nokey\" for flag -tag: expected key=value"
+        );
+        let dir = std::env::temp_dir().join(format!("tandem-tags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tags.json");
+        let flag = format!("-tags-file {}", file.display());
+        // No file yet: no tags, and the agent will write it.
+        let opts = AgentOptions::parse(&words(&flag)).unwrap().unwrap();
+        let cfg = opts.load_config().unwrap();
+        assert!(cfg.tags.is_empty());
+        assert!(cfg.state_files.tags);
+        std::fs::write(&file, r#"{"team": "infra"}"#).unwrap();
+        let cfg = opts.load_config().unwrap();
+        assert_eq!(cfg.tags.get("team").map(String::as_str), Some("infra"));
+        let both = AgentOptions::parse(&words(&format!("{flag} -tag a=1")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            both.load_config().unwrap_err(),
+            "Tags config not allowed while using tag files"
+        );
+        std::fs::write(&file, "nonsense").unwrap();
+        assert!(
+            opts.load_config()
+                .unwrap_err()
+                .starts_with("Failed to decode tags file: ")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

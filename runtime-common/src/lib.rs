@@ -7,7 +7,8 @@
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
 //! flags, usage text and the configuration they describe, and the dispatch above it
 //! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); running event handler
-//! scripts ([`handler`]); and what SIGINT and SIGTERM do ([`signals`]).
+//! scripts ([`handler`]); writing the state files ([`persist`]); and what SIGINT and
+//! SIGTERM do ([`signals`]).
 
 // `unsafe` appears in three one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`, `kill` in `handler`), each with its SAFETY note.
@@ -21,6 +22,7 @@ pub mod flags;
 pub mod handler;
 pub mod host;
 pub mod keygen;
+pub mod persist;
 pub mod procfs;
 pub mod resolve;
 pub mod signals;

@@ -66,6 +66,7 @@ pub fn run(opts: AgentOptions) -> i32 {
             return 1;
         }
     };
+    rt.set_state_paths(opts.state.clone());
     let mut lp = match setup(&mut rt, &opts) {
         Ok(lp) => lp,
         Err(e) => {

@@ -448,6 +448,11 @@ impl Runtime {
             }
             Effect::RunHandler(run) => self.run_handler(run),
             Effect::CancelHandler(id) => self.cancel_handler(id),
+            Effect::Persist { file, write, bytes } => {
+                let result = self.opts.state.write(file, write, &bytes);
+                let result = result.as_ref().map(|_| ()).map_err(String::as_str);
+                self.input(|agent, now| agent.persisted(file, result, now));
+            }
         }
     }
 

@@ -48,6 +48,7 @@ use tandem_core::{
     Pool, RegisterError,
 };
 use tandem_runtime::clock::Clock;
+use tandem_runtime::persist::StatePaths;
 
 use crate::RUNTIME;
 use crate::host::{self, HostCommand, HostFn, JobMsg};
@@ -202,6 +203,8 @@ pub struct MioAgent {
     resolve_rx: Receiver<Resolved>,
     /// Event handler scripts running.
     handlers: handlers::Handlers,
+    /// Where `Effect::Persist` writes (none until `set_state_paths`).
+    state: StatePaths,
 }
 
 impl std::fmt::Debug for MioAgent {
@@ -307,6 +310,7 @@ impl MioAgent {
             resolve_tx,
             resolve_rx,
             handlers: handlers::Handlers::default(),
+            state: StatePaths::default(),
         };
         for command in host::builtins() {
             me.register_host_command(command)
@@ -592,6 +596,13 @@ impl MioAgent {
 
     // ----- outputs -------------------------------------------------------------------
 
+    /// Where the agent's state files are (`-snapshot`, `-keyring-file`, `-tags-file`): the
+    /// paths `Effect::Persist` writes to. The configuration's `state_files` says which the
+    /// agent writes.
+    pub fn set_state_paths(&mut self, paths: StatePaths) {
+        self.state = paths;
+    }
+
     /// The next thing the agent asks of the application.
     #[must_use]
     pub fn poll_request(&mut self) -> Option<AgentRequest> {
@@ -694,6 +705,13 @@ impl MioAgent {
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
             Effect::RunHandler(run) => self.run_handler(run),
             Effect::CancelHandler(id) => self.cancel_handler(id),
+            Effect::Persist { file, write, bytes } => {
+                let result = self.state.write(file, write, &bytes);
+                let result = result.as_ref().map(|_| ()).map_err(String::as_str);
+                // Inside a drain: its outputs join it.
+                let now = self.clock.now();
+                self.agent.persisted(file, result, now);
+            }
         }
     }
 }

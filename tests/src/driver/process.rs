@@ -446,6 +446,7 @@ pub fn config_file(config: &Config) -> Value {
         event_handlers,
         skip_leave_on_interrupt,
         leave_on_terminate,
+        state_files: _, // from flags
     } = config;
     assert!(
         cluster.is_none(),

@@ -1,0 +1,114 @@
+//! Writing the agent's state files (`Effect::Persist`), the same in both runtimes: the
+//! paths the flags name, appends and atomic replaces. Writes are small (a snapshot line, a
+//! keyring, a tags map) and happen on the event loop, in the order the agent emitted them.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use tandem_core::{FileWrite, StateFile, StateFiles};
+
+/// Where the agent's state files are (`-snapshot`, `-keyring-file`, `-tags-file`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatePaths {
+    /// `-snapshot PATH`.
+    pub snapshot: Option<PathBuf>,
+    /// `-keyring-file PATH`.
+    pub keyring: Option<PathBuf>,
+    /// `-tags-file PATH`.
+    pub tags: Option<PathBuf>,
+}
+
+impl StatePaths {
+    /// Which files are kept, for `Config::state_files`.
+    pub fn files(&self) -> StateFiles {
+        StateFiles {
+            snapshot: self.snapshot.is_some(),
+            keyring: self.keyring.is_some(),
+            tags: self.tags.is_some(),
+        }
+    }
+
+    /// The path of `file`, if it is kept.
+    pub fn path(&self, file: StateFile) -> Option<&Path> {
+        match file {
+            StateFile::Snapshot => self.snapshot.as_deref(),
+            StateFile::Keyring => self.keyring.as_deref(),
+            StateFile::Tags => self.tags.as_deref(),
+        }
+    }
+
+    /// Performs one `Effect::Persist`; the error is what `Agent::persisted` takes.
+    pub fn write(&self, file: StateFile, write: FileWrite, bytes: &[u8]) -> Result<(), String> {
+        let Some(path) = self.path(file) else {
+            return Err(format!("no path for the {}", file.as_str()));
+        };
+        let r = match write {
+            FileWrite::Append => append(path, bytes),
+            FileWrite::Replace => replace(path, bytes),
+        };
+        r.map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// Writes `PATH.tmp`, syncs it, renames it over `PATH`: the file is old or new, never half.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn appends_add_replaces_swap_and_a_bad_path_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("tandem-persist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let paths = StatePaths {
+            snapshot: Some(dir.join("snap")),
+            keyring: None,
+            tags: Some(dir.join("no-such-dir").join("tags.json")),
+        };
+        assert_eq!(
+            paths.files(),
+            StateFiles {
+                snapshot: true,
+                keyring: false,
+                tags: true
+            }
+        );
+        let snap = StateFile::Snapshot;
+        paths.write(snap, FileWrite::Append, b"a\n").unwrap();
+        paths.write(snap, FileWrite::Append, b"b\n").unwrap();
+        assert_eq!(std::fs::read(dir.join("snap")).unwrap(), b"a\nb\n");
+        paths.write(snap, FileWrite::Replace, b"c\n").unwrap();
+        paths.write(snap, FileWrite::Append, b"d\n").unwrap();
+        assert_eq!(std::fs::read(dir.join("snap")).unwrap(), b"c\nd\n");
+        let err = paths
+            .write(StateFile::Tags, FileWrite::Replace, b"{}")
+            .unwrap_err();
+        assert!(err.contains("no-such-dir"), "{err}");
+        assert!(
+            paths
+                .write(StateFile::Keyring, FileWrite::Replace, b"[]")
+                .is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
