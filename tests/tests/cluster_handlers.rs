@@ -2,9 +2,13 @@
 //! which event, in what order, with which environment and stdin (Serf's), one at a time,
 //! with a deadline; replaced by a reload.
 
+#[path = "conformance_rpc_support/mod.rs"]
+mod rpc_support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rpc_support::{V, handshake, map, req, req_with};
 use tandem_core::cluster::MemberStatus;
 use tandem_core::{Agent, Config, Effect, HandlerId, HandlerRun, Instant, Listener, Output, Pool};
 use tandem_tests::netsim::{Net, NetConfig, START, SimNode, lan_addr, node_name};
@@ -123,49 +127,27 @@ fn member_line(i: usize) -> String {
     )
 }
 
-/// Writes an RPC request body.
-type Body<'a> = &'a dyn Fn(&mut Vec<u8>);
-
-/// Runs one RPC command on node `i` (body written by `body`, if any), after a handshake.
-fn rpc_call(sim: &mut Net<Node>, i: usize, cmd: &str, body: Option<Body<'_>>) {
-    let header = |v: &mut Vec<u8>, cmd: &str, seq: u64| {
-        rmp::encode::write_map_len(v, 2).unwrap();
-        rmp::encode::write_str(v, "Command").unwrap();
-        rmp::encode::write_str(v, cmd).unwrap();
-        rmp::encode::write_str(v, "Seq").unwrap();
-        rmp::encode::write_uint(v, seq).unwrap();
-    };
-    let mut req = Vec::new();
-    header(&mut req, "handshake", 0);
-    rmp::encode::write_map_len(&mut req, 1).unwrap();
-    rmp::encode::write_str(&mut req, "Version").unwrap();
-    rmp::encode::write_uint(&mut req, 1).unwrap();
-    header(&mut req, cmd, 1);
-    if let Some(body) = body {
-        body(&mut req);
-    }
+/// Runs one RPC command on node `i` (with a body, if any), after a handshake.
+fn rpc_call(sim: &mut Net<Node>, i: usize, cmd: &str, body: Option<V>) {
+    let mut bytes = handshake(0);
+    bytes.extend(match body {
+        Some(body) => req_with(cmd, 1, &body),
+        None => req(cmd, 1),
+    });
     sim.with(i, |n, now| {
         let c = n.agent.accept(Listener::Rpc, None, now).unwrap();
-        assert_eq!(n.agent.handle_stream(c, &req, now), req.len());
+        assert_eq!(n.agent.handle_stream(c, &bytes, now), bytes.len());
         n.agent.handle_reset(c, now);
     });
 }
 
 fn user_event(sim: &mut Net<Node>, i: usize, name: &str, payload: &[u8]) {
-    rpc_call(
-        sim,
-        i,
-        "event",
-        Some(&|req: &mut Vec<u8>| {
-            rmp::encode::write_map_len(req, 3).unwrap();
-            rmp::encode::write_str(req, "Name").unwrap();
-            rmp::encode::write_str(req, name).unwrap();
-            rmp::encode::write_str(req, "Payload").unwrap();
-            rmp::encode::write_bin(req, payload).unwrap();
-            rmp::encode::write_str(req, "Coalesce").unwrap();
-            rmp::encode::write_bool(req, false).unwrap();
-        }),
-    );
+    let body = map(&[
+        ("Name", name.into()),
+        ("Payload", V::B(payload.to_vec())),
+        ("Coalesce", false.into()),
+    ]);
+    rpc_call(sim, i, "event", Some(body));
 }
 
 fn sees(sim: &Net<Node>, i: usize, j: usize, status: MemberStatus) -> bool {

@@ -14,7 +14,7 @@ mod e2e_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e_support::{Agent, ConfigFile, Runtime};
+use e2e_support::{Agent, ConfigFile, Runtime, TempDir};
 
 runtimes! {
     handler_scripts_see_joins_a_user_event_a_leave_and_a_failure_in_order;
@@ -24,24 +24,6 @@ runtimes! {
 
 /// How long the events may take to reach the scripts (joins, failure detection included).
 const WITHIN: Duration = Duration::from_secs(40);
-
-/// A scratch directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("tandem-e2e-h-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A handler that records each event as a block: a line of variables, stdin, `--`.
 fn recorder(file: &Path) -> String {
@@ -100,7 +82,7 @@ fn join_line(node: &str) -> String {
 }
 
 fn handler_scripts_see_joins_a_user_event_a_leave_and_a_failure_in_order(rt: Runtime) {
-    let dir = Dir::new(rt.name());
+    let dir = TempDir::new(rt.name());
     let files: Vec<PathBuf> = (1..=3).map(|i| dir.0.join(format!("h{i}.log"))).collect();
     let h: Vec<String> = files.iter().map(|f| recorder(f)).collect();
     // `*=`: the script itself has `=` in it, which Serf would read as a filter.
@@ -194,7 +176,7 @@ fn a_bad_event_handler_is_a_startup_error(rt: Runtime) {
 }
 
 fn a_reload_replaces_the_event_handlers(rt: Runtime) {
-    let dir = Dir::new(&format!("reload-{}", rt.name()));
+    let dir = TempDir::new(&format!("reload-{}", rt.name()));
     let (old, new) = (dir.0.join("old.log"), dir.0.join("new.log"));
     let cfg = ConfigFile::new(&format!(
         r#"{{"event_handlers": [{}]}}"#,

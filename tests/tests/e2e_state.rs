@@ -7,31 +7,11 @@ mod rpc_support;
 #[macro_use]
 mod e2e_support;
 
-use std::path::PathBuf;
-
-use e2e_support::{Agent, Runtime};
+use e2e_support::{Agent, Runtime, TempDir};
 use serde_json::Value;
 
 runtimes! {
     tags_set_at_run_time_survive_a_restart_with_the_tags_file;
-}
-
-/// A scratch directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("tandem-e2e-s-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn own_tags(agent: &Agent) -> Value {
@@ -41,7 +21,7 @@ fn own_tags(agent: &Agent) -> Value {
 }
 
 fn tags_set_at_run_time_survive_a_restart_with_the_tags_file(rt: Runtime) {
-    let dir = Dir::new(rt.name());
+    let dir = TempDir::new(rt.name());
     let file = dir.0.join("tags.json");
     let path = file.to_str().unwrap();
     let mut a = Agent::start(rt, &["-node", "t1", "-tags-file", path]);

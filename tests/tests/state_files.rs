@@ -2,38 +2,25 @@
 //! runtime to write where (`Effect::Persist`), and what a failed write does (logged,
 //! counted, the agent goes on).
 
+#[path = "conformance_rpc_support/mod.rs"]
+mod rpc_support;
+
+use rpc_support::{V, handshake, map, req_with, strs};
 use tandem_core::{
     Agent, Config, Effect, FileWrite, Instant, Listener, Output, StateFile, StateFiles,
 };
 
 fn rpc_tags(agent: &mut Agent, set: &[(&str, &str)], delete: &[&str], now: Instant) {
-    let mut req = Vec::new();
-    let header = |v: &mut Vec<u8>, cmd: &str, seq: u64| {
-        rmp::encode::write_map_len(v, 2).unwrap();
-        rmp::encode::write_str(v, "Command").unwrap();
-        rmp::encode::write_str(v, cmd).unwrap();
-        rmp::encode::write_str(v, "Seq").unwrap();
-        rmp::encode::write_uint(v, seq).unwrap();
-    };
-    header(&mut req, "handshake", 0);
-    rmp::encode::write_map_len(&mut req, 1).unwrap();
-    rmp::encode::write_str(&mut req, "Version").unwrap();
-    rmp::encode::write_uint(&mut req, 1).unwrap();
-    header(&mut req, "tags", 1);
-    rmp::encode::write_map_len(&mut req, 2).unwrap();
-    rmp::encode::write_str(&mut req, "Tags").unwrap();
-    rmp::encode::write_map_len(&mut req, set.len() as u32).unwrap();
-    for (k, v) in set {
-        rmp::encode::write_str(&mut req, k).unwrap();
-        rmp::encode::write_str(&mut req, v).unwrap();
-    }
-    rmp::encode::write_str(&mut req, "DeleteTags").unwrap();
-    rmp::encode::write_array_len(&mut req, delete.len() as u32).unwrap();
-    for k in delete {
-        rmp::encode::write_str(&mut req, k).unwrap();
-    }
+    let tags = V::M(
+        set.iter()
+            .map(|(k, v)| (V::from(*k), V::from(*v)))
+            .collect(),
+    );
+    let body = map(&[("Tags", tags), ("DeleteTags", strs(delete))]);
+    let mut bytes = handshake(0);
+    bytes.extend(req_with("tags", 1, &body));
     let c = agent.accept(Listener::Rpc, None, now).unwrap();
-    assert_eq!(agent.handle_stream(c, &req, now), req.len());
+    assert_eq!(agent.handle_stream(c, &bytes, now), bytes.len());
     agent.handle_reset(c, now);
 }
 
