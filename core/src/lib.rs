@@ -1,64 +1,186 @@
 //! tandem-core: the sans-IO protocol core of the tandem node agent.
 //!
-//! One state machine, [`Agent`], speaks the Arthas-compatible HTTP session API (`POST /api`)
-//! and, later, the Consul/Serf agent RPC and gossip. It consumes bytes, EOFs, timer ticks and
-//! answers to its effects, and emits output bytes, closes and effects. It never touches a
-//! socket, a clock, a thread, a file or a global RNG: runtimes (`tandem-smol`, `tandem-mio`,
-//! or an application's own event loop) do, and hand the results in.
+//! One state machine, [`Agent`], speaks three protocols: the Arthas-compatible HTTP session
+//! API (`POST /api`), the Consul/Serf agent RPC (msgpack over TCP), and SWIM gossip over UDP
+//! ([foca], a LAN pool and, for servers, a WAN pool) for cluster membership and user events.
+//! It consumes bytes, EOFs, datagrams, timer ticks and answers to its effects, and emits
+//! output bytes, closes, datagrams and effects. It never touches a socket, a clock, a
+//! thread, a file or a global RNG: runtimes (`tandem-smol`, `tandem-mio`, or an
+//! application's own event loop) do, and hand the results in.
+//!
+//! [foca]: https://docs.rs/foca
 //!
 //! # The call contract
 //!
-//! After **any** input (`accept`, `rx_commit`/`handle_stream`, `handle_eof`, `handle_reset`,
-//! `tx_consume`, `handle_timeout`, `job_output`, `job_finished`, `handler_finished`,
-//! `log_record`, `apply_config`), the runtime:
+//! The inputs, each taking `now`:
 //!
-//! 1. drains [`Agent::poll_output`] until it returns `None`, acting on each [`Output`];
+//! | input | when |
+//! |---|---|
+//! | [`Agent::accept`] | a listener ([`Listener::Http`] or [`Listener::Rpc`]) accepted a connection |
+//! | [`Agent::rx_space`] + [`Agent::rx_commit`] | bytes arrived: read them into the agent's receive window, then commit; [`Agent::handle_stream`] is the copying variant |
+//! | [`Agent::tx_consume`] | the socket took bytes of [`Agent::tx_pending`] |
+//! | [`Agent::handle_eof`] / [`Agent::handle_reset`] | the peer closed / the connection is gone (also after an [`Output::Close`]) |
+//! | [`Agent::handle_datagram`] | a gossip datagram arrived on a pool's UDP socket |
+//! | [`Agent::handle_unreachable`] | the kernel reported a pool's datagrams to an address undeliverable (`ECONNREFUSED`) |
+//! | [`Agent::handle_timeout`] | the timer armed at [`Agent::poll_timeout`] fired |
+//! | [`Agent::job_output`] / [`Agent::job_finished`] | a host job ([`Effect::StartJob`]) produced an item / ended |
+//! | [`Agent::resolved`] | the answer to an [`Effect::Resolve`] |
+//! | [`Agent::join`] | the host joins a cluster (`-join` at start) |
+//! | [`Agent::reload_finished`] | the configuration re-read after [`Effect::Reload`] or SIGHUP, or why it could not be |
+//! | [`Agent::handler_finished`] | an event handler script ([`Effect::RunHandler`]) ended |
+//! | [`Agent::apply_config`] | the application replaces the configuration |
+//! | [`Agent::log_record`] | the runtime or the application logs a line |
+//!
+//! After **any** of them, the runtime:
+//!
+//! 1. drains [`Agent::poll_output`] until it returns `None`, acting on each [`Output`]
+//!    (writing [`Agent::tx_pending`], sending what [`Agent::poll_datagram`] returns,
+//!    running effects — answering an effect is itself an input, so the drain simply
+//!    continues after it);
 //! 2. reads [`Agent::poll_timeout`] and (re-)arms its single timer for that instant.
 //!
 //! `now` never goes backwards. Calling [`Agent::handle_timeout`] early or spuriously is
 //! harmless. One mutation, then drain: the agent is `&mut self` everywhere, so it needs no
 //! locks, channels or reference counting inside.
 //!
+//! [`Agent::register_command`] and [`Agent::set_wall_clock`] configure the agent and emit
+//! nothing; the getters (`&self`) never change it.
+//!
 //! # The canonical loop
 //!
-//! ```
-//! use tandem_core::{Agent, Config, Instant, Listener, Output};
+//! A complete runtime in miniature, on in-memory stand-ins for the sockets and threads so
+//! that it runs as a doc test: an HTTP connection carrying an `exec` of a host command, the
+//! host job that answers it, gossip datagrams for a `join`, and the timer. Every [`Output`]
+//! and [`Effect`] is handled (the matches are exhaustive).
 //!
-//! let mut agent = Agent::new(Config::default(), 42, Instant::ZERO);
-//! let now = Instant::from_millis(1);
-//! // 1. a connection arrives on the HTTP listener
-//! let conn = agent.accept(Listener::Http, None, now).unwrap();
-//! // 2. bytes arrive: read them into the agent's own receive window, then commit
-//! let request = b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 34\r\n\r\n\
-//!                 {\"action\":\"exec\",\"command\":\"echo\"}";
-//! let space = agent.rx_space(conn);
-//! space[..request.len()].copy_from_slice(request);
-//! agent.rx_commit(conn, request.len(), now);
-//! // 3. drain outputs: write what the agent queued for the connection
-//! let mut written = Vec::new();
-//! while let Some(out) = agent.poll_output() {
-//!     match out {
-//!         Output::Transmit(c) => {
-//!             let pending = agent.tx_pending(c);
-//!             written.extend_from_slice(pending); // a real runtime writes to the socket
-//!             let n = pending.len();
-//!             agent.tx_consume(c, n, now);
+//! ```
+//! use tandem_core::{Agent, CommandInfo, Config, Effect, Instant, JobId, Listener, Output, Pool};
+//!
+//! /// What a runtime owns: here, stand-ins for its sockets and worker threads.
+//! #[derive(Default)]
+//! struct Host {
+//!     /// Bytes written to the HTTP connection's socket.
+//!     written: Vec<u8>,
+//!     /// Datagrams sent from the gossip sockets: (pool, destination).
+//!     sent: Vec<(Pool, std::net::SocketAddr)>,
+//!     /// Host jobs started and not yet run: (job, command, args).
+//!     jobs: Vec<(JobId, String, Vec<String>)>,
+//!     /// Set by `Effect::Shutdown`.
+//!     exit: bool,
+//! }
+//!
+//! /// Step 1 of the contract: drain every output, acting on each.
+//! fn drain(agent: &mut Agent, host: &mut Host, now: Instant) {
+//!     while let Some(out) = agent.poll_output() {
+//!         match out {
+//!             Output::Transmit(conn) => {
+//!                 let pending = agent.tx_pending(conn);
+//!                 host.written.extend_from_slice(pending); // socket.write(pending)
+//!                 let n = pending.len(); // as many bytes as the socket took
+//!                 agent.tx_consume(conn, n, now);
+//!             }
+//!             // The connection can take bytes again: read it now.
+//!             Output::ResumeRead(_conn) => {}
+//!             // Flush what tx_pending still holds, close the socket, release the id.
+//!             Output::Close(conn) => agent.handle_reset(conn, now),
+//!             Output::Log(record) => eprintln!("{}", record.line),
+//!             // Send every queued datagram from its pool's UDP socket.
+//!             Output::Datagram => {
+//!                 while let Some((pool, to, _bytes)) = agent.poll_datagram() {
+//!                     // lan_or_wan_socket.send_to(&bytes, to); where the kernel answers
+//!                     // ECONNREFUSED: agent.handle_unreachable(pool, to, now)
+//!                     host.sent.push((pool, to));
+//!                 }
+//!             }
+//!             Output::Effect(Effect::StartJob { job, command, args }) => {
+//!                 host.jobs.push((job, command, args)); // hand it to a worker thread
+//!             }
+//!             Output::Effect(Effect::CancelJob(job)) => host.jobs.retain(|j| j.0 != job),
+//!             Output::Effect(Effect::JobWritable(_job)) => {} // resume a paused job
+//!             Output::Effect(Effect::Resolve { id, names, default_port }) => {
+//!                 // A DNS lookup (on a thread, in a real runtime); here every name fails.
+//!                 let results: Vec<_> = names
+//!                     .into_iter()
+//!                     .map(|n| (n, Err(format!("no DNS here (port {default_port})"))))
+//!                     .collect();
+//!                 agent.resolved(id, &results, now);
+//!             }
+//!             Output::Effect(Effect::Reload) => {
+//!                 let reread = Ok(agent.config().clone()); // parse the config file again
+//!                 agent.reload_finished(reread, now);
+//!             }
+//!             Output::Effect(Effect::RunHandler(run)) => {
+//!                 // `sh -c run.script` with run.env and run.stdin (in a real runtime, on
+//!                 // a thread, answering when it exits); here it succeeds at once.
+//!                 agent.handler_finished(run.id, Ok(()), b"", now);
+//!             }
+//!             Output::Effect(Effect::CancelHandler(_id)) => {} // kill the script's group
+//!             Output::Effect(Effect::Shutdown) => host.exit = true,
 //!         }
-//!         Output::Close(c) => agent.handle_reset(c, now), // after flushing, close the socket
-//!         Output::ResumeRead(_) | Output::Log(_) | Output::Effect(_) => {}
-//!         Output::Datagram => while agent.poll_datagram().is_some() {}, // send them
 //!     }
 //! }
-//! // 4. arm the timer
-//! let _deadline: Option<Instant> = agent.poll_timeout();
-//! assert!(written.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//!
+//! let mut host = Host::default();
+//! let mut now = Instant::ZERO;
+//! let mut agent = Agent::new(Config::default(), 42, now); // seed from OS entropy
+//! agent
+//!     .register_command(CommandInfo::new("greet", "Say hello", "greet NAME"))
+//!     .unwrap();
+//!
+//! // Streams: a connection arrives on the HTTP listener, and a request on it.
+//! now = Instant::from_millis(1);
+//! let conn = agent.accept(Listener::Http, None, now).unwrap();
+//! drain(&mut agent, &mut host, now);
+//! let body = br#"{"action":"exec","command":"greet world"}"#;
+//! let head = format!("POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+//! let request = [head.as_bytes(), body].concat();
+//! let space = agent.rx_space(conn); // socket.read(space)
+//! space[..request.len()].copy_from_slice(&request);
+//! agent.rx_commit(conn, request.len(), now);
+//! drain(&mut agent, &mut host, now);
+//!
+//! // Host jobs: `greet` is not built in, so the agent asked the host to run it.
+//! let (job, command, args) = host.jobs.pop().unwrap();
+//! assert_eq!((command.as_str(), args), ("greet", vec!["world".to_string()]));
+//! let item = serde_json::json!({"type": "message", "message": "hello world"});
+//! agent.job_output(job, &item, now).unwrap(); // once per result item
+//! drain(&mut agent, &mut host, now);
+//! agent.job_finished(job, 0, None, now); // once, at the end
+//! drain(&mut agent, &mut host, now);
+//! let answer = String::from_utf8(host.written.clone()).unwrap();
+//! assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(answer.contains(r#"{"jobId":1,"message":"hello world","type":"message"}"#));
+//!
+//! // Datagrams: join a cluster through a peer; the agent gossips to it.
+//! let peer: std::net::SocketAddr = "127.0.0.1:7946".parse().unwrap();
+//! agent.join(&["127.0.0.1:7946"], false, now);
+//! drain(&mut agent, &mut host, now);
+//! assert!(host.sent.contains(&(Pool::Lan, peer)));
+//! // A datagram arrives on the LAN socket (this one is not gossip: dropped and counted).
+//! agent.handle_datagram(Pool::Lan, peer, b"not gossip", now);
+//! drain(&mut agent, &mut host, now);
+//!
+//! // Step 2 of the contract: arm the timer; when it fires, handle it and drain again.
+//! // Nothing answers the join, so the probes repeat until it gives up.
+//! let end = Instant::from_millis(10_000);
+//! while let Some(at) = agent.poll_timeout().filter(|&at| at <= end) {
+//!     now = at; // a real loop sleeps (or polls its sockets) until then
+//!     agent.handle_timeout(now);
+//!     drain(&mut agent, &mut host, now);
+//! }
+//! assert!(host.sent.len() > 1 && !host.exit);
 //! ```
+//!
+//! A real runtime does the same with its event loop's readiness in place of the straight
+//! line above: `tandem-mio`'s `examples/minimal_loop.rs` is one in about 240 lines of std.
 //!
 //! # Method groups
 //!
 //! Like quinn-proto's `Connection`, methods fall into four groups: getters (`&self`),
-//! `handle_*`/`rx_*`/`tx_*` inputs, mutators for the embedding application
-//! (`register_command`, `apply_config`, `set_wall_clock`), and the `poll_*` outputs.
+//! `handle_*`/`rx_*`/`tx_*`/`job_*` inputs, mutators for the embedding application
+//! (`register_command`, `apply_config`, `set_wall_clock`, `join`), and the `poll_*` outputs.
+//! Effects name what the host does for the agent — host jobs, event handler scripts, name
+//! resolution, reloads, shutdown — and each has its answering input above.
 
 #![no_std]
 #![forbid(unsafe_code)]

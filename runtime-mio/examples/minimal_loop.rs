@@ -4,16 +4,17 @@
 //!
 //! The call contract is all there is: after every input, drain `poll_output()`, then wait no
 //! longer than `poll_timeout()`. poll(2) is level-triggered, so interest is recomputed each
-//! turn (`wants_read`, `tx_pending`) and `ResumeRead` needs nothing. Left out: the RPC
-//! listener, gossip sockets, host commands, signals, lingering after a close (`tandem-mio`
-//! has them).
+//! turn (`wants_read`, `tx_pending`) and `ResumeRead` needs nothing. The LAN gossip socket
+//! is a UDP socket on 127.0.0.1 (a free port) that the agent advertises as its `lan_addr`,
+//! so `members` lists the node where it really gossips. Left out: the RPC listener, the WAN
+//! pool, host commands, signals, lingering after a close (`tandem-mio` has them).
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd as _;
 
-use tandem_core::{Agent, Config, ConnId, Instant, Listener, Output};
+use tandem_core::{Agent, Config, ConnId, Instant, Listener, Output, Pool};
 
 fn main() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -39,17 +40,28 @@ impl Clock {
     }
 }
 
-/// Serves the HTTP API on `listener` until an I/O error on the listener or in poll(2).
+/// Serves the HTTP API on `listener`, and LAN gossip on a UDP socket of its own, until an
+/// I/O error on the listener or in poll(2).
 pub fn serve(listener: TcpListener) -> io::Result<()> {
     listener.set_nonblocking(true)?;
+    let gossip = UdpSocket::bind("127.0.0.1:0")?;
+    gossip.set_nonblocking(true)?;
+    let mut config = Config::default();
+    // The address the node advertises must be the one it gossips on.
+    config.lan_addr = gossip.local_addr()?;
     let clock = Clock(std::time::Instant::now());
     let seed = getrandom::u64().map_err(io::Error::other)?;
-    let mut agent = Agent::new(Config::default(), seed, clock.now());
+    let mut agent = Agent::new(config, seed, clock.now());
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    let mut datagram = vec![0u8; 65536];
     loop {
-        // 1. What to wait for: the listener, and each connection as the agent wants it.
+        // 1. What to wait for: the listener, the gossip socket, and each connection as the
+        //    agent wants it.
         let ids: Vec<ConnId> = conns.keys().copied().collect();
-        let mut fds = vec![pollfd(listener.as_raw_fd(), libc::POLLIN)];
+        let mut fds = vec![
+            pollfd(listener.as_raw_fd(), libc::POLLIN),
+            pollfd(gossip.as_raw_fd(), libc::POLLIN),
+        ];
         for (id, c) in ids.iter().map(|id| (*id, &conns[id])) {
             let mut events = 0;
             if !c.eof && !c.closing && agent.wants_read(id) {
@@ -97,11 +109,25 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
                         },
                     );
                 }
-                drain(&mut agent, &mut conns, &clock);
+                drain(&mut agent, &mut conns, &gossip, &clock);
             }
         }
-        // 4. Bytes in, bytes out.
-        for (id, fd) in ids.iter().zip(&fds[1..]) {
+        // 4. Gossip datagrams in.
+        if fds[1].revents & libc::POLLIN != 0 {
+            loop {
+                match gossip.recv_from(&mut datagram) {
+                    Ok((n, from)) => {
+                        agent.handle_datagram(Pool::Lan, from, &datagram[..n], clock.now());
+                        drain(&mut agent, &mut conns, &gossip, &clock);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    // WouldBlock, or an ICMP error from an earlier send: poll again.
+                    Err(_) => break,
+                }
+            }
+        }
+        // 5. Bytes in, bytes out.
+        for (id, fd) in ids.iter().zip(&fds[2..]) {
             let Some(c) = conns.get_mut(id).filter(|_| fd.revents != 0) else {
                 continue;
             };
@@ -129,11 +155,11 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
             if fd.revents & libc::POLLOUT != 0 {
                 flush(&mut agent, &mut conns, *id, &clock);
             }
-            drain(&mut agent, &mut conns, &clock);
+            drain(&mut agent, &mut conns, &gossip, &clock);
         }
-        // 5. Timers (an early call is harmless).
+        // 6. Timers (an early call is harmless).
         agent.handle_timeout(clock.now());
-        drain(&mut agent, &mut conns, &clock);
+        drain(&mut agent, &mut conns, &gossip, &clock);
     }
 }
 
@@ -146,7 +172,7 @@ fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
 }
 
 /// Acts on everything the agent queued: the call contract's "drain until `None`".
-fn drain(agent: &mut Agent, conns: &mut HashMap<ConnId, Conn>, clock: &Clock) {
+fn drain(agent: &mut Agent, conns: &mut HashMap<ConnId, Conn>, gossip: &UdpSocket, clock: &Clock) {
     while let Some(out) = agent.poll_output() {
         match out {
             Output::Transmit(id) => flush(agent, conns, id, clock),
@@ -162,9 +188,15 @@ fn drain(agent: &mut Agent, conns: &mut HashMap<ConnId, Conn>, clock: &Clock) {
             Output::ResumeRead(_) => {}
             // No host commands are registered and there is no RPC: no job, reload or leave.
             Output::Effect(_) => {}
-            // No gossip socket: this node never joins anyone, and what it would send is
-            // dropped (`tandem-mio` sends it from its UDP sockets).
-            Output::Datagram => while agent.poll_datagram().is_some() {},
+            // Gossip: send every queued datagram. UDP may drop, and so may this loop when
+            // the socket is full; SWIM retries (`tandem-mio` waits for writability).
+            Output::Datagram => {
+                while let Some((pool, to, bytes)) = agent.poll_datagram() {
+                    if pool == Pool::Lan {
+                        let _ = gossip.send_to(&bytes, to);
+                    }
+                }
+            }
         }
     }
 }

@@ -103,3 +103,32 @@ fn the_minimal_loop_answers_a_parked_pull_on_its_deadline() {
     assert_eq!(empty["state"], "SUCCEEDED");
     assert_eq!(empty["body"]["results"], serde_json::json!([]));
 }
+
+#[test]
+fn the_minimal_loop_lists_itself_at_the_gossip_address_it_binds() {
+    let port = start();
+    let mut c = connect(port);
+    c.write_all(&post_api(r#"{"action":"exec","command":"members"}"#))
+        .unwrap();
+    let mut buf = Vec::new();
+    let got = loop {
+        let mut chunk = [0u8; 4096];
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(r) = take_responses(&mut buf).pop() {
+            break r;
+        }
+    };
+    let answer = json(&got.body);
+    let members = answer["body"]["results"][0]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{answer}");
+    let (addr, gossip_port) = (&members[0]["Addr"], &members[0]["Port"]);
+    assert_eq!(addr, "127.0.0.1");
+    let gossip_port = u16::try_from(gossip_port.as_u64().unwrap()).unwrap();
+    // Not the default it used to advertise without binding it, and really bound here: a
+    // second socket cannot take the port.
+    assert_ne!(gossip_port, 8301);
+    let taken = std::net::UdpSocket::bind(("127.0.0.1", gossip_port)).unwrap_err();
+    assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+}
