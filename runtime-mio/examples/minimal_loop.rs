@@ -46,9 +46,11 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let gossip = UdpSocket::bind("127.0.0.1:0")?;
     gossip.set_nonblocking(true)?;
-    let mut config = Config::default();
     // The address the node advertises must be the one it gossips on.
-    config.lan_addr = gossip.local_addr()?;
+    let config = Config {
+        lan_addr: gossip.local_addr()?,
+        ..Config::default()
+    };
     let clock = Clock(std::time::Instant::now());
     let seed = getrandom::u64().map_err(io::Error::other)?;
     let mut agent = Agent::new(config, seed, clock.now());
