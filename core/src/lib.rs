@@ -26,6 +26,7 @@
 //! | [`Agent::job_output`] / [`Agent::job_finished`] | a host job ([`Effect::StartJob`]) produced an item / ended |
 //! | [`Agent::resolved`] | the answer to an [`Effect::Resolve`] |
 //! | [`Agent::join`] | the host joins a cluster (`-join` at start) |
+//! | [`Agent::leave`] | the host leaves the cluster gracefully (SIGINT); [`Effect::Shutdown`] follows once the leave has spread |
 //! | [`Agent::reload_finished`] | the configuration re-read after [`Effect::Reload`] or SIGHUP, or why it could not be |
 //! | [`Agent::handler_finished`] | an event handler script ([`Effect::RunHandler`]) ended |
 //! | [`Agent::apply_config`] | the application replaces the configuration |
@@ -178,7 +179,8 @@
 //!
 //! Like quinn-proto's `Connection`, methods fall into four groups: getters (`&self`),
 //! `handle_*`/`rx_*`/`tx_*`/`job_*` inputs, mutators for the embedding application
-//! (`register_command`, `apply_config`, `set_wall_clock`, `join`), and the `poll_*` outputs.
+//! (`register_command`, `apply_config`, `set_wall_clock`, `join`, `leave`), and the `poll_*`
+//! outputs.
 //! Effects name what the host does for the agent — host jobs, event handler scripts, name
 //! resolution, reloads, shutdown — and each has its answering input above.
 
