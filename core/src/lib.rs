@@ -29,6 +29,7 @@
 //! | [`Agent::leave`] | the host leaves the cluster gracefully (SIGINT); [`Effect::Shutdown`] follows once the leave has spread |
 //! | [`Agent::reload_finished`] | the configuration re-read after [`Effect::Reload`] or SIGHUP, or why it could not be |
 //! | [`Agent::handler_finished`] | an event handler script ([`Effect::RunHandler`]) ended |
+//! | [`Agent::persisted`] | a state file write ([`Effect::Persist`]) is done, or why it failed |
 //! | [`Agent::apply_config`] | the application replaces the configuration |
 //! | [`Agent::log_record`] | the runtime or the application logs a line |
 //!
@@ -116,6 +117,10 @@
 //!                 agent.handler_finished(run.id, Ok(()), b"", now);
 //!             }
 //!             Output::Effect(Effect::CancelHandler(_id)) => {} // kill the script's group
+//!             Output::Effect(Effect::Persist { file, write: _, bytes: _ }) => {
+//!                 // Append to, or atomically replace, the state file (in order per file).
+//!                 agent.persisted(file, Ok(()), now);
+//!             }
 //!             Output::Effect(Effect::Shutdown) => host.exit = true,
 //!         }
 //!     }
@@ -182,7 +187,8 @@
 //! (`register_command`, `apply_config`, `set_wall_clock`, `join`, `leave`), and the `poll_*`
 //! outputs.
 //! Effects name what the host does for the agent — host jobs, event handler scripts, name
-//! resolution, reloads, shutdown — and each has its answering input above.
+//! resolution, state file writes, reloads, shutdown — and each has its answering input
+//! above.
 
 #![no_std]
 #![forbid(unsafe_code)]
