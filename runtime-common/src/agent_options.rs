@@ -371,7 +371,7 @@ impl AgentOptions {
             Some(path) => {
                 let text = std::fs::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let cfg = serde_json::from_slice::<Config>(&text)
+                let cfg = parse_config(&text)
                     .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
                 let keys = FileKeys::parse(&text)
                     .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
@@ -486,6 +486,41 @@ impl AgentOptions {
         cfg.server = running.server;
         cfg.datacenter.clone_from(&running.datacenter);
         Ok(cfg)
+    }
+}
+
+/// The config file's keys that are the runtime's ([`FileKeys`]), not the core's `Config`'s.
+const FILE_ONLY_KEYS: [&str; 4] = [
+    "encrypt",
+    "keyring",
+    "encrypt_verify_incoming",
+    "encrypt_verify_outgoing",
+];
+
+/// The config file's JSON as the core's `Config`. A key that neither the core nor the
+/// runtime reads is refused by name, its section included (`limits.max_sesions`), at start
+/// and on reload alike: a misspelt setting is an error, not a default silently kept.
+fn parse_config(text: &[u8]) -> Result<Config, String> {
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let ignoring = serde_ignored::Deserializer::new(&mut de, &mut note);
+    let cfg: Config = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        if path == "." {
+            e.to_string()
+        } else {
+            format!("{path}: {e}")
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    match unknown
+        .iter()
+        .find(|k| !FILE_ONLY_KEYS.contains(&k.as_str()))
+    {
+        Some(key) => Err(format!("unknown configuration key {key:?}")),
+        None => Ok(cfg),
     }
 }
 
@@ -1107,6 +1142,56 @@ mod tests {
         assert_eq!(AgentOptions::parse(&words("-help")).unwrap(), None);
         assert_eq!(AgentOptions::parse(&words("-h")).unwrap(), None);
         assert_eq!(AgentOptions::parse(&words("--help")).unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused_by_name_in_every_section() {
+        let dir = std::env::temp_dir().join(format!("tandem-runtime-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        let mut opts = AgentOptions::parse(&[]).unwrap().unwrap();
+        opts.config_file = Some(path.clone());
+        let p = path.display();
+        for (text, error) in [
+            (
+                r#"{"node_nmae":"x"}"#,
+                format!(r#"cannot parse {p}: unknown configuration key "node_nmae""#),
+            ),
+            (
+                r#"{"limits":{"max_sesions":5}}"#,
+                format!("cannot parse {p}: limits.max_sesions: unknown field `max_sesions`"),
+            ),
+            (
+                r#"{"timing":{"pull_timeout":5}}"#,
+                format!("cannot parse {p}: timing.pull_timeout: unknown field `pull_timeout`"),
+            ),
+            (
+                r#"{"http_auth":{"password":"p","user":"u"}}"#,
+                format!("cannot parse {p}: http_auth.user: unknown field `user`"),
+            ),
+            (
+                r#"{"host":{"pid":1}}"#,
+                format!(r#"cannot parse {p}: unknown configuration key "host""#),
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let got = opts.load_config().unwrap_err();
+            assert!(got.starts_with(&error), "{text}: {got}");
+            let running = Config::default();
+            assert_eq!(
+                opts.reload_config(&running).unwrap_err(),
+                got,
+                "on reload too"
+            );
+        }
+        // The runtime's own keys and free-form tags are no unknown keys.
+        std::fs::write(
+            &path,
+            r#"{"encrypt_verify_incoming":true,"encrypt_verify_outgoing":true,"keyring":[],"tags":{"any":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(opts.load_config().unwrap().tags["any"], "x");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

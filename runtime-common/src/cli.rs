@@ -91,7 +91,9 @@ impl Program {
                     0
                 }
                 Err(e) => {
-                    eprintln_safe(&format!("{e}\n\n{}", agent_usage(self.name)));
+                    // The error and where help is, not the whole usage after it: the one
+                    // line that matters stays on the screen. Exit 1, as serf's agent does.
+                    eprintln_safe(&format!("{e}\n{}", help_hint(self.name, "agent")));
                     1
                 }
             },
@@ -101,6 +103,11 @@ impl Program {
             }),
         }
     }
+}
+
+/// The line after a command-line error: where the usage is.
+pub fn help_hint(program: &str, command: &str) -> String {
+    format!("Run '{program} {command} -help' for usage.")
 }
 
 /// Prints to stdout without panicking when stdout is closed (`print!` would).

@@ -14,13 +14,13 @@ pub use tandem_runtime::agent_options::{
     Generated,
 };
 use tandem_runtime::cli::Program;
-pub(crate) use tandem_runtime::cli::{eprintln_safe, print_out};
+pub(crate) use tandem_runtime::cli::{eprintln_safe, help_hint, print_out};
 pub use tandem_runtime::flags::{FlagError, FlagSpec, Parsed, parse_flags, usage};
 
 use crate::RUNTIME;
 
 /// The program name in usage texts.
-const PROGRAM: &str = "tandem";
+pub(crate) const PROGRAM: &str = "tandem";
 
 /// Runs the command line (without the program name); returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {

@@ -80,12 +80,41 @@ fn members_status_filter_is_anchored_and_exits_two_when_nothing_matches() {
     }
     let out = rpc(&agent, "members", &["-status", "("]);
     assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.starts_with("Failed to compile status regexp: "),
-        "{out:#?}"
+    assert_eq!(
+        out.stderr,
+        "Failed to compile status regexp: error parsing regexp: unclosed group: `(`\n"
+    );
+    let out = rpc(&agent, "members", &["-status", "a{2,1}"]);
+    assert_eq!(
+        out.stderr,
+        "Failed to compile status regexp: error parsing regexp: invalid repetition count \
+         range, the start must be <= the end: `a{2,1}`\n"
     );
     // The WAN pool of a client is empty: nothing matches.
     assert_eq!(rpc(&agent, "members", &["-wan"]).code, Some(2));
+}
+
+#[test]
+fn a_bad_flag_prints_the_error_and_where_help_is() {
+    for (args, error) in [
+        (
+            &["members", "-bogus"][..],
+            "flag provided but not defined: -bogus",
+        ),
+        (
+            &["event", "-coalesce=maybe", "x"][..],
+            "invalid value \"maybe\" for flag -coalesce: parse error",
+        ),
+        (&["leave", "now"][..], "unexpected extra arguments: now"),
+    ] {
+        let out = tandem(args);
+        assert_eq!(out.code, Some(1), "{args:?}");
+        assert_eq!(
+            out.stderr,
+            format!("{error}\nRun 'tandem {} -help' for usage.\n", args[0])
+        );
+        assert_eq!(out.stdout, "");
+    }
 }
 
 // ----- info, tags, event, reload ----------------------------------------------------------

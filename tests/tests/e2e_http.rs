@@ -936,6 +936,15 @@ fn reload_answers_a_broken_config_files_error_to_the_cli_and_the_api(rt: Runtime
     assert_eq!(status["statusCode"], 1, "{v}");
     let message = status["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("cannot parse "), "{v}");
+    // A key nobody reads is refused by name, nested ones with their section.
+    cfg.write(r#"{"node_name":"n1","limits":{"max_sesions":4}}"#);
+    let out = agent.cli("reload", &[]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let refused = format!(
+        "Error reloading: cannot parse {}: limits.max_sesions: unknown field `max_sesions`",
+        cfg.path()
+    );
+    assert!(out.stderr.starts_with(&refused), "{out:#?}");
     // The agent kept serving; a good file reloads and says so.
     cfg.write(r#"{"node_name":"n1","log_level":"debug"}"#);
     let out = agent.cli("reload", &[]);
@@ -946,11 +955,32 @@ fn reload_answers_a_broken_config_files_error_to_the_cli_and_the_api(rt: Runtime
 }
 
 fn command_line_errors_exit_one_and_help_exits_zero(rt: Runtime) {
+    // The error and one line on where help is, not the whole usage (exit 1, as serf).
+    let program = rt.binary_name();
+    let hint = format!("Run '{program} agent -help' for usage.");
     let out = run(rt, &["agent", "-no-such-flag"]);
     assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        format!("flag provided but not defined: -no-such-flag\n{hint}\n")
+    );
+    let cfg = ConfigFile::new(r#"{"node_name":"n1","colour":"blue"}"#);
+    let out = run(rt, &["agent", "-config-file", cfg.path()]);
+    assert_eq!(out.code, Some(1));
     assert!(
-        out.stderr
-            .contains("flag provided but not defined: -no-such-flag")
+        out.stderr.contains(&format!(
+            r#"cannot parse {}: unknown configuration key "colour""#,
+            cfg.path()
+        )),
+        "{out:#?}"
+    );
+    let out = run(rt, &["agent", "-lan-port", "http"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "invalid value \"http\" for flag -lan-port: expected a port number (0-65535)\n{hint}\n"
+        )
     );
     for help in ["-h", "-help"] {
         let out = run(rt, &["agent", help]);

@@ -17,7 +17,7 @@ fn connect(inv: &Invocation) -> Result<RpcClient, i32> {
 
 /// Prints a flag error and the command's usage; exit code 1.
 fn usage_error(cmd: &Command, message: &str) -> i32 {
-    fail(&format!("{message}\n\n{}", cmd.help()))
+    fail(&format!("{message}\n{}", cmd.help_hint()))
 }
 
 /// Runs a command without a reply body; prints `done` on success or `what: error`.
@@ -35,6 +35,22 @@ fn simple(inv: &Invocation, command: &str, request: Option<Value>, what: &str, d
         }
         Err(e) => fail(&format!("{what}: {e}")),
     }
+}
+
+/// Why `pattern` is no regular expression, worded as Go's `regexp` words it
+/// (`error parsing regexp: unclosed group: `(``): the parser's own reason for the user's
+/// pattern, not the anchored one the client compiles (regex-automata's build error only
+/// says `error parsing pattern 0`).
+fn regexp_error(pattern: &str, built: &regex_automata::meta::BuildError) -> String {
+    let kind = match regex_syntax::Parser::new().parse(pattern) {
+        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+        Err(e) => e.to_string(),
+        // The pattern alone parses; the error is the anchored whole's (a size limit, or a
+        // pattern like `a)|(b` that only parses inside the anchors).
+        Ok(_) => return built.to_string(),
+    };
+    format!("error parsing regexp: {kind}: `{pattern}`")
 }
 
 /// Rejects arguments for commands that take none.
@@ -105,7 +121,10 @@ fn members(inv: &Invocation) -> i32 {
     let status = inv.value("status").unwrap_or(".*");
     let status_re = match regex_automata::meta::Regex::new(&format!("^(?:{status})$")) {
         Ok(re) => re,
-        Err(e) => return fail(&format!("Failed to compile status regexp: {e}")),
+        Err(e) => {
+            let why = regexp_error(status, &e);
+            return fail(&format!("Failed to compile status regexp: {why}"));
+        }
     };
     let mut client = match connect(inv) {
         Ok(c) => c,

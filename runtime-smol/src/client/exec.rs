@@ -79,7 +79,7 @@ fn api_error(answer: &Value) -> String {
 
 fn exec(inv: &Invocation) -> i32 {
     if inv.args.is_empty() {
-        return fail(&format!("a COMMAND is expected\n\n{}", EXEC.help()));
+        return fail(&format!("a COMMAND is expected\n{}", EXEC.help_hint()));
     }
     // As ssh does with a remote command: the words, as typed, joined with spaces.
     let command = inv.args.join(" ");

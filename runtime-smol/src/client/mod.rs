@@ -16,7 +16,7 @@ mod query;
 mod rpc;
 
 use crate::cli::{
-    DEFAULT_RPC_ADDR, FlagError, FlagSpec, eprintln_safe, parse_flags, print_out, usage,
+    DEFAULT_RPC_ADDR, FlagError, FlagSpec, eprintln_safe, help_hint, parse_flags, print_out, usage,
 };
 
 /// Environment variable overriding `-rpc-addr`'s default (Consul: `CONSUL_RPC_ADDR`).
@@ -96,6 +96,11 @@ impl Command {
         usage(self.usage, &self.all_flags())
     }
 
+    /// The line after a usage error: where the `-help` text is.
+    fn help_hint(&self) -> String {
+        help_hint(crate::cli::PROGRAM, self.name)
+    }
+
     /// Runs the subcommand with its arguments; returns the exit code.
     pub(crate) fn main(&self, args: &[String]) -> i32 {
         match self.parse(args) {
@@ -105,7 +110,7 @@ impl Command {
                 0
             }
             Err(e) => {
-                eprintln_safe(&format!("{e}\n\n{}", self.help()));
+                eprintln_safe(&format!("{e}\n{}", self.help_hint()));
                 1
             }
         }
