@@ -506,9 +506,11 @@ fn parse_config(text: &[u8]) -> Result<Config, String> {
     let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
     let ignoring = serde_ignored::Deserializer::new(&mut de, &mut note);
     let cfg: Config = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        // The section the error is in; a syntax error has no key (`?`) to name.
         let path = e.path().to_string();
+        let path = path.trim_end_matches('?').trim_end_matches('.');
         let e = e.into_inner();
-        if path == "." {
+        if path.is_empty() {
             e.to_string()
         } else {
             format!("{path}: {e}")
@@ -1146,7 +1148,10 @@ mod tests {
 
     #[test]
     fn unknown_config_keys_are_refused_by_name_in_every_section() {
-        let dir = std::env::temp_dir().join(format!("tandem-runtime-keys-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-runtime-unknown-keys-{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("cfg.json");
         let mut opts = AgentOptions::parse(&[]).unwrap().unwrap();
@@ -1168,6 +1173,10 @@ mod tests {
             (
                 r#"{"http_auth":{"password":"p","user":"u"}}"#,
                 format!("cannot parse {p}: http_auth.user: unknown field `user`"),
+            ),
+            (
+                "{ not json",
+                format!("cannot parse {p}: key must be a string at line 1 column 3"),
             ),
             (
                 r#"{"host":{"pid":1}}"#,
