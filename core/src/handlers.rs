@@ -1,5 +1,6 @@
-//! Event handlers, Serf's `-event-handler`: which script runs for which event, with what
-//! environment and stdin. The core decides; the runtime (or an embedding application) runs
+//! Event handlers, Serf's `-event-handler`: which script runs for which event (member
+//! events, user events, queries), with what environment and stdin; a query handler's
+//! output is the node's response. The core decides; the runtime (or an embedding application) runs
 //! the script on [`Effect::RunHandler`] and answers with [`Agent::handler_finished`].
 //!
 //! Invariants, as Serf keeps them: handlers run one at a time, in event order (Serf's agent
@@ -16,7 +17,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use crate::cluster::{MemberEvent, MemberView};
+use crate::cluster::{MemberEvent, MemberView, PendingQuery};
 use crate::log::Level;
 use crate::time::{Instant, Timer, TimerKey};
 use crate::{Agent, Effect, Output};
@@ -158,6 +159,13 @@ pub(crate) enum HandlerEvent<'a> {
         ltime: u64,
         payload: &'a [u8],
     },
+    /// A query this node received; a script's output (exit 0, not empty) is the response.
+    Query {
+        name: &'a str,
+        ltime: u64,
+        payload: &'a [u8],
+        handle: PendingQuery,
+    },
 }
 
 impl HandlerEvent<'_> {
@@ -166,13 +174,14 @@ impl HandlerEvent<'_> {
         match self {
             HandlerEvent::Member { kind, .. } => kind.as_str(),
             HandlerEvent::User { .. } => "user",
+            HandlerEvent::Query { .. } => "query",
         }
     }
 
     fn name(&self) -> &str {
         match self {
             HandlerEvent::Member { .. } => "",
-            HandlerEvent::User { name, .. } => name,
+            HandlerEvent::User { name, .. } | HandlerEvent::Query { name, .. } => name,
         }
     }
 }
@@ -182,6 +191,8 @@ impl HandlerEvent<'_> {
 struct Pending {
     script: String,
     event: &'static str,
+    /// For a query: to respond with the output.
+    query: Option<(PendingQuery, String)>,
     env: Vec<(String, String)>,
     stdin: Vec<u8>,
 }
@@ -192,6 +203,7 @@ struct Running {
     id: HandlerId,
     script: String,
     event: &'static str,
+    query: Option<(PendingQuery, String)>,
     timer: Option<TimerKey>,
 }
 
@@ -303,10 +315,24 @@ impl Agent {
                 String::from_utf8_lossy(output)
             );
             self.log(Level::Debug, &text, now);
-            if let Err(why) = result {
-                self.handler_stats.failures += 1;
-                let text = alloc::format!("agent: Error invoking script '{}': {why}", run.script);
-                self.log(Level::Err, &text, now);
+            match (result, run.query) {
+                (Err(why), _) => {
+                    self.handler_stats.failures += 1;
+                    let text =
+                        alloc::format!("agent: Error invoking script '{}': {why}", run.script);
+                    self.log(Level::Err, &text, now);
+                }
+                // Serf: a query handler that exits 0 with output responds with it; one
+                // over the response limit is refused and logged, never cut short.
+                (Ok(()), Some((query, name))) if !output.is_empty() => {
+                    if let Err(e) = self.cluster.respond(query, output, now) {
+                        let text =
+                            alloc::format!("agent: Failed to respond to query '{name}': {e}");
+                        self.log(Level::Warn, &text, now);
+                    }
+                    self.drain_cluster(now);
+                }
+                (Ok(()), _) => {}
             }
             self.next_handler(now);
         }
@@ -342,7 +368,13 @@ impl Agent {
         let env = self.handler_env(&event);
         let stdin = match &event {
             HandlerEvent::Member { members, .. } => member_lines(members),
-            HandlerEvent::User { payload, .. } => payload_stdin(payload),
+            HandlerEvent::User { payload, .. } | HandlerEvent::Query { payload, .. } => {
+                payload_stdin(payload)
+            }
+        };
+        let query = match &event {
+            HandlerEvent::Query { handle, name, .. } => Some((*handle, String::from(*name))),
+            _ => None,
         };
         for script in scripts {
             if self.handlers.queue.len() >= self.cfg.limits.event_handler_queue {
@@ -355,6 +387,7 @@ impl Agent {
             self.handlers.queue.push_back(Pending {
                 script,
                 event: ty,
+                query: query.clone(),
                 env: env.clone(),
                 stdin: stdin.clone(),
             });
@@ -379,9 +412,16 @@ impl Agent {
         for (k, v) in &tags {
             env.push((alloc::format!("SERF_TAG_{}", env_tag_name(k)), v.clone()));
         }
-        if let HandlerEvent::User { name, ltime, .. } = event {
-            env.push(("SERF_USER_EVENT".into(), String::from(*name)));
-            env.push(("SERF_USER_LTIME".into(), alloc::format!("{ltime}")));
+        match event {
+            HandlerEvent::User { name, ltime, .. } => {
+                env.push(("SERF_USER_EVENT".into(), String::from(*name)));
+                env.push(("SERF_USER_LTIME".into(), alloc::format!("{ltime}")));
+            }
+            HandlerEvent::Query { name, ltime, .. } => {
+                env.push(("SERF_QUERY_NAME".into(), String::from(*name)));
+                env.push(("SERF_QUERY_LTIME".into(), alloc::format!("{ltime}")));
+            }
+            HandlerEvent::Member { .. } => {}
         }
         env
     }
@@ -403,6 +443,7 @@ impl Agent {
             id,
             script: p.script.clone(),
             event: p.event,
+            query: p.query,
             timer,
         });
         self.emit(Output::Effect(Effect::RunHandler(HandlerRun {

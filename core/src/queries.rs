@@ -227,6 +227,13 @@ impl Agent {
     fn deliver_query(&mut self, q: &QueryEvent, now: Instant) {
         let text = alloc::format!("agent: Received event: query: {}", q.name);
         self.log(Level::Info, &text, now);
+        let event = crate::handlers::HandlerEvent::Query {
+            name: &q.name,
+            ltime: q.ltime,
+            payload: &q.payload,
+            handle: q.handle,
+        };
+        self.handle_event_for_handlers(event, now);
         let targets = self.conns.rpc_streams(|f| f.query(&q.name));
         for (conn, seq) in targets {
             let Some(c) = self.conns.get_mut(conn) else {

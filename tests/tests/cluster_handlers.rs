@@ -342,3 +342,66 @@ fn a_full_queue_drops_runs_and_counts_them() {
     let scripts: Vec<_> = sim.node(0).runs.iter().map(|r| r.script.clone()).collect();
     assert_eq!(scripts, ["a.sh", "b.sh"]);
 }
+
+#[test]
+fn a_query_handlers_output_is_the_nodes_response_and_an_oversized_one_is_refused() {
+    let mut sim = net(&[&["query:load=load.sh"], &[], &["query=big.sh"]]);
+    for i in [1, 2] {
+        sim.with(i, |n, now| {
+            n.agent.join(&[&lan_addr(0).to_string()], false, now)
+        });
+    }
+    run_answering(&mut sim, Duration::from_secs(5));
+    // Node 1 asks; nodes 0 and 2 run their handlers, which the test answers by hand.
+    let body = map(&[("Name", "load".into()), ("Payload", V::B(b"q".to_vec()))]);
+    let mut bytes = handshake(0);
+    bytes.extend(req_with("query", 1, &body));
+    let c = sim.with(1, |n, now| {
+        let c = n.agent.accept(Listener::Rpc, None, now).unwrap();
+        assert_eq!(n.agent.handle_stream(c, &bytes, now), bytes.len());
+        c
+    });
+    sim.run_for(Duration::from_millis(500));
+    let run = sim.node(0).runs.last().unwrap().clone();
+    assert_eq!(run.script, "load.sh");
+    assert_eq!(env(&run, "SERF_EVENT"), Some("query"));
+    assert_eq!(env(&run, "SERF_QUERY_NAME"), Some("load"));
+    assert!(env(&run, "SERF_QUERY_LTIME").is_some());
+    assert_eq!(run.stdin, b"q\n");
+    sim.with(0, |n, now| {
+        n.answered = n.runs.len();
+        n.agent.handler_finished(run.id, Ok(()), b"0.42\n", now);
+    });
+    // Node 2's answer is over the 1,024-byte response limit: refused and logged.
+    let big = sim.node(2).runs.last().unwrap().id;
+    sim.with(2, |n, now| {
+        n.answered = n.runs.len();
+        n.agent.handler_finished(big, Ok(()), &[b'x'; 2000], now);
+    });
+    assert!(
+        sim.events(2)
+            .iter()
+            .any(|l| l.contains("[WARN] agent: Failed to respond to query 'load': ")),
+        "{:#?}",
+        sim.events(2)
+    );
+    sim.run_for(Duration::from_secs(20));
+    let out = sim.with(1, |n, now| {
+        let out = n.agent.tx_pending(c).to_vec();
+        n.agent.tx_consume(c, out.len(), now);
+        out
+    });
+    let records = rpc_support::values(&out);
+    let responses: Vec<&V> = records
+        .iter()
+        .filter(|v| v.try_get("Type") == Some(&V::from("response")))
+        .collect();
+    assert_eq!(responses.len(), 1, "{records:#?}");
+    assert_eq!(responses[0].get("From"), &V::from(node_name(0).as_str()));
+    assert_eq!(responses[0].get("Payload"), &V::B(b"0.42\n".to_vec()));
+    assert!(
+        records
+            .iter()
+            .any(|v| v.try_get("Type") == Some(&V::from("done")))
+    );
+}

@@ -20,6 +20,7 @@ runtimes! {
     handler_scripts_see_joins_a_user_event_a_leave_and_a_failure_in_order;
     a_bad_event_handler_is_a_startup_error;
     a_reload_replaces_the_event_handlers;
+    a_query_handlers_output_comes_back_as_the_response;
 }
 
 /// How long the events may take to reach the scripts (joins, failure detection included).
@@ -194,4 +195,26 @@ fn a_reload_replaces_the_event_handlers(rt: Runtime) {
     let b = wait_blocks(&new, 1, &a1);
     assert_eq!(b, ["user self=r1 role=node dc=dc1 user=two"]);
     assert_eq!(blocks(&old).len(), 1, "the old handler is gone");
+}
+
+fn a_query_handlers_output_comes_back_as_the_response(rt: Runtime) {
+    let q1 = Agent::start(rt, &["-node", "q1"]);
+    let to = format!("127.0.0.1:{}", q1.lan_port());
+    let q2 = Agent::start(
+        rt,
+        &[
+            "-node",
+            "q2",
+            "-event-handler",
+            "query:load=echo \"$SERF_QUERY_NAME\"; cat",
+            "-join",
+            &to,
+        ],
+    );
+    q2.wait_log("agent: joined: 1 nodes");
+    let out = q1.cli("query", &["-timeout", "5s", "-format", "json", "load", "x"]);
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["Responses"]["q2"], "load\nx\n", "{v}");
+    assert!(v["Responses"].get("q1").is_none(), "{v}");
 }
