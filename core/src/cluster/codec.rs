@@ -211,6 +211,49 @@ pub(crate) fn peek(data: &[u8], mut member: impl FnMut(SocketAddr)) -> Result<Pe
     Ok(Peek { header })
 }
 
+/// Rewrites a foca packet into `out` without the piggybacked members (address and state)
+/// `keep` refuses, the
+/// header and whatever follows the members (custom broadcasts) unchanged. Returns whether
+/// any member was dropped (`out` is written only then). Used to make what a stranger says
+/// about others count for nothing.
+pub(crate) fn strip_members(
+    data: &[u8],
+    mut keep: impl FnMut(SocketAddr, State) -> bool,
+    out: &mut alloc::vec::Vec<u8>,
+) -> Result<bool, CodecError> {
+    let mut r = Reader::new(data);
+    let header = read_header(&mut r)?;
+    let carries_members = !matches!(
+        header.message,
+        Message::Announce | Message::TurnUndead | Message::Broadcast
+    );
+    if !carries_members || r.remaining() < 2 {
+        return Ok(false);
+    }
+    let head_len = r.position();
+    let n = r.u16()?;
+    let mut kept: u16 = 0;
+    let mut dropped = false;
+    out.clear();
+    out.extend_from_slice(data.get(..head_len).unwrap_or_default());
+    out.extend_from_slice(&[0, 0]);
+    for _ in 0..n {
+        let start = r.position();
+        let member = read_member(&mut r)?;
+        if keep(member.id().addr, member.state()) {
+            kept += 1;
+            out.extend_from_slice(data.get(start..r.position()).unwrap_or_default());
+        } else {
+            dropped = true;
+        }
+    }
+    out.extend_from_slice(r.rest());
+    if let Some(count) = out.get_mut(head_len..head_len + 2) {
+        count.copy_from_slice(&kept.to_be_bytes());
+    }
+    Ok(dropped)
+}
+
 impl foca::Codec<NodeId> for NodeCodec {
     type Error = CodecError;
 

@@ -72,7 +72,33 @@ impl Cluster {
                 return;
             }
         };
+        // A sender that is no member cannot make anyone suspect or down: its suspect and
+        // down claims about others are dropped, and so are its leave records about
+        // others, user events and queries (see `Gossip::receive`). Its word that a member
+        // is alive, and metas, still spread (they are how a crowd joining at once learns
+        // itself, and a member refutes a stale copy of itself). SWIM lets anyone talk, so
+        // this is as far as plaintext goes: a sender spoofing a member's address is
+        // believed; encryption keeps strangers out entirely.
+        let vouched = self.vouched(pool, from, src.addr);
+        let keep = |a: SocketAddr, state: foca::State| {
+            vouched || a == src.addr || state == foca::State::Alive
+        };
+        let mut stripped = core::mem::take(&mut self.strip_scratch);
+        let packet = match codec::strip_members(packet, keep, &mut stripped) {
+            Ok(true) => {
+                self.stats.stranger_claims += 1;
+                stripped.as_slice()
+            }
+            _ => packet,
+        };
+        if let Some(p) = self.pool(pool).filter(|_| !vouched) {
+            p.gossip.with(|g| g.stranger = Some(src.addr));
+        }
         let r = self.foca_call(pool, now, |f, io| f.handle_data(packet, io));
+        if let Some(p) = self.pool(pool) {
+            p.gossip.with(|g| g.stranger = None);
+        }
+        self.strip_scratch = stripped;
         match r {
             Some(Ok(())) => {}
             Some(Err(_)) => self.stats.foca_errors += 1,
@@ -84,6 +110,24 @@ impl Cluster {
         self.settle(pool, now);
         self.mark_join_answer(pool, from, src.addr, now);
         self.check_advertised(pool, src, meta_version, now);
+    }
+
+    /// Whether the sender of a packet is one whose word on other members counts: a member
+    /// shown in the member list (it told us its name), or an address a join or a reconnect
+    /// of ours announced to (whose answer is how we learn the cluster).
+    pub(super) fn vouched(&self, pool: Pool, from: SocketAddr, src: SocketAddr) -> bool {
+        let Some(p) = self.pool(pool) else {
+            return false;
+        };
+        let is = |a: &SocketAddr| *a == from || *a == src;
+        p.records
+            .get(&src)
+            .is_some_and(|r| !r.is_self && !r.pruned && r.shown.is_some())
+            || p.join_addrs.iter().any(is)
+            || self
+                .joins
+                .iter()
+                .any(|j| j.pool == pool && j.targets.iter().any(|(t, _)| is(t)))
     }
 
     /// Whether a packet from `src` carrying members `addrs` keeps the pool within

@@ -200,6 +200,9 @@ pub(crate) struct Gossip {
     /// foca's broadcast queue has room: without it, new items are still taken in but not
     /// passed on (a flood of new user events must not grow the queue without bound).
     pub(crate) room: bool,
+    /// Set while a packet from a sender that is no member is handled: only what it says
+    /// about itself (its meta) is taken (see `Cluster::vouched`).
+    pub(crate) stranger: Option<SocketAddr>,
     max_members: usize,
 }
 
@@ -214,6 +217,7 @@ impl Gossip {
             inbox: Vec::new(),
             now: Instant::ZERO,
             room: true,
+            stranger: None,
             max_members,
         }
     }
@@ -221,6 +225,18 @@ impl Gossip {
     /// Stores `item` if it is new; returns its broadcast key then. `local` items come from
     /// this node's own commands and are always new.
     pub(crate) fn receive(&mut self, item: Item, local: bool) -> Option<ItemKey> {
+        if let Some(stranger) = self.stranger.filter(|_| !local) {
+            // A stranger cannot say that another member left, nor fire events or queries
+            // (see `Cluster::on_foca`); metas spread from anyone, as their owner refutes.
+            let counts = match &item {
+                Item::Meta(_) => true,
+                Item::Leave(l) => l.id.addr == stranger,
+                Item::User(_) | Item::Query(_) => false,
+            };
+            if !counts {
+                return None;
+            }
+        }
         match item {
             Item::Meta(m) => {
                 let addr = m.id.addr;

@@ -141,6 +141,9 @@ pub struct ClusterStats {
     pub pulls_answered: u64,
     /// Join addresses given up on at once because the runtime reported them unreachable.
     pub unreachable_reports: u64,
+    /// Packets from senders that are no members whose claims about other members were
+    /// dropped (forged or premature gossip).
+    pub stranger_claims: u64,
 }
 
 /// How many members of a pool have each status (the `serf_lan` stats).
@@ -232,6 +235,8 @@ pub struct Cluster {
     addr_scratch: Vec<SocketAddr>,
     /// Scratch for the plaintext of an encrypted datagram.
     open_scratch: Vec<u8>,
+    /// Scratch for a stranger's packet without its claims about others.
+    strip_scratch: Vec<u8>,
     queries: query::Queries,
 }
 
@@ -280,6 +285,7 @@ impl Cluster {
             rng: Xoshiro256PlusPlus::from_rng(&mut parent),
             addr_scratch: Vec::new(),
             open_scratch: Vec::new(),
+            strip_scratch: Vec::new(),
             queries: query::Queries::default(),
             cfg: config,
         };

@@ -245,6 +245,7 @@ impl Agent {
             ("decrypt_failures", n(g.decrypt_failures)),
             ("events_dropped", n(g.events_dropped)),
             ("members_refused", n(g.members_refused)),
+            ("stranger_claims", n(g.stranger_claims)),
         ]);
         let runtime = Vec::from([
             ("pid", n(self.cfg.host.pid.into())),
