@@ -338,6 +338,13 @@ impl Harness {
         self.drain();
     }
 
+    /// The runtime reports datagrams to `to` undeliverable (ICMP port unreachable).
+    pub fn unreachable(&mut self, pool: Pool, to: SocketAddr) {
+        self.agent.handle_unreachable(pool, to, self.now);
+        self.trace(format_args!("unreachable {pool:?} {to}"));
+        self.drain();
+    }
+
     /// Applies a configuration, as the outcome of a reload (which answers RPC `reload`s
     /// waiting for one).
     pub fn apply_config(&mut self, config: Config) {
@@ -1141,6 +1148,13 @@ pub enum Op {
         /// A user tag (gossiped).
         tag: Option<u8>,
     },
+    /// The runtime reports a peer's port unreachable (a join to it fails at once).
+    Unreachable {
+        /// WAN pool (else LAN).
+        wan: bool,
+        /// The fake peer.
+        peer: u8,
+    },
 }
 
 /// A host job's item.
@@ -1514,6 +1528,10 @@ pub fn run_ops(ops: &[Op]) -> String {
             Op::Datagram { wan, from, data } => {
                 let pool = if *wan { Pool::Wan } else { Pool::Lan };
                 h.datagram(pool, peer_addr(pool, *from), data);
+            }
+            Op::Unreachable { wan, peer } => {
+                let pool = if *wan { Pool::Wan } else { Pool::Lan };
+                h.unreachable(pool, peer_addr(pool, *peer));
             }
             Op::JobOutput { job, item } => {
                 if !h.jobs.is_empty() {
