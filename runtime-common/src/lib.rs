@@ -7,11 +7,11 @@
 //! arguments and items, and `agent`'s command line ([`flags`], [`agent_options`]): its
 //! flags, usage text and the configuration they describe, and the dispatch above it
 //! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); running event handler
-//! scripts ([`handler`]); writing the state files ([`persist`]); and what SIGINT and
-//! SIGTERM do ([`signals`]).
+//! scripts ([`handler`]); writing the state files ([`persist`]); what SIGINT and SIGTERM
+//! do ([`signals`]); and binding the TCP listeners with a full-size backlog ([`listen`]).
 
-// `unsafe` appears in three one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
-// `procfs`, `kill` in `handler`), each with its SAFETY note.
+// `unsafe` appears in four one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
+// `procfs`, `kill` in `handler`, `listen` in `listen`), each with its SAFETY note.
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +22,7 @@ pub mod flags;
 pub mod handler;
 pub mod host;
 pub mod keygen;
+pub mod listen;
 pub mod persist;
 pub mod procfs;
 pub mod resolve;

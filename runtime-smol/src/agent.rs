@@ -324,7 +324,7 @@ impl Runtime {
         listener: Listener,
         addr: SocketAddr,
     ) -> Option<(Async<TcpListener>, SocketAddr)> {
-        match Async::<TcpListener>::bind(addr) {
+        match tandem_runtime::listen::bind_listener(addr).and_then(Async::new) {
             Ok(l) => {
                 let bound = l.get_ref().local_addr().unwrap_or(addr);
                 Some((l, bound))

@@ -324,7 +324,7 @@ impl MioAgent {
     /// Binds `addr` for `listener`'s protocol; returns the bound address (port 0 picks a
     /// free port). May be called before or after [`register`](Self::register).
     pub fn listen(&mut self, listener: Listener, addr: SocketAddr) -> io::Result<SocketAddr> {
-        self.add_listener(listener, std::net::TcpListener::bind(addr)?)
+        self.add_listener(listener, tandem_runtime::listen::bind_listener(addr)?)
     }
 
     /// Serves `listener`'s protocol on a socket the application bound itself (or
