@@ -189,7 +189,43 @@ impl Agent {
         if self.cluster.has_pool(Pool::Wan) {
             out.push(("serf_wan", pool(Pool::Wan)));
         }
+        out.extend(self.serf_stats());
         out
+    }
+
+    /// Serf's own `stats` sections: `serf` (the LAN pool, with Serf's keys), `tags` (this
+    /// node's) and `event_handlers` (none configured here: the section is empty).
+    fn serf_stats(&self) -> [(&'static str, Vec<(String, String)>); 3] {
+        let c = &self.cluster;
+        let n = |v: u64| alloc::format!("{v}");
+        let counts = c.status_counts(Pool::Lan);
+        let serf = Vec::from([
+            ("coordinate_resets".into(), n(0)),
+            (
+                "encrypted".into(),
+                String::from(if c.encrypted() { "true" } else { "false" }),
+            ),
+            ("event_queue".into(), n(0)),
+            ("event_time".into(), n(c.event_ltime())),
+            ("failed".into(), n(counts.failed as u64)),
+            // memberlist's awareness score; tandem has no such penalty: always healthy.
+            ("health_score".into(), n(0)),
+            // tandem gossips one queue of items (metas, leaves, user events, queries):
+            // its backlog shows as Serf's intent queue, the other two as empty.
+            ("intent_queue".into(), n(c.broadcast_backlog() as u64)),
+            ("left".into(), n(counts.left as u64)),
+            // Member changes are ordered by identities and meta versions, not a clock.
+            ("member_time".into(), n(0)),
+            ("members".into(), n(counts.total() as u64)),
+            ("query_queue".into(), n(0)),
+            ("query_time".into(), n(c.query_ltime())),
+        ]);
+        let tags = c.tags().into_iter().collect();
+        [
+            ("serf", serf),
+            ("tags", tags),
+            ("event_handlers", Vec::new()),
+        ]
     }
 
     /// A gossip datagram arrived: hand it to the cluster, and log (rate-limited) when it

@@ -319,10 +319,54 @@ fn serf_query_and_reachability_print_what_they_print_against_serf() {
         over.stderr.trim(),
         "Error sending query: query exceeds limit of 1024 bytes"
     );
+    // `info -format json`: Serf's sections beside tandem's, every value a string.
+    let info = |out: Out| -> serde_json::Value {
+        assert_eq!(out.code, Some(0), "{out:#?}");
+        serde_json::from_str(&out.stdout).expect("JSON")
+    };
+    let tinfo = info(serf_cmd(&tandem_cluster, 0, "info", &["-format=json"]));
+    assert_eq!(tinfo["serf"]["members"], "3");
+    assert_eq!(tinfo["serf"]["encrypted"], "false");
+    assert_eq!(tinfo["tags"]["role"], "node");
+    assert!(tinfo["event_handlers"].is_object(), "{tinfo}");
+    let ours = info(tandem(&["info", &rpc, "-format", "json"]));
+    let sections = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    assert_eq!(sections(&ours), sections(&tinfo));
+    let serf_keys = |v: &serde_json::Value| -> Vec<String> {
+        v["serf"]
+            .as_object()
+            .expect("serf")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // `members -tag -name`, anchored as Serf's members-filtered.
+    let m = tandem(&["members", &rpc, "-tag", "zone=a", "-name", "n.*"]);
+    assert_eq!(m.code, Some(0), "{m:#?}");
+    // Consul's table: a header, then the one member.
+    let rows: Vec<&str> = m.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{m:#?}");
+    assert!(rows[0].starts_with("n3 "), "{m:#?}");
+    assert_eq!(
+        tandem(&["members", &rpc, "-tag", "zone=", "-name", "n3"]).code,
+        Some(2)
+    );
+    assert_eq!(tandem(&["members", &rpc, "-name", "n"]).code, Some(2));
     drop(tandem_cluster);
 
     // The same commands against real Serf agents print the same lines.
     let serf_cluster = start_serf();
     let want = query_outputs(&serf_cluster);
     assert_eq!(got, want);
+    let sinfo = info(serf_cmd(&serf_cluster, 0, "info", &["-format=json"]));
+    assert_eq!(
+        serf_keys(&tinfo),
+        serf_keys(&sinfo),
+        "the serf section's keys"
+    );
+    for section in ["agent", "runtime", "serf", "tags", "event_handlers"] {
+        assert!(tinfo[section].is_object(), "{section} in {tinfo}");
+    }
 }

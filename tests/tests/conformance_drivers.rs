@@ -1052,6 +1052,40 @@ fn rpc_stats_is_sections_of_string_leaves(d: &mut dyn Driver) {
     assert_eq!(body.get("agent").get("name").str(), "conformance-node");
     assert_eq!(body.get("build").get("version").str(), VERSION);
     assert_eq!(body.get("serf_lan").get("members").str(), "1");
+    // Serf's own sections, with Serf's keys (spec §3 `stats`).
+    let serf = body.get("serf");
+    let keys: Vec<&str> = serf.map().iter().map(|(k, _)| k.str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "coordinate_resets",
+            "encrypted",
+            "event_queue",
+            "event_time",
+            "failed",
+            "health_score",
+            "intent_queue",
+            "left",
+            "member_time",
+            "members",
+            "query_queue",
+            "query_time",
+        ]
+    );
+    for (k, want) in [
+        ("members", "1"),
+        ("failed", "0"),
+        ("left", "0"),
+        ("encrypted", "false"),
+        ("event_time", "1"),
+        ("query_time", "1"),
+        ("health_score", "0"),
+    ] {
+        assert_eq!(serf.get(k).str(), want, "serf.{k}");
+    }
+    assert_eq!(body.get("tags").get("role").str(), "node");
+    assert_eq!(body.get("tags").get("dc").str(), "dc1");
+    assert!(body.get("event_handlers").map().is_empty());
 }
 
 /// A members-filtered request with an invalid regular expression: the agent logs an ERR

@@ -378,6 +378,12 @@ impl Cluster {
         self.lan.gossip.with(|g| g.queries.clock)
     }
 
+    /// Items waiting in the LAN pool's gossip queue (metas, leave records, user events
+    /// and queries share it).
+    pub fn broadcast_backlog(&self) -> usize {
+        self.lan.foca.custom_broadcast_backlog()
+    }
+
     /// Queries this node started and still collects answers for.
     pub fn queries_in_flight(&self) -> usize {
         self.queries.outgoing.len()

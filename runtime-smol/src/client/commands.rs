@@ -74,7 +74,7 @@ pub(super) const MEMBERS: Command = Command {
 Usage: tandem members [options]
 
   Outputs the members of a running tandem agent's pool (members-lan), or of the WAN
-  pool with -wan (members-wan). Exits 2 when no member matches -status.",
+  pool with -wan (members-wan). Exits 2 when no member matches the filters.",
     flags: &[
         FlagSpec {
             name: "detailed",
@@ -88,10 +88,22 @@ Usage: tandem members [options]
             help: "Output format: text (a table) or json (an array of members).",
         },
         FlagSpec {
+            name: "name",
+            value: Some("<regexp>"),
+            help: "Only list members whose name matches this regular expression, anchored \
+                   at both ends.",
+        },
+        FlagSpec {
             name: "status",
             value: Some("<regexp>"),
             help: "Only list members whose status matches this regular expression, \
                    anchored at both ends (alive, leaving, left, failed).",
+        },
+        FlagSpec {
+            name: "tag",
+            value: Some("<key=regexp>"),
+            help: "Only list members whose tag matches the regular expression, anchored at \
+                   both ends (a missing tag is \"\"). May be given more than once.",
         },
         FlagSpec {
             name: "wan",
@@ -118,14 +130,30 @@ fn members(inv: &Invocation) -> i32 {
     if let Err(code) = no_args(cmd, inv) {
         return code;
     }
-    let status = inv.value("status").unwrap_or(".*");
-    let status_re = match regex_automata::meta::Regex::new(&format!("^(?:{status})$")) {
-        Ok(re) => re,
-        Err(e) => {
-            let why = regexp_error(status, &e);
-            return fail(&format!("Failed to compile status regexp: {why}"));
-        }
+    let anchored = |what: &str, re: &str| {
+        regex_automata::meta::Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+            let why = regexp_error(re, &e);
+            fail(&format!("Failed to compile {what} regexp: {why}"))
+        })
     };
+    let status_re = match anchored("status", inv.value("status").unwrap_or(".*")) {
+        Ok(re) => re,
+        Err(code) => return code,
+    };
+    let name_re = match anchored("name", inv.value("name").unwrap_or(".*")) {
+        Ok(re) => re,
+        Err(code) => return code,
+    };
+    let mut tag_res = Vec::new();
+    for tag in inv.values("tag") {
+        let Some((k, re)) = tag.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return fail(&format!("Invalid tag: '{tag}'"));
+        };
+        match anchored("tag", re) {
+            Ok(re) => tag_res.push((k.to_string(), re)),
+            Err(code) => return code,
+        }
+    }
     let mut client = match connect(inv) {
         Ok(c) => c,
         Err(code) => return code,
@@ -139,7 +167,13 @@ fn members(inv: &Invocation) -> i32 {
         Ok(m) => m,
         Err(e) => return fail(&format!("Error retrieving members: {e}")),
     };
-    members.retain(|m| status_re.is_match(&m.status));
+    members.retain(|m| {
+        status_re.is_match(&m.status)
+            && name_re.is_match(&m.name)
+            && tag_res
+                .iter()
+                .all(|(k, re)| re.is_match(m.tags.get(k).map_or("", String::as_str)))
+    });
     if members.is_empty() {
         return 2;
     }
@@ -306,7 +340,12 @@ Usage: tandem info [options]
 
   Provides debugging information for operators: the agent's stats, section by
   section, sorted.",
-    flags: &[],
+    flags: &[FlagSpec {
+        name: "format",
+        value: Some("text"),
+        help: "Output format: text (sections of key = value lines) or json (one object \
+               of sections, as `serf info -format json` prints it).",
+    }],
     rpc: true,
     flags_after_first_arg: false,
     run: info,
@@ -316,6 +355,11 @@ fn info(inv: &Invocation) -> i32 {
     if let Err(code) = no_args(&INFO, inv) {
         return code;
     }
+    let json = match inv.value("format").unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => return fail(&format!("Invalid format: {other}")),
+    };
     let mut client = match connect(inv) {
         Ok(c) => c,
         Err(code) => return code,
@@ -324,7 +368,12 @@ fn info(inv: &Invocation) -> i32 {
         Ok(body) => body.unwrap_or(Value::Nil),
         Err(e) => return fail(&format!("Error querying agent: {e}")),
     };
-    match format::info(&stats) {
+    let text = if json {
+        format::info_json(&stats)
+    } else {
+        format::info(&stats)
+    };
+    match text {
         Ok(text) => {
             super::print_out(&text);
             0

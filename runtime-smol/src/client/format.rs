@@ -197,6 +197,28 @@ pub(crate) fn columnize(rows: &[Vec<String>]) -> String {
 /// `stats` as Consul's `info` prints it: each section as `name:`, then its entries as
 /// `\tkey = value`, both sorted.
 pub(crate) fn info(stats: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    for (name, entries) in stats_sections(stats)? {
+        out.push_str(&name);
+        out.push_str(":\n");
+        for (k, v) in entries {
+            out.push_str(&format!("\t{k} = {v}\n"));
+        }
+    }
+    Ok(out)
+}
+
+/// `stats` as Serf's `info -format json` prints it: the sections as one JSON object,
+/// keys sorted, two-space indents, and a newline.
+pub(crate) fn info_json(stats: &Value) -> Result<String, String> {
+    let sorted = stats_sections(stats)?;
+    let mut text = serde_json::to_string_pretty(&sorted).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The sections of a `stats` reply, sorted.
+fn stats_sections(stats: &Value) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
     let Some(sections) = stats.as_map() else {
         return Err(format!("stats is not a map: {stats}"));
     };
@@ -210,15 +232,7 @@ pub(crate) fn info(stats: &Value) -> Result<String, String> {
             section.insert(k.as_str().unwrap_or_default().to_string(), v);
         }
     }
-    let mut out = String::new();
-    for (name, entries) in sorted {
-        out.push_str(&name);
-        out.push_str(":\n");
-        for (k, v) in entries {
-            out.push_str(&format!("\t{k} = {v}\n"));
-        }
-    }
-    Ok(out)
+    Ok(sorted)
 }
 
 #[cfg(test)]
