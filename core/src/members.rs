@@ -194,7 +194,7 @@ impl Agent {
     }
 
     /// Serf's own `stats` sections: `serf` (the LAN pool, with Serf's keys), `tags` (this
-    /// node's) and `event_handlers` (none configured here: the section is empty).
+    /// node's) and `event_handlers` (`event:name` → script, as Serf keys them).
     fn serf_stats(&self) -> [(&'static str, Vec<(String, String)>); 3] {
         let c = &self.cluster;
         let n = |v: u64| alloc::format!("{v}");
@@ -221,10 +221,16 @@ impl Agent {
             ("query_time".into(), n(c.query_ltime())),
         ]);
         let tags = c.tags().into_iter().collect();
+        // Serf's keys: `event:name` (`member-join:`, `user:deploy`), one per filter element.
+        let handlers: BTreeMap<String, String> = self
+            .event_handlers()
+            .iter()
+            .map(|h| (alloc::format!("{}:{}", h.event, h.name), h.script.clone()))
+            .collect();
         [
             ("serf", serf),
             ("tags", tags),
-            ("event_handlers", Vec::new()),
+            ("event_handlers", handlers.into_iter().collect()),
         ]
     }
 

@@ -142,9 +142,21 @@ fn alive_members(c: &dyn Cluster) -> usize {
     out.stdout.lines().filter(|l| !l.trim().is_empty()).count()
 }
 
+/// Handlers every node of both kinds is started with (they show in `info`).
+const HANDLERS: [&str; 2] = ["member-join,member-leave=true", "user:deploy=true"];
+
 fn start_tandem() -> Tandem {
     let agents: Vec<RunningAgent> = (1..=3)
-        .map(|i| RunningAgent::start(&["-node", &format!("n{i}")]))
+        .map(|i| {
+            RunningAgent::start(&[
+                "-node",
+                &format!("n{i}"),
+                "-event-handler",
+                HANDLERS[0],
+                "-event-handler",
+                HANDLERS[1],
+            ])
+        })
         .collect();
     let t = Tandem(agents);
     let seed = format!("127.0.0.1:{}", t.0[0].lan_port);
@@ -172,6 +184,8 @@ fn start_serf() -> Serf {
             format!("-bind=127.0.0.1:{bind}"),
             format!("-rpc-addr=127.0.0.1:{rpc}"),
             "-log-level=warn".into(),
+            format!("-event-handler={}", HANDLERS[0]),
+            format!("-event-handler={}", HANDLERS[1]),
         ];
         if i == 3 {
             args.push("-tag".into());
@@ -365,6 +379,11 @@ fn serf_query_and_reachability_print_what_they_print_against_serf() {
         serf_keys(&tinfo),
         serf_keys(&sinfo),
         "the serf section's keys"
+    );
+    assert_eq!(tinfo["event_handlers"], sinfo["event_handlers"]);
+    assert_eq!(
+        tinfo["event_handlers"],
+        serde_json::json!({"member-join:": "true", "member-leave:": "true", "user:deploy": "true"})
     );
     for section in ["agent", "runtime", "serf", "tags", "event_handlers"] {
         assert!(tinfo[section].is_object(), "{section} in {tinfo}");

@@ -1085,7 +1085,10 @@ fn rpc_stats_is_sections_of_string_leaves(d: &mut dyn Driver) {
     }
     assert_eq!(body.get("tags").get("role").str(), "node");
     assert_eq!(body.get("tags").get("dc").str(), "dc1");
-    assert!(body.get("event_handlers").map().is_empty());
+    assert!(
+        body.get("event_handlers").map().is_empty(),
+        "none configured"
+    );
 }
 
 /// A members-filtered request with an invalid regular expression: the agent logs an ERR
