@@ -544,6 +544,26 @@ mod tests {
     }
 
     #[test]
+    fn odd_definitions_get_a_defined_answer() {
+        // Serf's parse: an empty script or filter element is taken as given or refused,
+        // never a panic.
+        assert_eq!(EventScript::parse("").unwrap(), [one("*", "", "")]);
+        assert_eq!(EventScript::parse("=").unwrap(), [one("*", "", "")]);
+        assert_eq!(
+            EventScript::parse("user:=x").unwrap(),
+            [one("user", "", "x")]
+        );
+        assert!(EventScript::parse(",=x").is_err());
+        assert!(EventScript::parse("\u{0}=x").is_err());
+        assert!(EventScript::parse("user:ü\t=x=y").is_ok());
+        let long = "member-join,".repeat(10_000) + "=x";
+        assert!(
+            EventScript::parse(&long).is_err(),
+            "the trailing empty element"
+        );
+    }
+
+    #[test]
     fn filters_match_as_serfs_invoke() {
         let s = one("user", "deploy", "x");
         assert!(s.invoked_by("user", "deploy"));

@@ -119,6 +119,8 @@ pub struct Harness {
     /// Answer each host job with one item and a finish right away.
     auto_jobs: bool,
     pending_auto: Vec<JobId>,
+    /// Event handler runs to answer.
+    pending_handlers: Vec<tandem_core::HandlerId>,
     /// The largest `max_tx` in force so far.
     max_tx: usize,
     /// Every output, for the determinism check (only when `tracing`).
@@ -152,6 +154,7 @@ impl Harness {
             reset_on_close,
             auto_jobs: false,
             pending_auto: Vec::new(),
+            pending_handlers: Vec::new(),
             max_tx,
             trace: String::new(),
             tracing: false,
@@ -217,8 +220,21 @@ impl Harness {
                             self.pending_auto.push(job);
                         }
                     }
+                    Output::Effect(Effect::RunHandler(run)) => self.pending_handlers.push(run.id),
                     Output::Effect(_) | Output::ResumeRead(_) | Output::Log(_) => {}
                 }
+            }
+            // Handler runs are answered at once, odd ones as failures with output (which
+            // a query handler would send as its response).
+            if let Some(id) = self.pending_handlers.pop() {
+                let result = if id.0 % 2 == 0 {
+                    Ok(())
+                } else {
+                    Err("exit status 1")
+                };
+                self.agent
+                    .handler_finished(id, result, b"fuzz handler output", self.now);
+                continue;
             }
             let Some(job) = self.pending_auto.pop() else {
                 break;
@@ -1565,6 +1581,22 @@ pub fn run_ops(ops: &[Op]) -> String {
                 }
                 if let Some(t) = tag {
                     cfg.tags.insert(format!("t{}", t % 4), format!("v{t}"));
+                    // Event handler definitions from the tag's bits, valid and not (a bad
+                    // set is logged and the old one kept), so member and user events and
+                    // queries reach the handler queue; its runs are answered in `drain`.
+                    const FILTERS: [&str; 8] = [
+                        "",
+                        "*=",
+                        "member-join,member-leave,member-failed=",
+                        "user=",
+                        "user:t1=",
+                        "query=",
+                        "member-jion=",
+                        "=,",
+                    ];
+                    let f = FILTERS[usize::from(t / 4 % 8)];
+                    cfg.event_handlers = vec![format!("{f}h{t}"), format!("query:t{t}=q")];
+                    cfg.timing.event_handler_timeout_ms = u64::from(t % 3) * 500;
                 }
                 h.apply_config(cfg);
             }
