@@ -21,6 +21,9 @@
 //!
 //! A scene is a group of blocks sharing one set of ports: the agent block, then the
 //! blocks that drive it.
+//!
+//! The configuration file example (the README's one `json` block under "Configuration
+//! file") is checked too: an agent started with it runs and logs no complaint.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -380,4 +383,43 @@ fn run_scene(scene: &str) {
     assert!(!ran.is_empty(), "scene {scene} ran no block");
     drop(agents);
     let _ = std::fs::remove_dir_all(&shim);
+}
+
+/// The README's configuration file example: the one ```` ```json ```` block of its
+/// "Configuration file" section.
+fn config_example() -> &'static str {
+    let section = README
+        .split_once("\n## Configuration file\n")
+        .map(|(_, rest)| rest)
+        .expect("README.md has a `## Configuration file` section");
+    let start = section.find("```json\n").expect("a ```json block in it") + "```json\n".len();
+    let len = section[start..].find("```").expect("the block ends");
+    &section[start..start + len]
+}
+
+#[test]
+fn the_configuration_file_example_is_accepted_as_written() {
+    let text = config_example();
+    let parsed: serde_json::Value = serde_json::from_str(text).expect("the example is JSON");
+    assert!(parsed.is_object());
+    let path = std::env::temp_dir().join(format!("tandem-readme-{}.json", std::process::id()));
+    std::fs::write(&path, text).expect("write the example");
+    // Started like every test agent (ephemeral ports win over the file's addresses); a
+    // refused file ends the agent, and the start fails with its log.
+    let agent = tandem_tests::driver::process::Process::start_flags(
+        Runtime::Smol,
+        &["-config-file", path.to_str().expect("a UTF-8 path")],
+    );
+    let log = agent.log_lines().join("\n");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        log.contains(r#"node "web-1""#),
+        "the file's node_name applies:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.contains("[WARN]") && !line.contains("[ERR]"),
+            "the example draws a complaint:\n{log}"
+        );
+    }
 }
