@@ -18,8 +18,11 @@ use crate::log::Level;
 #[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct Limits {
     /// Open connections per listener. Beyond it an HTTP connection is answered
-    /// `503 Service Unavailable` and closed (see `overflow_connections`); an RPC connection
-    /// is refused at `accept` (the runtime closes it at once).
+    /// `503 Service Unavailable` and closed (see `overflow_connections`). A new RPC
+    /// connection closes the longest-idle one not yet admitted (without `handshake`, or
+    /// `auth` when `rpc_auth` is set) or, without `rpc_auth`, the longest-idle one the agent
+    /// owes nothing (no parked request, pending output, `monitor` or `stream`); with none
+    /// of those it is refused at `accept` (the runtime closes it at once).
     pub max_connections: usize,
     /// HTTP connections beyond `max_connections` still accepted just long enough to be
     /// answered `503` and closed. Beyond these too, HTTP connections are refused at
@@ -126,12 +129,17 @@ pub struct Timing {
     /// An HTTP request head must be complete this long after its first byte arrived;
     /// otherwise the agent answers `408 Request Timeout` and closes (slowloris). 0 disables.
     pub head_timeout_ms: u64,
+    /// An HTTP request body must be complete this long after its head was; otherwise the
+    /// agent answers `408 Request Timeout` and closes. A total deadline, not a progress
+    /// one (unlike nginx's `client_body_timeout`): a body trickled one byte at a time
+    /// cannot hold a connection longer than this. 0 disables.
+    pub body_timeout_ms: u64,
     /// An HTTP connection with nothing buffered, nothing parked and nothing left to write
     /// is closed after this long without activity (keep-alive idle); a request whose body
     /// is still arriving counts as idle since its last byte. 0 disables.
     pub idle_timeout_ms: u64,
-    /// An RPC connection must complete `handshake` this long after it was accepted;
-    /// otherwise it is closed. 0 disables.
+    /// An RPC connection must complete `handshake`, and `auth` when `rpc_auth` is set,
+    /// this long after it was accepted; otherwise it is closed. 0 disables.
     pub rpc_handshake_timeout_ms: u64,
     /// A connection with output pending that takes none of it for this long is closed and
     /// its output discarded (the slow-reader policy's last step, for both protocols). 0
@@ -152,6 +160,7 @@ impl Default for Timing {
             unused_session_timeout_ms: 60_000,
             exec_timeout_ms: 30_000,
             head_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
             rpc_handshake_timeout_ms: 10_000,
             write_stall_timeout_ms: 60_000,
@@ -184,6 +193,9 @@ impl Timing {
     }
     pub(crate) fn head_timeout(&self) -> Option<Duration> {
         (self.head_timeout_ms > 0).then(|| Duration::from_millis(self.head_timeout_ms))
+    }
+    pub(crate) fn body_timeout(&self) -> Option<Duration> {
+        (self.body_timeout_ms > 0).then(|| Duration::from_millis(self.body_timeout_ms))
     }
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
@@ -346,5 +358,286 @@ impl Default for Config {
             leave_on_terminate: false,
             state_files: crate::StateFiles::default(),
         }
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const SECOND: u64 = 1000;
+const HOUR: u64 = 3600 * SECOND;
+const DAY: u64 = 24 * HOUR;
+
+/// A configuration [`Config::validate`] refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A limit or timing outside its bounds.
+    OutOfRange {
+        /// The key as the config file spells it (`limits.max_body`).
+        key: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// A credential that is set but empty: it would let anyone in while looking set.
+    EmptyCredential {
+        /// The key (`rpc_auth`, `http_auth.password`).
+        key: &'static str,
+    },
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::OutOfRange {
+                key,
+                value,
+                min,
+                max,
+            } => write!(f, "{key}: {value} is out of range (from {min} to {max})"),
+            ConfigError::EmptyCredential { key } => write!(f, "{key}: must not be empty"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}
+
+/// Saturating: a `usize` beyond `u64` is out of every range anyway.
+fn wide(v: usize) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+impl Limits {
+    /// Every limit as (config key, value, smallest accepted, largest accepted). The bounds
+    /// keep one client's worth of memory (and the agent's tables) within what a small host
+    /// has; a minimum of 1 where 0 would leave nothing served.
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 18] {
+        [
+            (
+                "limits.max_connections",
+                wide(self.max_connections),
+                1,
+                65_536,
+            ),
+            (
+                "limits.overflow_connections",
+                wide(self.overflow_connections),
+                0,
+                65_536,
+            ),
+            ("limits.max_head", wide(self.max_head), 1, MIB),
+            ("limits.max_headers", wide(self.max_headers), 1, 1024),
+            ("limits.max_body", wide(self.max_body), 1, 64 * MIB),
+            ("limits.max_tx", wide(self.max_tx), 0, 64 * MIB),
+            (
+                "limits.consumer_queue",
+                wide(self.consumer_queue),
+                1,
+                1_000_000,
+            ),
+            ("limits.history", wide(self.history), 0, 100_000),
+            ("limits.max_sessions", wide(self.max_sessions), 1, 65_536),
+            ("limits.max_consumers", wide(self.max_consumers), 1, 4096),
+            ("limits.max_jobs", wide(self.max_jobs), 1, 65_536),
+            ("limits.exec_results", wide(self.exec_results), 1, 1_000_000),
+            ("limits.log_ring", wide(self.log_ring), 0, 1_000_000),
+            ("limits.max_command", wide(self.max_command), 1, MIB),
+            (
+                "limits.rpc_max_frame",
+                wide(self.rpc_max_frame),
+                1,
+                64 * MIB,
+            ),
+            ("limits.rpc_max_str", wide(self.rpc_max_str), 1, 64 * MIB),
+            (
+                "limits.rpc_max_container",
+                wide(self.rpc_max_container),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.rpc_max_values",
+                wide(self.rpc_max_values),
+                1,
+                10_000_000,
+            ),
+        ]
+    }
+}
+
+impl Timing {
+    /// Every timing as (config key, milliseconds, smallest accepted, largest accepted).
+    /// A minimum of 0 marks the deadlines 0 disables.
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 10] {
+        [
+            (
+                "timing.pull_timeout_ms",
+                self.pull_timeout_ms,
+                1,
+                10 * 60 * SECOND,
+            ),
+            ("timing.pull_batch_ms", self.pull_batch_ms, 0, 60 * SECOND),
+            (
+                "timing.consumer_timeout_ms",
+                self.consumer_timeout_ms,
+                1,
+                DAY,
+            ),
+            (
+                "timing.session_timeout_ms",
+                self.session_timeout_ms,
+                1,
+                7 * DAY,
+            ),
+            ("timing.exec_timeout_ms", self.exec_timeout_ms, 1, DAY),
+            ("timing.head_timeout_ms", self.head_timeout_ms, 0, HOUR),
+            ("timing.body_timeout_ms", self.body_timeout_ms, 0, HOUR),
+            ("timing.idle_timeout_ms", self.idle_timeout_ms, 0, DAY),
+            (
+                "timing.rpc_handshake_timeout_ms",
+                self.rpc_handshake_timeout_ms,
+                0,
+                HOUR,
+            ),
+            (
+                "timing.write_stall_timeout_ms",
+                self.write_stall_timeout_ms,
+                0,
+                DAY,
+            ),
+        ]
+    }
+}
+
+impl Config {
+    /// Checks every limit and timing against its bounds ([`Limits::bounds`],
+    /// [`Timing::bounds`]) and refuses empty credentials. The runtimes call it on every
+    /// configuration they load, at start (a refusal stops the start) and on reload (a
+    /// refusal keeps the running configuration); an embedder should too. The agent itself
+    /// stays defined under any values (a limit of 0 refuses cleanly), but values beyond
+    /// these bounds let one client hold more than a small host has.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bounds = self.limits.bounds().into_iter().chain(self.timing.bounds());
+        for (key, value, min, max) in bounds {
+            if value < min || value > max {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        if self.rpc_auth.as_deref() == Some("") {
+            return Err(ConfigError::EmptyCredential { key: "rpc_auth" });
+        }
+        if self
+            .http_auth
+            .as_ref()
+            .is_some_and(|a| a.password.is_empty())
+        {
+            return Err(ConfigError::EmptyCredential {
+                key: "http_auth.password",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_within_their_bounds() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_terabyte_max_body_is_refused_naming_the_key_and_bound() {
+        let mut cfg = Config::default();
+        cfg.limits.max_body = 1 << 40;
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(
+            alloc::string::ToString::to_string(&err),
+            "limits.max_body: 1099511627776 is out of range (from 1 to 67108864)"
+        );
+    }
+
+    #[test]
+    fn every_bound_is_enforced_at_both_ends() {
+        let n = Limits::default().bounds().len() + Timing::default().bounds().len();
+        for i in 0..n {
+            for (over, want) in [(true, "above"), (false, "below")] {
+                let mut cfg = Config::default();
+                let (key, _, min, max) = cfg
+                    .limits
+                    .bounds()
+                    .into_iter()
+                    .chain(cfg.timing.bounds())
+                    .nth(i)
+                    .unwrap();
+                if !over && min == 0 {
+                    continue;
+                }
+                let v = if over { max + 1 } else { min - 1 };
+                set(&mut cfg, key, v);
+                match cfg.validate() {
+                    Err(ConfigError::OutOfRange { key: k, value, .. }) => {
+                        assert_eq!((k, value), (key, v), "{key} {want}");
+                    }
+                    other => panic!("{key} {want} its bound: {other:?}"),
+                }
+                set(&mut cfg, key, if over { max } else { min });
+                assert_eq!(cfg.validate(), Ok(()), "{key} at its bound");
+            }
+        }
+    }
+
+    /// Sets the field `key` names, through serde as the config file would: each section is
+    /// rebuilt from its `bounds`, so a key there that is not a field fails here.
+    fn set(cfg: &mut Config, key: &str, v: u64) {
+        let section = |bounds: &[(&str, u64, u64, u64)]| {
+            let mut map = serde_json::Map::new();
+            for (k, value, _, _) in bounds {
+                let value = if *k == key { v } else { *value };
+                let field = k.split_once('.').unwrap().1;
+                map.insert(field.into(), value.into());
+            }
+            serde_json::Value::Object(map)
+        };
+        cfg.limits = serde_json::from_value(section(&cfg.limits.bounds())).unwrap();
+        cfg.timing = serde_json::from_value(section(&cfg.timing.bounds())).unwrap();
+    }
+
+    #[test]
+    fn empty_credentials_are_refused() {
+        let cfg = Config {
+            rpc_auth: Some(String::new()),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::EmptyCredential { key: "rpc_auth" })
+        );
+        let cfg = Config {
+            http_auth: Some(HttpAuth::new("", "")),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::EmptyCredential {
+                key: "http_auth.password"
+            })
+        );
+        let cfg = Config {
+            rpc_auth: Some("k".into()),
+            http_auth: Some(HttpAuth::new("", "p")),
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate(), Ok(()));
     }
 }

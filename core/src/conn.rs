@@ -5,7 +5,10 @@
 //! Invariants kept here:
 //! - `rx[..rx_len]` holds received bytes not yet consumed by a parser; the rest of `rx` is
 //!   the window handed out by `rx_space`. `rx` never grows past what the current request
-//!   may legally need, so a connection's memory is bounded by `Limits`.
+//!   may legally need, so a connection's memory is bounded by `Limits`; and it grows with
+//!   the bytes that actually arrive (doubling from [`RX_CHUNK`], see [`Conn::rx_grown`]),
+//!   never to a length a peer only declared, so a head announcing a large body costs no
+//!   more than the bytes sent.
 //! - `tx[tx_start..]` is output not yet written by the runtime.
 //! - An idle connection holds no receive buffer at all: it is allocated on the first read
 //!   and released once drained, which keeps parked long-polls and idle keep-alives small.
@@ -100,6 +103,8 @@ pub(crate) struct Conn {
     pub(crate) tx_since: Option<Instant>,
     /// Accepted beyond `max_connections` only to be answered `503` and closed.
     pub(crate) overflow: bool,
+    /// Closed to make room for a new connection (see `Agent::accept`).
+    pub(crate) evicted: bool,
 }
 
 impl Conn {
@@ -121,6 +126,7 @@ impl Conn {
             timer: None,
             tx_since: None,
             overflow: false,
+            evicted: false,
         }
     }
 
@@ -148,6 +154,17 @@ impl Conn {
             // A large body was served; give its memory back rather than keep it per idle
             // connection.
             self.rx = Vec::new();
+        }
+    }
+
+    /// The receive buffer size to offer next, before any bound: the current size while it
+    /// has room, doubled (from [`RX_CHUNK`]) once it is full. The callers cap it at what
+    /// the message being read may still need.
+    pub(crate) fn rx_grown(&self) -> usize {
+        if self.rx_len >= self.rx.len() {
+            (self.rx.len() * 2).max(RX_CHUNK)
+        } else {
+            self.rx.len().max(RX_CHUNK)
         }
     }
 
@@ -233,7 +250,7 @@ impl Conns {
             .and_then(|s| s.conn.as_mut())
     }
 
-    fn live(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+    pub(crate) fn live(&self) -> impl Iterator<Item = (ConnId, &Conn)> + Clone + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             let id = ConnId {
                 index: i as u32,

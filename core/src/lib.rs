@@ -128,7 +128,8 @@
 //!
 //! let mut host = Host::default();
 //! let mut now = Instant::ZERO;
-//! let mut agent = Agent::new(Config::default(), 42, now); // seed from OS entropy
+//! // A runtime seeds with 32 bytes of OS entropy (`Agent::from_seed`); 42 reproduces.
+//! let mut agent = Agent::new(Config::default(), 42, now);
 //! agent
 //!     .register_command(CommandInfo::new("greet", "Say hello", "greet NAME"))
 //!     .unwrap();
@@ -222,12 +223,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use rand::rngs::Xoshiro256PlusPlus;
+use rand::rngs::ChaCha12Rng;
 use rand::{Rng as _, SeedableRng as _};
 
 pub use cluster::Pool;
 pub use command::{CommandInfo, RegisterError};
-pub use config::{Config, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
+pub use config::{Config, ConfigError, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
 pub use handlers::{EventScript, HandlerId, HandlerRun, HandlerStats, InvalidEventScript};
 pub use log::{Level, LogRecord};
@@ -244,14 +245,21 @@ use time::{Timer, TimerQueue};
 /// tandem's version, shown by `version`, `welcome` and `stats`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// RPC connections evicted (see [`Agent::accept`]) and not yet released by the runtime, at
+/// most: beyond it a full table refuses as before, so a flood of new connections cannot
+/// pile up closing ones faster than the runtime releases them.
+const EVICTING_MAX: usize = 64;
+
 /// What a connection's deadline is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ConnDeadline {
     /// An HTTP request head not complete in time: `408`, then close.
     Head,
+    /// An HTTP request body not complete in time after its head: `408`, then close.
+    Body,
     /// An idle HTTP connection: close.
     Idle,
-    /// An RPC connection without `handshake`: close.
+    /// An RPC connection without `handshake` (or `auth`, when required): close.
     Handshake,
     /// Output pending and none of it taken for `write_stall_timeout_ms`: discard it, close.
     Stall,
@@ -368,7 +376,10 @@ impl std::error::Error for JobError {}
 /// The agent.
 pub struct Agent {
     cfg: Config,
-    rng: Xoshiro256PlusPlus,
+    /// Session and consumer ids are bearer tokens (`join_session` needs only the id), so
+    /// they come from a cryptographically secure generator: ChaCha12, portable across
+    /// platforms and versions, so a seed still reproduces a run.
+    rng: ChaCha12Rng,
     wall: WallClock,
     conns: Conns,
     timers: TimerQueue,
@@ -381,6 +392,9 @@ pub struct Agent {
     /// HTTP connections accepted over `max_connections` to be answered `503` (counted in
     /// the listener's open connections too).
     overflow_open: usize,
+    /// RPC connections evicted to make room and not yet released by the runtime (still
+    /// counted in the listener's open connections).
+    rpc_evicting: usize,
     sessions: BTreeMap<SessionKey, Session>,
     /// How many of `sessions` are one-time `exec` sessions, which do not count against
     /// `max_sessions` (see `new_session`).
@@ -415,14 +429,25 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// A new agent. `seed` drives every random choice (session and consumer ids, gossip,
-    /// the nonces that seal encrypted gossip): the same seed and the same inputs give the
-    /// same outputs. Give every start a fresh random seed; the sealing nonces also mix in
-    /// `config.host.unix_ms`, so a repeated seed does not repeat them across starts.
+    /// A new agent with a 64-bit seed, for tests, simulations and fuzzing: see
+    /// [`Agent::from_seed`], which a runtime should use with 32 bytes of OS randomness (64
+    /// bits are too few to keep session ids unguessable).
     pub fn new(config: Config, seed: u64, now: Instant) -> Self {
+        Agent::with_rng(config, ChaCha12Rng::seed_from_u64(seed), now)
+    }
+
+    /// A new agent. `seed` keys the ChaCha12 generator behind every random choice (session
+    /// and consumer ids, gossip, the nonces that seal encrypted gossip): the same seed and
+    /// the same inputs give the same outputs. Give every start a fresh seed from OS
+    /// randomness: session and consumer ids are bearer tokens. The sealing nonces also mix
+    /// in `config.host.unix_ms`, so a repeated seed does not repeat them across starts.
+    pub fn from_seed(config: Config, seed: [u8; 32], now: Instant) -> Self {
+        Agent::with_rng(config, ChaCha12Rng::from_seed(seed), now)
+    }
+
+    fn with_rng(config: Config, mut rng: ChaCha12Rng, now: Instant) -> Self {
         let wall = WallClock::new(config.host.unix_ms, now, config.host.utc_offset_secs);
         let log = LogRing::new(config.limits.log_ring);
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         // The cluster's RNG (and through it foca's) derives from the agent's seed.
         let cluster = Agent::new_cluster(&config, rng.next_u64(), now);
         let mut agent = Agent {
@@ -436,6 +461,7 @@ impl Agent {
             wake: Vec::new(),
             rearm: Vec::new(),
             overflow_open: 0,
+            rpc_evicting: 0,
             sessions: BTreeMap::new(),
             one_time_sessions: 0,
             reload_waiters: Vec::new(),
@@ -607,7 +633,10 @@ impl Agent {
 
     // ----- inputs --------------------------------------------------------------------
 
-    /// A connection was accepted on `listener`.
+    /// A connection was accepted on `listener`. With the listener at `max_connections`,
+    /// an HTTP connection is answered `503` and closed (within `overflow_connections`),
+    /// and an RPC one takes the place of an evicted one (see [`Limits::max_connections`])
+    /// or is refused.
     pub fn accept(
         &mut self,
         listener: Listener,
@@ -631,6 +660,20 @@ impl Agent {
                 let text = alloc::format!("agent.ipc: Accepted client: {peer}");
                 self.log(Level::Info, &text, now);
             }
+            return Ok(id);
+        }
+        if listener == Listener::Rpc
+            && self.rpc_evicting < EVICTING_MAX
+            && let Some(victim) = self.rpc_victim()
+        {
+            // Room for a client that may authenticate, at the expense of one that has not
+            // (or, with no `rpc_auth`, of the longest-idle one owed nothing): idle
+            // connections alone cannot lock operators out.
+            self.evict(victim, now);
+            let id = self.conns.insert(listener, peer, now);
+            self.stats.connections_accepted += 1;
+            self.arm_conn_timer(id, now);
+            self.settle(now);
             return Ok(id);
         }
         self.stats.connections_refused += 1;
@@ -741,6 +784,9 @@ impl Agent {
             self.stats.connections_closed += 1;
             if c.overflow {
                 self.overflow_open = self.overflow_open.saturating_sub(1);
+            }
+            if c.evicted {
+                self.rpc_evicting = self.rpc_evicting.saturating_sub(1);
             }
             self.timers.cancel(c.timer);
             self.unpark(conn, c.http.parked, now);
@@ -976,12 +1022,58 @@ impl Agent {
         self.arm_conn_timer(conn, now);
     }
 
+    /// The RPC connection to evict when the table is full, if any: the longest idle of those
+    /// not admitted yet (no `handshake`, or no `auth` when `rpc_auth` is set); failing
+    /// that, when `rpc_auth` is not set, the longest idle of those the agent owes nothing
+    /// (no request parked, no output pending, no `monitor` or `stream`). With `rpc_auth`
+    /// set, an authenticated connection is never evicted.
+    fn rpc_victim(&self) -> Option<ConnId> {
+        let open = self.cfg.rpc_auth.is_none();
+        let rpc = self
+            .conns
+            .live()
+            .filter(|(_, c)| c.listener == Listener::Rpc);
+        let admitted = |c: &conn::Conn| c.rpc.handshaken && (open || c.rpc.authed);
+        let owed_nothing = |c: &conn::Conn| {
+            !c.rpc.parked && c.rpc.monitor.is_none() && c.rpc.streams.is_empty() && c.tx_len() == 0
+        };
+        let longest_idle = |it: &mut dyn Iterator<Item = (ConnId, &conn::Conn)>| {
+            it.min_by_key(|(_, c)| c.last_active).map(|(id, _)| id)
+        };
+        longest_idle(&mut rpc.clone().filter(|(_, c)| !admitted(c))).or_else(|| {
+            open.then(|| longest_idle(&mut rpc.filter(|(_, c)| owed_nothing(c))))
+                .flatten()
+        })
+    }
+
+    /// Closes `victim` to make room for a new RPC connection.
+    fn evict(&mut self, victim: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(victim) else {
+            return;
+        };
+        c.evicted = true;
+        self.rpc_evicting += 1;
+        self.stats.rpc_evictions += 1;
+        let text = match c.peer {
+            Some(peer) => alloc::format!(
+                "rpc: over max_connections: closed the longest-idle connection not in use, from {peer}"
+            ),
+            None => String::from(
+                "rpc: over max_connections: closed the longest-idle connection not in use",
+            ),
+        };
+        self.close_conn(victim);
+        self.log(Level::Warn, &text, now);
+    }
+
     /// The connection's deadline now, and what happens at it; updates the bookkeeping the
     /// deadline is computed from. `None` when nothing should fire: closing, parked (a
-    /// long-poll or an `exec` waits on its own timers), an RPC connection past handshake.
+    /// long-poll or an `exec` waits on its own timers), an RPC connection past handshake
+    /// (and past `auth`, when `rpc_auth` is set).
     fn conn_deadline(&mut self, conn: ConnId, now: Instant) -> Option<(Instant, ConnDeadline)> {
         let timing = &self.cfg.timing;
         let max_tx = self.cfg.limits.max_tx;
+        let auth_required = self.cfg.rpc_auth.is_some();
         let c = self.conns.get_mut(conn)?;
         if c.closing {
             return None;
@@ -998,12 +1090,13 @@ impl Agent {
             None
         };
         let protocol = match c.listener {
-            Listener::Rpc if c.rpc.handshaken => None,
+            Listener::Rpc if c.rpc.handshaken && (c.rpc.authed || !auth_required) => None,
             Listener::Rpc => timing
                 .rpc_handshake_timeout()
                 .map(|d| (c.accepted + d, ConnDeadline::Handshake)),
             Listener::Http if c.http.parked.is_some() => {
                 c.http.head_since = None;
+                c.http.body_since = None;
                 c.http.was_parked = true;
                 None
             }
@@ -1015,24 +1108,33 @@ impl Agent {
                 let idle = timing
                     .idle_timeout()
                     .map(|d| (c.last_active + d, ConnDeadline::Idle));
-                let reading_head =
-                    c.rx_len > 0 && c.http.framer.pending().is_none() && !c.tx_full(max_tx);
-                if reading_head {
+                // A reader too slow to take its answers is the stall deadline's business.
+                let reading = !c.tx_full(max_tx);
+                let body = c.http.framer.pending().is_some();
+                if reading && !body && c.rx_len > 0 {
+                    c.http.body_since = None;
                     let since = *c.http.head_since.get_or_insert(now);
                     timing
                         .head_timeout()
                         .map(|d| (since + d, ConnDeadline::Head))
                         .or(idle)
+                } else if reading && body {
+                    // Counted from the head's completion: the first deadline computed
+                    // after it was framed.
+                    c.http.head_since = None;
+                    let since = *c.http.body_since.get_or_insert(now);
+                    let body = timing
+                        .body_timeout()
+                        .map(|d| (since + d, ConnDeadline::Body));
+                    earliest(body, idle)
                 } else {
                     c.http.head_since = None;
+                    c.http.body_since = None;
                     idle
                 }
             }
         };
-        match (protocol, stall) {
-            (Some(p), Some(s)) => Some(if s.0 < p.0 { s } else { p }),
-            (p, s) => p.or(s),
-        }
+        earliest(protocol, stall)
     }
 
     /// (Re-)arms the connection's one timer entry for its current deadline.
@@ -1062,7 +1164,7 @@ impl Agent {
         // The entry that fired is this one (it was popped).
         c.timer = None;
         match self.conn_deadline(conn, now) {
-            Some((at, ConnDeadline::Head)) if at <= now => {
+            Some((at, ConnDeadline::Head | ConnDeadline::Body)) if at <= now => {
                 self.stats.http_timeouts += 1;
                 self.timeout_request(conn);
             }
@@ -1113,5 +1215,78 @@ impl Agent {
 
     fn emit(&mut self, output: Output) {
         self.out.push_back(output);
+    }
+}
+
+/// The earlier of two deadlines (the first on a tie).
+fn earliest(
+    a: Option<(Instant, ConnDeadline)>,
+    b: Option<(Instant, ConnDeadline)>,
+) -> Option<(Instant, ConnDeadline)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `sessionId` of an `init_session` on a fresh connection.
+    fn init_session(agent: &mut Agent) -> String {
+        let now = Instant::ZERO;
+        let conn = agent.accept(Listener::Http, None, now).unwrap();
+        let body = br#"{"action":"init_session"}"#;
+        let mut req = alloc::format!(
+            "POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        assert_eq!(agent.handle_stream(conn, &req, now), req.len());
+        let out = String::from_utf8_lossy(agent.tx_pending(conn)).into_owned();
+        let at = out.find(r#""sessionId":""#).unwrap() + 13;
+        out[at..at + 36].into()
+    }
+
+    #[test]
+    fn session_ids_come_from_chacha12_keyed_by_the_seed() {
+        // The agent's first draw seeds the cluster; the next 16 bytes make the first id.
+        let mut rng = ChaCha12Rng::from_seed([7; 32]);
+        rng.next_u64();
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        let want = session::uuid(b);
+        let mut agent = Agent::from_seed(Config::default(), [7; 32], Instant::ZERO);
+        assert_eq!(init_session(&mut agent).as_bytes(), &want[..]);
+        // The 64-bit seed of tests and simulations keys the same generator.
+        let mut rng = ChaCha12Rng::seed_from_u64(42);
+        rng.next_u64();
+        rng.fill_bytes(&mut b);
+        let mut agent = Agent::new(Config::default(), 42, Instant::ZERO);
+        assert_eq!(init_session(&mut agent).as_bytes(), &session::uuid(b)[..]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_ids_and_another_seed_others() {
+        let ids = |seed: [u8; 32]| {
+            let mut agent = Agent::from_seed(Config::default(), seed, Instant::ZERO);
+            [init_session(&mut agent), init_session(&mut agent)]
+        };
+        assert_eq!(ids([1; 32]), ids([1; 32]));
+        assert_ne!(ids([1; 32]), ids([2; 32]));
+        let a = ids([1; 32]);
+        assert_ne!(a[0], a[1]);
+    }
+
+    #[test]
+    fn the_first_session_id_for_seed_42_is_pinned() {
+        // A change of generator (or of how ids are drawn) shows here first.
+        let mut agent = Agent::new(Config::default(), 42, Instant::ZERO);
+        assert_eq!(
+            init_session(&mut agent),
+            "7d51ad3f-130a-408a-9134-51de7160efa2"
+        );
     }
 }

@@ -20,9 +20,10 @@ pub struct Stats {
     pub http_errors: u64,
     /// HTTP requests refused with `401 Unauthorized` (also counted in `http_errors`).
     pub http_unauthorized: u64,
-    /// HTTP request heads not complete in time, answered `408` (also in `http_errors`).
+    /// HTTP request heads or bodies not complete in time, answered `408` (also in
+    /// `http_errors`).
     pub http_timeouts: u64,
-    /// Connections closed by a timeout: HTTP keep-alive idle, RPC handshake.
+    /// Connections closed by a timeout: HTTP keep-alive idle, RPC handshake or auth.
     pub idle_closes: u64,
     /// Connections closed because their reader took no output for `write_stall_timeout_ms`.
     pub stall_closes: u64,
@@ -52,6 +53,8 @@ pub struct Stats {
     pub rpc_requests: u64,
     /// RPC replies written (stream records not included).
     pub rpc_replies: u64,
+    /// RPC connections closed, with the table full, to make room for a new one.
+    pub rpc_evictions: u64,
     /// RPC connections closed for undecodable or over-limit input.
     pub rpc_decode_errors: u64,
     /// `monitor`/`stream` records dropped because the connection's output was full.

@@ -451,6 +451,12 @@ impl AgentOptions {
             self.bind.unwrap_or(cfg.wan_addr.ip()),
             self.wan_port.unwrap_or(cfg.wan_addr.port()),
         );
+        // Flags and file alike: a value beyond its bound, or an empty credential, is
+        // refused whole (at start the agent does not start; a reload keeps what runs).
+        cfg.validate().map_err(|e| match &self.config_file {
+            Some(path) => format!("invalid configuration ({}): {e}", path.display()),
+            None => format!("invalid configuration: {e}"),
+        })?;
         Ok(cfg)
     }
 
@@ -1224,5 +1230,68 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         assert!(opts.load_config().unwrap_err().starts_with("cannot parse"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Options reading `text` as their config file (in a directory of their own).
+    fn with_file(tag: &str, text: &str) -> (AgentOptions, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tandem-runtime-validate-{tag}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cfg.json");
+        std::fs::write(&path, text).unwrap();
+        let mut opts = AgentOptions::parse(&[]).unwrap().unwrap();
+        opts.config_file = Some(path.clone());
+        (opts, dir)
+    }
+
+    #[test]
+    fn a_limit_beyond_its_bound_is_refused_at_start_and_on_reload() {
+        let (opts, dir) = with_file("bound", r#"{"limits":{"max_body":1099511627776}}"#);
+        let err = opts.load_config().unwrap_err();
+        assert!(err.starts_with("invalid configuration ("), "{err}");
+        assert!(
+            err.ends_with("limits.max_body: 1099511627776 is out of range (from 1 to 67108864)"),
+            "{err}"
+        );
+        let running = Config::default();
+        assert_eq!(opts.reload_config(&running).unwrap_err(), err);
+        let path = opts.config_file.clone().unwrap();
+        std::fs::write(&path, r#"{"timing":{"exec_timeout_ms":0}}"#).unwrap();
+        let err = opts.load_config().unwrap_err();
+        assert!(err.ends_with("timing.exec_timeout_ms: 0 is out of range (from 1 to 86400000)"));
+        std::fs::write(&path, r#"{"limits":{"max_body":67108864}}"#).unwrap();
+        assert_eq!(opts.load_config().unwrap().limits.max_body, 64 << 20);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_credentials_in_the_file_are_refused_like_the_flags() {
+        for (text, key) in [
+            (
+                r#"{"http_auth":{"username":"","password":""}}"#,
+                "http_auth.password",
+            ),
+            (r#"{"http_auth":{"password":""}}"#, "http_auth.password"),
+            (r#"{"rpc_auth":""}"#, "rpc_auth"),
+        ] {
+            let (opts, dir) = with_file("creds", text);
+            let err = opts.load_config().unwrap_err();
+            assert!(
+                err.ends_with(&format!("{key}: must not be empty")),
+                "{text}: {err}"
+            );
+            assert!(opts.reload_config(&Config::default()).is_err());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // The flag refuses an empty -rpc-auth the same way.
+        let opts = AgentOptions::parse(&["-rpc-auth=".to_string()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            opts.load_config().unwrap_err(),
+            "invalid configuration: rpc_auth: must not be empty"
+        );
     }
 }

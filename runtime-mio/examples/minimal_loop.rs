@@ -52,8 +52,9 @@ pub fn serve(listener: TcpListener) -> io::Result<()> {
         ..Config::default()
     };
     let clock = Clock(std::time::Instant::now());
-    let seed = getrandom::u64().map_err(io::Error::other)?;
-    let mut agent = Agent::new(config, seed, clock.now());
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(io::Error::other)?;
+    let mut agent = Agent::from_seed(config, seed, clock.now());
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
     let mut datagram = vec![0u8; 65536];
     loop {

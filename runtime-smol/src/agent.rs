@@ -167,14 +167,12 @@ pub fn run(opts: AgentOptions) -> i32 {
         }
     };
     // Session and consumer ids come from this seed, so it must not be guessable.
-    let seed = match getrandom::u64() {
-        Ok(s) => s,
-        Err(e) => {
-            print_line(&format!("==> Cannot read OS randomness: {e}"));
-            return 1;
-        }
-    };
-    let mut agent = Agent::new(config, seed, Instant::ZERO);
+    let mut seed = [0u8; 32];
+    if let Err(e) = getrandom::fill(&mut seed) {
+        print_line(&format!("==> Cannot read OS randomness: {e}"));
+        return 1;
+    }
+    let mut agent = Agent::from_seed(config, seed, Instant::ZERO);
     if let Err(e) = host::register(&mut agent) {
         print_line(&format!("==> Cannot register host commands: {e:?}"));
         return 1;

@@ -1171,6 +1171,109 @@ fn rpc_catalogue(d: &mut dyn Driver) {
     run_rows(d, &rpc_rows());
 }
 
+// ----- exhausting the connection tables (issue 15, items 2 and 3) ---------------------------
+
+/// Slow bodies: a small table and a short body deadline.
+const SLOW_TABLE: usize = 8;
+const BODY_DEADLINE_MS: u64 = 1_000;
+
+fn slow_body_config() -> Config {
+    let mut cfg = base_config();
+    cfg.limits.max_connections = SLOW_TABLE;
+    cfg.limits.overflow_connections = 4;
+    cfg.timing.body_timeout_ms = BODY_DEADLINE_MS;
+    cfg
+}
+
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 15\r\nConnection: close\r\n\r\nRequest Timeout";
+
+/// A full table of connections that sent a complete head and one body byte locks new
+/// clients out (`503`) only until the body deadline: then each gets `408` and its close,
+/// and a new client is served.
+fn slow_bodies(d: &mut dyn Driver) {
+    let body = r#"{"action":"exec","command":"version"}"#;
+    let req = post_api(body);
+    let head_len = req.len() - body.len();
+    let mut slow: Vec<Conn> = (0..SLOW_TABLE)
+        .map(|_| {
+            let c = d.connect(Listener::Http);
+            d.send(&c, &req[..head_len + 1]);
+            c
+        })
+        .collect();
+    let started = d.elapsed();
+    let mut locked_out = d.connect(Listener::Http);
+    assert_eq!(d.response(&mut locked_out).status, 503, "{}", d.name());
+    for c in &mut slow {
+        let got = exactly(d, c, TIMEOUT_408.len());
+        assert!(got == TIMEOUT_408, "{}: got {}", d.name(), show(&got));
+        d.expect_eof(c);
+    }
+    let waited = d.elapsed() - started;
+    assert!(
+        waited >= Duration::from_millis(BODY_DEADLINE_MS - 100),
+        "{}: 408 after {waited:?}, before the deadline",
+        d.name()
+    );
+    let r = d.http(body);
+    assert_eq!(r.status, 200, "{}: {}", d.name(), show(&r.raw));
+}
+
+/// More idle RPC connections than the table holds.
+const IDLE_RPC: usize = 1_030;
+
+fn rpc_auth_config() -> Config {
+    Config {
+        rpc_auth: Some("s3cret".into()),
+        ..base_config()
+    }
+}
+
+/// Opens [`IDLE_RPC`] handshaken connections and leaves them idle; then a real client
+/// connects, (authenticates,) and is served `members`.
+fn idle_rpc_then_a_client(d: &mut dyn Driver, key: Option<&str>) {
+    let mut idle = Vec::with_capacity(IDLE_RPC);
+    for _ in 0..IDLE_RPC {
+        let mut c = d.connect(Listener::Rpc);
+        d.send(&c, &support::handshake(0));
+        assert_eq!(
+            to_hex(&d.rpc_values(&mut c, 1)),
+            HANDSHAKE_OK,
+            "{}",
+            d.name()
+        );
+        idle.push(c);
+    }
+    let mut client = d.connect(Listener::Rpc);
+    d.send(&client, &support::handshake(0));
+    assert_eq!(to_hex(&d.rpc_values(&mut client, 1)), HANDSHAKE_OK);
+    if let Some(key) = key {
+        d.send(
+            &client,
+            &req_with("auth", 1, &map(&[("AuthKey", key.into())])),
+        );
+        assert_eq!(to_hex(&d.rpc_values(&mut client, 1)), to_hex(&reply(1, "")));
+    }
+    d.send(&client, &req("members", 2));
+    let got = d.rpc_values(&mut client, 2);
+    assert_eq!(
+        to_hex(&got),
+        to_hex(&members_reply(2, d.lan_addr())),
+        "{}",
+        d.name()
+    );
+    // The oldest idle ones made the room, in order: the first is closed.
+    d.expect_closed_or_reset(&mut idle[0]);
+}
+
+fn idle_rpc(d: &mut dyn Driver) {
+    idle_rpc_then_a_client(d, None);
+}
+
+fn idle_unauthenticated_rpc(d: &mut dyn Driver) {
+    idle_rpc_then_a_client(d, Some("s3cret"));
+}
+
 // ----- gossip ----------------------------------------------------------------------------------
 
 /// A hostile datagram. Every one is dropped and counted in `bad_datagrams` (it does not
@@ -1428,6 +1531,9 @@ macro_rules! catalogue {
 }
 
 catalogue! {
+    slow_bodies with slow_body_config;
+    idle_rpc with base_config;
+    idle_unauthenticated_rpc with rpc_auth_config;
     http_catalogue with small_max_body;
     api_catalogue with base_config;
     rpc_catalogue with base_config;

@@ -399,7 +399,8 @@ fn a_closed_session_leaves_nothing_behind() {
 
 #[test]
 fn limits_of_zero_refuse_cleanly_and_never_panic() {
-    // A configuration file may set any limit to 0. Every request then gets a defined
+    // An embedder may set any limit to 0 (a configuration file may not: the runtimes refuse
+    // what `Config::validate` refuses, most zeros included). Every request then gets a defined
     // refusal: HTTP connections a 503 (the overflow allowance is 0 too: refused at accept),
     // and with the connection limit alone lifted, each other limit its own answer.
     let zero = Limits {

@@ -1,5 +1,6 @@
 //! Connection timeouts on the virtual clock: the HTTP head-read deadline (slowloris, `408`),
-//! the keep-alive idle deadline, and the RPC handshake deadline. Each fires exactly at its
+//! the body deadline (`408`), the keep-alive idle deadline, and the RPC handshake (and auth)
+//! deadline. Each fires exactly at its
 //! deadline, is moved by activity where it should be, and never fires under a parked
 //! long-poll or an `exec` waiting for its job. One timer entry per connection.
 
@@ -19,10 +20,16 @@ fn exec_request() -> Vec<u8> {
     tandem_tests::http::post_api(r#"{"action":"exec","command":"version"}"#)
 }
 
+/// Where the body of `req` starts.
+fn body_start(req: &[u8]) -> usize {
+    req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4
+}
+
 #[test]
 fn the_defaults_are_documented() {
     let t = Timing::default();
     assert_eq!(t.head_timeout_ms, 10_000);
+    assert_eq!(t.body_timeout_ms, 10_000);
     assert_eq!(t.idle_timeout_ms, 75_000);
     assert_eq!(t.rpc_handshake_timeout_ms, 10_000);
 }
@@ -108,11 +115,75 @@ fn each_request_resets_the_idle_deadline() {
 }
 
 #[test]
-fn a_slow_body_counts_as_idle_since_its_last_byte() {
+fn a_body_must_be_complete_exactly_at_its_deadline_however_it_trickles() {
     let mut sim = Sim::new();
     let c = sim.connect();
     let req = exec_request();
-    let body_start = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body_start = body_start(&req);
+    sim.advance_ms(2_000);
+    sim.send(c, &req[..body_start - 1]);
+    sim.advance_ms(3_000); // the head took 3 s: the body's 10 s start when it is complete
+    sim.send(c, &req[body_start - 1..body_start + 1]);
+    // A byte every second keeps the idle deadline away, not the body's.
+    for i in 0..9 {
+        sim.advance_ms(1_000);
+        sim.send(c, &req[body_start + 1 + i..body_start + 2 + i]);
+    }
+    sim.advance_ms(999);
+    assert!(!sim.is_closed(c));
+    assert!(sim.received(c).is_empty());
+    sim.advance_ms(1);
+    assert_eq!(sim.received(c), TIMEOUT_408);
+    assert!(sim.is_closed(c));
+    assert_eq!(sim.agent.stats().http_timeouts, 1);
+}
+
+#[test]
+fn a_body_in_time_is_served_and_the_next_request_gets_its_own_deadline() {
+    let mut sim = Sim::new();
+    let c = sim.connect();
+    let req = exec_request();
+    let body_start = body_start(&req);
+    sim.send(c, &req[..body_start + 1]);
+    sim.advance_ms(9_999);
+    sim.send(c, &req[body_start + 1..]);
+    assert_eq!(sim.responses(c).len(), 1);
+    sim.send(c, &req[..body_start]);
+    sim.advance_ms(9_999);
+    assert!(
+        !sim.is_closed(c),
+        "the old body deadline outlived its request"
+    );
+    sim.advance_ms(1);
+    assert_eq!(sim.received(c), TIMEOUT_408);
+}
+
+#[test]
+fn an_expect_continue_body_has_the_same_deadline() {
+    let mut sim = Sim::new();
+    let c = sim.connect();
+    sim.send(
+        c,
+        b"POST /api HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    );
+    assert_eq!(sim.received(c), b"HTTP/1.1 100 Continue\r\n\r\n");
+    sim.advance_ms(9_999);
+    assert!(!sim.is_closed(c));
+    sim.advance_ms(1);
+    assert_eq!(sim.received(c), TIMEOUT_408);
+    assert!(sim.is_closed(c));
+}
+
+#[test]
+fn a_slow_body_counts_as_idle_since_its_last_byte() {
+    // With the body deadline off, the idle one still bounds a stalled body.
+    let mut sim = sim_with(Timing {
+        body_timeout_ms: 0,
+        ..Timing::default()
+    });
+    let c = sim.connect();
+    let req = exec_request();
+    let body_start = body_start(&req);
     sim.send(c, &req[..body_start + 1]);
     // The head is complete: no 408 at 10 s while the body trickles.
     for i in body_start + 1..req.len() - 1 {
@@ -201,6 +272,7 @@ fn an_rpc_connection_must_handshake_in_time() {
 fn zero_disables_each_timeout() {
     let mut sim = sim_with(Timing {
         head_timeout_ms: 0,
+        body_timeout_ms: 0,
         idle_timeout_ms: 0,
         rpc_handshake_timeout_ms: 0,
         ..Timing::default()
@@ -208,9 +280,15 @@ fn zero_disables_each_timeout() {
     let idle = sim.connect();
     let head = sim.connect();
     sim.send(head, b"POST /api HTTP/1.1\r\n");
+    let body = sim.connect();
+    sim.send(
+        body,
+        b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{",
+    );
     let rpc = sim.connect_to(Listener::Rpc);
     sim.advance_ms(24 * 3_600_000);
     assert!(!sim.is_closed(idle) && !sim.is_closed(head) && !sim.is_closed(rpc));
+    assert!(!sim.is_closed(body));
     assert_eq!(sim.agent.timer_count(), 0);
 }
 

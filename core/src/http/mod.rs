@@ -13,7 +13,7 @@ pub(crate) mod response;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::conn::{Conn, RX_CHUNK};
+use crate::conn::Conn;
 use crate::session::SessionKey;
 use crate::time::Instant;
 use crate::{Agent, ConnId, Output};
@@ -66,6 +66,9 @@ pub(crate) struct HttpConn {
     pub(crate) current_len: usize,
     /// When the first byte of the head being read was seen (the head deadline's start).
     pub(crate) head_since: Option<Instant>,
+    /// When the head of the request whose body is being read was complete (the body
+    /// deadline's start).
+    pub(crate) body_since: Option<Instant>,
     /// A request was parked when the deadline was last computed.
     pub(crate) was_parked: bool,
 }
@@ -77,18 +80,15 @@ impl Agent {
         if c.http.parked.is_some() {
             return c.rx.len().max(RX_PARKED);
         }
+        let grown = c.rx_grown();
         match c.http.framer.pending() {
-            Some(head) => head.total_len().max(c.rx.len()),
-            None => {
-                // Reading a head: grow in steps up to the head limit (431 beyond it). At
-                // least one byte, so even a `max_head` of 0 is answered (431), not ignored.
-                let grown = if c.rx_len >= c.rx.len() {
-                    (c.rx.len() * 2).max(RX_CHUNK)
-                } else {
-                    c.rx.len().max(RX_CHUNK)
-                };
-                grown.min(limits.max_head.max(c.rx_len).max(1))
-            }
+            // Reading a body: grow with the bytes that arrive, up to the declared length
+            // (already checked against `max_body`). Never to the declared length at once:
+            // heads that only announce a large body must not hold its memory.
+            Some(head) => grown.min(head.total_len().max(c.rx.len())),
+            // Reading a head: grow in steps up to the head limit (431 beyond it). At least
+            // one byte, so even a `max_head` of 0 is answered (431), not ignored.
+            None => grown.min(limits.max_head.max(c.rx_len).max(1)),
         }
     }
 
@@ -150,12 +150,12 @@ impl Agent {
         self.wake.push(conn);
     }
 
-    /// The head deadline passed: `408 Request Timeout`, then close.
+    /// The head or body deadline passed: `408 Request Timeout`, then close.
     pub(crate) fn timeout_request(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        // No head was parsed: there is no version or method to honour.
+        // No request was handled: there is no version or method to honour.
         c.http.keep_alive = false;
         c.http.http10 = false;
         c.http.head_method = false;

@@ -203,13 +203,9 @@ impl Agent {
     /// The receive window of an RPC connection: up to one frame.
     pub(crate) fn rpc_window(&self, c: &crate::conn::Conn) -> usize {
         let max = self.cfg.limits.rpc_max_frame;
-        let grown = if c.rx_len >= c.rx.len() {
-            (c.rx.len() * 2).max(crate::conn::RX_CHUNK)
-        } else {
-            c.rx.len().max(crate::conn::RX_CHUNK)
-        };
+        // Grown with the bytes that arrive, never to a length a msgpack header declared.
         // At least one byte, so even an `rpc_max_frame` of 0 is acted on (a close).
-        grown.min(max.max(c.rx_len).max(1))
+        c.rx_grown().min(max.max(c.rx_len).max(1))
     }
 
     /// Decodes a request header and runs or arms its command. False closes the connection

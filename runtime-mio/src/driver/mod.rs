@@ -274,7 +274,8 @@ impl MioAgent {
             runtime: RUNTIME.into(),
         };
         // Session and consumer ids come from this seed, so it must not be guessable.
-        let seed = getrandom::u64()
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
             .map_err(|e| io::Error::other(format!("Cannot read OS randomness: {e}")))?;
         let (job_tx, job_rx) = mpsc::channel();
         let (resolve_tx, resolve_rx) = mpsc::channel();
@@ -284,7 +285,7 @@ impl MioAgent {
             vec![0u8; gossip::RECV_BUFFER].into_boxed_slice()
         };
         let mut me = MioAgent {
-            agent: Agent::new(config, seed, Instant::ZERO),
+            agent: Agent::from_seed(config, seed, Instant::ZERO),
             clock,
             registry: None,
             base: 0,
