@@ -471,7 +471,7 @@ impl Limits {
 impl Timing {
     /// Every timing as (config key, milliseconds, smallest accepted, largest accepted).
     /// A minimum of 0 marks the deadlines 0 disables.
-    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 10] {
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 11] {
         [
             (
                 "timing.pull_timeout_ms",
@@ -490,6 +490,12 @@ impl Timing {
                 "timing.session_timeout_ms",
                 self.session_timeout_ms,
                 1,
+                7 * DAY,
+            ),
+            (
+                "timing.unused_session_timeout_ms",
+                self.unused_session_timeout_ms,
+                0,
                 7 * DAY,
             ),
             ("timing.exec_timeout_ms", self.exec_timeout_ms, 1, DAY),
@@ -611,6 +617,35 @@ mod tests {
         };
         cfg.limits = serde_json::from_value(section(&cfg.limits.bounds())).unwrap();
         cfg.timing = serde_json::from_value(section(&cfg.timing.bounds())).unwrap();
+    }
+
+    /// The field names of a struct, read from its `Debug` output.
+    fn debug_fields(debug: &str) -> alloc::vec::Vec<String> {
+        let inner = &debug[debug.find('{').unwrap() + 1..debug.rfind('}').unwrap()];
+        inner
+            .split(',')
+            .map(|f| String::from(f.split(':').next().unwrap().trim()))
+            .collect()
+    }
+
+    #[test]
+    fn every_field_has_bounds() {
+        let names = |bounds: &[(&str, u64, u64, u64)]| -> alloc::vec::Vec<String> {
+            bounds
+                .iter()
+                .map(|b| String::from(b.0.split_once('.').unwrap().1))
+                .collect()
+        };
+        let limits = Limits::default();
+        let timing = Timing::default();
+        assert_eq!(
+            names(&limits.bounds()),
+            debug_fields(&alloc::format!("{limits:?}"))
+        );
+        assert_eq!(
+            names(&timing.bounds()),
+            debug_fields(&alloc::format!("{timing:?}"))
+        );
     }
 
     #[test]

@@ -86,6 +86,24 @@ impl Sim {
         self.try_connect_to(listener).expect("accept")
     }
 
+    /// An RPC connection past its handshake and holding a `monitor` (level ERR): one the
+    /// agent owes something, which a full table never evicts for a newcomer.
+    pub fn rpc_monitoring(&mut self) -> ConnId {
+        let c = self.connect_to(Listener::Rpc);
+        self.send(
+            c,
+            b"\x82\xa7Command\xa9handshake\xa3Seq\x00\x81\xa7Version\x01",
+        );
+        self.send(
+            c,
+            b"\x82\xa7Command\xa7monitor\xa3Seq\x01\x81\xa8LogLevel\xa3ERR",
+        );
+        let got = self.received(c);
+        // Two replies {"Error":"","Seq":n}: the handshake's and the monitor's.
+        assert_eq!(got.len(), 26, "handshake and monitor replies: {got:?}");
+        c
+    }
+
     /// Like [`Sim::connect_to`], for a connection the agent may refuse.
     pub fn try_connect_to(&mut self, listener: Listener) -> Result<ConnId, Refused> {
         let accepted = self.agent.accept(listener, None, self.now);

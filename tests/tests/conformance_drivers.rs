@@ -811,7 +811,17 @@ fn connections_beyond_max_connections_get_503_or_are_closed(d: &mut dyn Driver) 
         assert_eq!(raw(&d.response(&mut c).raw), ok_json(UNKNOWN));
         open.push(c);
     }
-    let _rpc = [handshaken(d), handshaken(d)];
+    // Two RPC connections the agent owes something (a monitor each): an idle one would be
+    // closed to make room for the third (see `hardening_rpc_admission`).
+    let _rpc = [0, 1].map(|_| {
+        let mut c = handshaken(d);
+        d.send(
+            &c,
+            &req_with("monitor", 1, &map(&[("LogLevel", "ERR".into())])),
+        );
+        assert_eq!(d.rpc_values(&mut c, 1), reply(1, ""));
+        c
+    });
     // A third HTTP connection is told why, before it sends anything, then closed; its
     // request is read and thrown away, so it sees the answer and a FIN, not a reset.
     let mut third = d.connect(Listener::Http);

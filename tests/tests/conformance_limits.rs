@@ -234,8 +234,10 @@ fn max_connections_answers_http_503_and_refuses_rpc_until_one_closes() {
     let over = sim.connect();
     assert!(sim.is_closed(over));
     assert_eq!(sim.responses(over)[0].status, 503);
-    sim.connect_to(Listener::Rpc);
-    sim.connect_to(Listener::Rpc);
+    // Connections the agent owes something: idle ones would make room (see
+    // `hardening_rpc_admission`).
+    sim.rpc_monitoring();
+    sim.rpc_monitoring();
     assert_eq!(
         sim.agent.accept(Listener::Rpc, None, sim.now),
         Err(Refused::TooManyConnections)
