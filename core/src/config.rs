@@ -21,7 +21,8 @@ pub struct Limits {
     /// `503 Service Unavailable` and closed (see `overflow_connections`). A new RPC
     /// connection closes the longest-idle one not yet admitted (without `handshake`, or
     /// `auth` when `rpc_auth` is set) or, without `rpc_auth`, the longest-idle one the agent
-    /// owes nothing (no parked request, pending output, `monitor` or `stream`); with none
+    /// owes nothing (no parked request, pending output, `monitor`, `stream` or running
+    /// `query`); with none
     /// of those it is refused at `accept` (the runtime closes it at once).
     pub max_connections: usize,
     /// HTTP connections beyond `max_connections` still accepted just long enough to be

@@ -1025,7 +1025,8 @@ impl Agent {
     /// The RPC connection to evict when the table is full, if any: the longest idle of those
     /// not admitted yet (no `handshake`, or no `auth` when `rpc_auth` is set); failing
     /// that, when `rpc_auth` is not set, the longest idle of those the agent owes nothing
-    /// (no request parked, no output pending, no `monitor` or `stream`). With `rpc_auth`
+    /// (no request parked, no output pending, no `monitor`, `stream` or `query` whose
+    /// records are still coming). With `rpc_auth`
     /// set, an authenticated connection is never evicted.
     fn rpc_victim(&self) -> Option<ConnId> {
         let open = self.cfg.rpc_auth.is_none();
@@ -1034,14 +1035,18 @@ impl Agent {
             .live()
             .filter(|(_, c)| c.listener == Listener::Rpc);
         let admitted = |c: &conn::Conn| c.rpc.handshaken && (open || c.rpc.authed);
-        let owed_nothing = |c: &conn::Conn| {
-            !c.rpc.parked && c.rpc.monitor.is_none() && c.rpc.streams.is_empty() && c.tx_len() == 0
+        let owed_nothing = |id: ConnId, c: &conn::Conn| {
+            !c.rpc.parked
+                && c.rpc.monitor.is_none()
+                && c.rpc.streams.is_empty()
+                && c.tx_len() == 0
+                && !self.membership.queries.values().any(|(q, _)| *q == id)
         };
         let longest_idle = |it: &mut dyn Iterator<Item = (ConnId, &conn::Conn)>| {
             it.min_by_key(|(_, c)| c.last_active).map(|(id, _)| id)
         };
         longest_idle(&mut rpc.clone().filter(|(_, c)| !admitted(c))).or_else(|| {
-            open.then(|| longest_idle(&mut rpc.filter(|(_, c)| owed_nothing(c))))
+            open.then(|| longest_idle(&mut rpc.filter(|&(id, c)| owed_nothing(id, c))))
                 .flatten()
         })
     }

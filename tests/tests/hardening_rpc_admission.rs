@@ -174,3 +174,27 @@ fn with_rpc_auth_only_unauthenticated_connections_are_evicted() {
     );
     assert!(![operator, client, third].iter().any(|&x| sim.is_closed(x)));
 }
+
+#[test]
+fn a_connection_waiting_for_its_query_is_never_evicted() {
+    let mut sim = sim_with(|c| c.limits.max_connections = 1);
+    let asker = handshaken(&mut sim);
+    // {"Name":"load","Timeout":<60 s in ns>}
+    let body = map(&[
+        ("Name", "load".into()),
+        ("Timeout", 60_000_000_000u64.into()),
+    ]);
+    let got = support::call(&mut sim, asker, &req_with("query", 3, &body));
+    assert!(got.starts_with(&reply(3, "")), "{}", to_hex(&got));
+    sim.advance_ms(1_000);
+    assert_eq!(
+        sim.try_connect_to(Listener::Rpc),
+        Err(tandem_core::Refused::TooManyConnections),
+        "the query's records are still owed"
+    );
+    assert!(!sim.is_closed(asker));
+    // Once it is done, the connection is idle again and makes room.
+    sim.advance_ms(60_000);
+    assert!(sim.try_connect_to(Listener::Rpc).is_ok());
+    assert!(sim.is_closed(asker));
+}
