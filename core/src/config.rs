@@ -415,7 +415,7 @@ impl Limits {
     /// Every limit as (config key, value, smallest accepted, largest accepted). The bounds
     /// keep one client's worth of memory (and the agent's tables) within what a small host
     /// has; a minimum of 1 where 0 would leave nothing served.
-    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 18] {
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 20] {
         [
             (
                 "limits.max_connections",
@@ -465,6 +465,18 @@ impl Limits {
                 1,
                 10_000_000,
             ),
+            (
+                "limits.event_handler_queue",
+                wide(self.event_handler_queue),
+                0,
+                65_536,
+            ),
+            (
+                "limits.event_handler_output",
+                wide(self.event_handler_output),
+                0,
+                MIB,
+            ),
         ]
     }
 }
@@ -472,7 +484,7 @@ impl Limits {
 impl Timing {
     /// Every timing as (config key, milliseconds, smallest accepted, largest accepted).
     /// A minimum of 0 marks the deadlines 0 disables.
-    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 11] {
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 12] {
         [
             (
                 "timing.pull_timeout_ms",
@@ -512,6 +524,12 @@ impl Timing {
             (
                 "timing.write_stall_timeout_ms",
                 self.write_stall_timeout_ms,
+                0,
+                DAY,
+            ),
+            (
+                "timing.event_handler_timeout_ms",
+                self.event_handler_timeout_ms,
                 0,
                 DAY,
             ),
