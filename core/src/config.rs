@@ -415,7 +415,7 @@ impl Limits {
     /// Every limit as (config key, value, smallest accepted, largest accepted). The bounds
     /// keep one client's worth of memory (and the agent's tables) within what a small host
     /// has; a minimum of 1 where 0 would leave nothing served.
-    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 20] {
+    pub fn bounds(&self) -> [(&'static str, u64, u64, u64); 21] {
         [
             (
                 "limits.max_connections",
@@ -443,6 +443,7 @@ impl Limits {
             ("limits.max_sessions", wide(self.max_sessions), 1, 65_536),
             ("limits.max_consumers", wide(self.max_consumers), 1, 4096),
             ("limits.max_jobs", wide(self.max_jobs), 1, 65_536),
+            ("limits.max_host_jobs", wide(self.max_host_jobs), 1, 4096),
             ("limits.exec_results", wide(self.exec_results), 1, 1_000_000),
             ("limits.log_ring", wide(self.log_ring), 0, 1_000_000),
             ("limits.max_command", wide(self.max_command), 1, MIB),
