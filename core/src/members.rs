@@ -291,6 +291,21 @@ impl Agent {
         while let Some(outcome) = self.cluster.poll_join() {
             self.join_finished(outcome, now);
         }
+        if let Some(c) = self
+            .cluster
+            .name_conflict()
+            .filter(|_| !self.membership.shutdown)
+        {
+            self.membership.shutdown = true;
+            let text = alloc::format!(
+                "serf: Node name conflicts with another node at {}. Names must be unique! \
+                 The name {:?} is held by a live member, so this node leaves it and shuts down",
+                c.holder,
+                c.name
+            );
+            self.log(Level::Err, &text, now);
+            self.emit(Output::Effect(Effect::Shutdown));
+        }
         if self.cluster.ready_to_shutdown() {
             // Serf answers `leave` once its leave has been broadcast: a caller that ends
             // the process right after the reply leaves peers showing `left`, not `failed`.

@@ -473,3 +473,42 @@ fn leave_answers_once_the_leave_has_spread_so_a_process_ending_at_the_reply_show
         );
     }
 }
+
+#[test]
+fn an_agent_that_joins_under_a_live_members_name_logs_the_conflict_and_shuts_down() {
+    let mut sim = agent_net(2, NetConfig::default(), 54);
+    let newcomer = Agent::new(
+        tandem_core::Config {
+            node_name: node_name(0),
+            ..tandem_tests::netsim_agent::agent_config(2)
+        },
+        56,
+        sim.now,
+    );
+    sim.add(newcomer, lan_addr(2), None);
+    let target = lan_addr(1).to_string();
+    sim.with(0, |a, now| a.join(&[target.as_str()], false, now));
+    sim.run_for(Duration::from_secs(10));
+    sim.with(2, |a, now| a.join(&[target.as_str()], false, now));
+    sim.run_for(Duration::from_secs(5));
+    let events = sim.events(2);
+    assert!(
+        events.iter().any(|e| e.0.contains(&format!(
+            "[ERR] serf: Node name conflicts with another node at {}. Names must be unique!",
+            lan_addr(0)
+        ))),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.0 == "Effect(Shutdown)"),
+        "{events:?}"
+    );
+    assert!(!sim.events(0).iter().any(|e| e.0 == "Effect(Shutdown)"));
+    assert_eq!(
+        statuses(&sim, 1)
+            .iter()
+            .filter(|(n, _)| *n == node_name(0))
+            .count(),
+        1
+    );
+}

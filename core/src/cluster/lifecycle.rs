@@ -91,7 +91,9 @@ impl Cluster {
         if joined {
             // Nodes that join together learn little from each other's answers: sync again
             // once the join's gossip has settled.
+            let until = now + self.cfg.join_timeout;
             if let Some(p) = self.pool_mut(pool) {
+                p.newcomer_until = Some(until);
                 p.sync_boost = 2;
                 let at = now + p.timing.probe_period * 2;
                 self.schedule_sync(pool, at);

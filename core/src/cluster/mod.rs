@@ -111,6 +111,18 @@ impl Pool {
     }
 }
 
+/// This node found, right after joining, that a live member at another address already
+/// holds its name ([`Cluster::name_conflict`]): it went silent and should shut down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameConflict {
+    /// The pool.
+    pub pool: Pool,
+    /// The name.
+    pub name: String,
+    /// Where the member holding it is.
+    pub holder: SocketAddr,
+}
+
 /// A join in progress, reported by [`Cluster::poll_join`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JoinId(pub u32);
@@ -144,6 +156,9 @@ pub struct ClusterStats {
     /// Packets from senders that are no members whose claims about other members were
     /// dropped (forged or premature gossip).
     pub stranger_claims: u64,
+    /// Times a member was not shown because a live member at another address holds its
+    /// name (a second node started with an existing node's name).
+    pub name_conflicts: u64,
 }
 
 /// How many members of a pool have each status (the `serf_lan` stats).
@@ -237,6 +252,10 @@ pub struct Cluster {
     open_scratch: Vec<u8>,
     /// Scratch for a stranger's packet without its claims about others.
     strip_scratch: Vec<u8>,
+    /// The latest `now` an input brought.
+    last_now: Instant,
+    /// This node joined a cluster where a live member already holds its name.
+    name_conflict: Option<NameConflict>,
     queries: query::Queries,
 }
 
@@ -286,6 +305,8 @@ impl Cluster {
             addr_scratch: Vec::new(),
             open_scratch: Vec::new(),
             strip_scratch: Vec::new(),
+            last_now: now,
+            name_conflict: None,
             queries: query::Queries::default(),
             cfg: config,
         };
@@ -437,6 +458,13 @@ impl Cluster {
         self.state == SelfState::Leaving
     }
 
+    /// Set when this node, right after joining, found its name held by a live member at
+    /// another address (Serf's name conflict, which the newcomer loses): it has gone
+    /// silent, as after a leave, and the agent shuts down.
+    pub fn name_conflict(&self) -> Option<&NameConflict> {
+        self.name_conflict.as_ref()
+    }
+
     /// True once a [`Cluster::leave`] has propagated and this node went silent: drain
     /// [`Cluster::poll_datagram`] once more, then shut down.
     pub fn ready_to_shutdown(&self) -> bool {
@@ -448,6 +476,7 @@ impl Cluster {
     /// A datagram arrived on `pool`'s socket from `from`.
     pub fn handle_datagram(&mut self, pool: Pool, from: SocketAddr, data: &[u8], now: Instant) {
         self.stats.datagrams_in += 1;
+        self.last_now = self.last_now.max(now);
         if self.state == SelfState::Left {
             // Gone silent: foca would hear it is down and, its identity being renewable,
             // rejoin under a new one (foca has no "left").
@@ -492,6 +521,7 @@ impl Cluster {
 
     /// Timers due at or before `now` fire, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         while let Some((_, task)) = self.timers.pop_due(now) {
             if let Task::Foca(pool, foca::Timer::RemoveDown(id)) = &task
                 && let Some(p) = self.pool_mut(*pool)
@@ -1060,6 +1090,7 @@ impl Cluster {
     /// the only place member events are produced.
     fn sync(&mut self, pool: Pool, addr: SocketAddr) {
         let state = self.state;
+        let last_now = self.last_now;
         let Some(p) = self.pool_mut(pool) else {
             return;
         };
@@ -1097,6 +1128,42 @@ impl Cluster {
             // then it is `alive`, with its `member-join`.
             status = MemberStatus::Left;
         }
+        let was_up = rec.shown.is_some_and(|s| s.status.is_up());
+        if status.is_up() && !rec.is_self && !was_up {
+            // Serf refuses a name already held by a live member (memberlist's conflicting
+            // address): the newcomer is not shown while the holder lives. It is shown, and
+            // replaces the holder's entry, once the holder is down (see below).
+            let holder = p.gossip.with(|g| {
+                p.records
+                    .iter()
+                    .find(|&(a, r)| {
+                        *a != addr
+                            && !r.pruned
+                            && (r.active || r.is_self)
+                            && r.shown.is_some_and(|s| s.status.is_up())
+                            && g.metas.get(a).is_some_and(|m| m.name == meta.name)
+                    })
+                    .map(|(_, r)| r.is_self)
+            });
+            if let Some(holder_is_us) = holder {
+                // We hold the name here, but if we are the one who just joined, the
+                // cluster held it first: we yield (Serf's minority shuts down).
+                let newcomer = p.newcomer_until.is_some_and(|t| last_now < t);
+                self.stats.name_conflicts += 1;
+                if holder_is_us && newcomer && self.name_conflict.is_none() {
+                    self.name_conflict = Some(NameConflict {
+                        pool,
+                        name: meta.name.clone(),
+                        holder: addr,
+                    });
+                    self.state = SelfState::Left;
+                }
+                return;
+            }
+        }
+        let Some(rec) = p.records.get_mut(&addr) else {
+            return;
+        };
         let now_shown = Shown {
             status,
             fresh: meta.freshness(),
@@ -1129,6 +1196,19 @@ impl Cluster {
                 }
             }
         }
+        // A holder going down frees its name for a live member refused it.
+        let refused: Vec<SocketAddr> = if was_up && !status.is_up() {
+            p.gossip.with(|g| {
+                p.records
+                    .iter()
+                    .filter(|&(a, r)| *a != addr && r.active && !r.pruned && r.shown.is_none())
+                    .filter(|&(a, _)| g.metas.get(a).is_some_and(|m| m.name == meta.name))
+                    .map(|(a, _)| *a)
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
         let view = MemberView::new(&meta, status);
         if let Some(kind) = kind {
             self.push_event(ClusterEvent::Member {
@@ -1136,6 +1216,9 @@ impl Cluster {
                 pool,
                 members: Vec::from([view.clone()]),
             });
+        }
+        for a in refused {
+            self.sync(pool, a);
         }
         if prune && before.is_some() {
             self.push_event(ClusterEvent::Member {

@@ -65,6 +65,9 @@ pub(crate) struct PoolState {
     pub(crate) tuned: (u8, Duration),
     /// The last join's addresses, for reconnecting.
     pub(crate) join_addrs: Vec<SocketAddr>,
+    /// Until when this node counts as a newcomer (a join of it was answered shortly
+    /// before): a newcomer that finds its name held by a live member yields it.
+    pub(crate) newcomer_until: Option<Instant>,
     /// Our meta's version.
     pub(crate) version: u32,
     /// Our name in this pool.
@@ -116,6 +119,7 @@ impl PoolState {
             reconnect_at: None,
             connected: false,
             first_connected: None,
+            newcomer_until: None,
             tuned,
             join_addrs: Vec::new(),
             version: 1,
