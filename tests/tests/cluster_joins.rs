@@ -201,14 +201,11 @@ fn a_silent_address_says_where_to_look_depending_on_encryption() {
     );
 }
 
-#[test]
-fn a_second_node_with_a_live_members_name_is_refused_and_yields_it() {
-    use tandem_core::cluster::MemberStatus;
-    use tandem_tests::netsim::{all_see, node_name};
-    // Node 3 is started with node 0's name.
-    let mut sim = cluster_net(4, NetConfig::default(), 13, |i, c| {
+/// Nodes 0, 1 and 2 joined (0 and 2 to 1), node 3 started with node 0's name, not joined.
+fn name_clash(seed: u64) -> tandem_tests::netsim::Net<Cluster> {
+    let mut sim = cluster_net(4, NetConfig::default(), seed, |i, c| {
         if i == 3 {
-            c.node_name = node_name(0);
+            c.node_name = tandem_tests::netsim::node_name(0);
         }
     });
     for i in [0, 2] {
@@ -216,25 +213,40 @@ fn a_second_node_with_a_live_members_name_is_refused_and_yields_it() {
             .unwrap();
     }
     sim.run_for(secs(10));
-    sim.with(3, |c, now| c.join(Pool::Lan, &[lan_addr(1)], now))
-        .unwrap();
-    sim.run_for(secs(20));
+    sim
+}
+
+/// Nodes 0, 1 and 2 each show one `node-0`, node 0 itself, and nothing at node 3.
+fn one_named_node_0_and_no_node_3(sim: &tandem_tests::netsim::Net<Cluster>) {
     for i in 0..3 {
         let named: Vec<_> = sim
             .node(i)
             .members(Pool::Lan)
             .into_iter()
-            .filter(|m| m.name == node_name(0))
+            .filter(|m| m.name == tandem_tests::netsim::node_name(0))
             .collect();
         assert_eq!(named.len(), 1, "node {i}: {named:?}");
-        assert_eq!(named[0].port, lan_addr(0).port());
-        assert_eq!(named[0].addr, lan_addr(0).ip());
+        assert_eq!(
+            (named[0].addr, named[0].port),
+            (lan_addr(0).ip(), lan_addr(0).port())
+        );
         assert_eq!(
             sim.node(i).member_status(Pool::Lan, lan_addr(3)),
             None,
             "node {i}"
         );
     }
+}
+
+#[test]
+fn a_second_node_with_a_live_members_name_is_refused_and_yields_it() {
+    use tandem_core::cluster::MemberStatus;
+    use tandem_tests::netsim::{all_see, node_name};
+    let mut sim = name_clash(13);
+    sim.with(3, |c, now| c.join(Pool::Lan, &[lan_addr(1)], now))
+        .unwrap();
+    sim.run_for(secs(20));
+    one_named_node_0_and_no_node_3(&sim);
     // The newcomer learnt it lost the name: it went silent, to shut down (Serf's
     // minority); the holder did not.
     let conflict = sim.node(3).name_conflict().expect("the newcomer yields");
@@ -259,36 +271,14 @@ fn a_second_node_with_a_live_members_name_is_refused_and_yields_it() {
 #[test]
 fn a_member_is_not_shown_under_a_name_a_live_member_holds() {
     use tandem_core::cluster::MemberStatus;
-    use tandem_tests::netsim::{all_see, node_name};
-    let mut sim = cluster_net(4, NetConfig::default(), 14, |i, c| {
-        if i == 3 {
-            c.node_name = node_name(0);
-        }
-    });
-    for i in [0, 2] {
-        sim.with(i, |c, now| c.join(Pool::Lan, &[lan_addr(1)], now))
-            .unwrap();
-    }
-    sim.run_for(secs(10));
+    use tandem_tests::netsim::all_see;
+    let mut sim = name_clash(14);
     // A member joins the node holding the name twice: that node did not join, so it does
     // not yield, but nobody shows it while node 0 lives.
     sim.with(1, |c, now| c.join(Pool::Lan, &[lan_addr(3)], now))
         .unwrap();
     sim.run_for(secs(20));
-    for i in 0..3 {
-        let named = sim
-            .node(i)
-            .members(Pool::Lan)
-            .into_iter()
-            .filter(|m| m.name == node_name(0))
-            .count();
-        assert_eq!(named, 1, "node {i}");
-        assert_eq!(
-            sim.node(i).member_status(Pool::Lan, lan_addr(3)),
-            None,
-            "node {i}"
-        );
-    }
+    one_named_node_0_and_no_node_3(&sim);
     assert!(sim.node(1).stats().name_conflicts > 0);
     assert!(sim.node(3).name_conflict().is_none());
     // The holder dies: the name is free, and the other takes its entry.
