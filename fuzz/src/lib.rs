@@ -1597,7 +1597,11 @@ pub fn run_ops(ops: &[Op]) -> String {
                     let f = FILTERS[usize::from(t / 4 % 8)];
                     cfg.event_handlers = vec![format!("{f}h{t}"), format!("query:t{t}=q")];
                     cfg.timing.event_handler_timeout_ms = u64::from(t % 3) * 500;
+                    // Body deadlines the Advance ops cross: off, or 0.3 s to 0.9 s.
+                    cfg.timing.body_timeout_ms = u64::from(t / 32 % 4) * 300;
                 }
+                // What the runtimes check before applying a file: defined for any values.
+                let _ = cfg.validate();
                 h.apply_config(cfg);
             }
         }
