@@ -305,6 +305,9 @@ pub struct Config {
     /// is trusted (Arthas's `localConnectionNonAuth`, with ::1 counted as local too).
     /// Credentials presented and wrong are refused even locally.
     pub http_local_trust: bool,
+    /// Serve the web console at `GET /` (with the `console` feature; without it there is
+    /// no console to serve and `GET /` is a 404 either way). Default true.
+    pub console: bool,
     /// Server mode: this node also joins the WAN pool (tag `role=consul`).
     pub server: bool,
     /// The datacenter, published as tag `dc`.
@@ -348,6 +351,7 @@ impl Default for Config {
             rpc_auth: None,
             http_auth: None,
             http_local_trust: false,
+            console: true,
             server: false,
             datacenter: String::from("dc1"),
             tags: BTreeMap::new(),

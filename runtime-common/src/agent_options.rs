@@ -163,7 +163,7 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
-               timing, rpc_auth, http_auth, http_local_trust, server, datacenter, tags, \
+               timing, rpc_auth, http_auth, http_local_trust, console, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
                encrypt_verify_outgoing, event_handlers, skip_leave_on_interrupt, \
                leave_on_terminate). Flags override it. Re-read on SIGHUP.",

@@ -125,7 +125,8 @@ fn bad_arguments_end_with_status_minus_10_and_the_usage() {
         ("jobs -a", "usage: jobs"),
         ("session x", "usage: session"),
         ("stats now", "usage: stats"),
-        ("members -wan", "usage: members"),
+        ("members -lan", "usage: members [-wan]"),
+        ("members -wan x", "usage: members [-wan]"),
         (
             "monitor -x",
             "usage: monitor [-l TRACE|DEBUG|INFO|WARN|ERR]",

@@ -13,6 +13,11 @@ use crate::session::key_str;
 use crate::time::Instant;
 use crate::{Agent, VERSION};
 
+/// `members -wan`: the WAN pool's members (none on a client, as Consul's `members-wan`).
+fn wan_flag(args: &[String]) -> bool {
+    args.first().is_some_and(|a| a == "-wan")
+}
+
 impl Agent {
     pub(crate) fn run_builtin(&mut self, id: u32, b: Builtin, args: &[String], now: Instant) {
         let (name, ok) = match b {
@@ -23,7 +28,10 @@ impl Agent {
             Builtin::Jobs => ("jobs", args.is_empty()),
             Builtin::Kill => ("kill", args.len() == 1),
             Builtin::Stats => ("stats", args.is_empty()),
-            Builtin::Members => ("members", args.is_empty()),
+            Builtin::Members => (
+                "members",
+                args.is_empty() || (args.len() == 1 && wan_flag(args)),
+            ),
             Builtin::Monitor => ("monitor", true),
             Builtin::Events | Builtin::Join => ("", true),
             Builtin::Leave => ("leave", args.is_empty()),
@@ -60,7 +68,7 @@ impl Agent {
             Builtin::Members => Ok(Some(items::build(|o| {
                 o.u64("jobId", jid);
                 o.arr("members", |a| {
-                    for m in self.member_views(false) {
+                    for m in self.member_views(wan_flag(args)) {
                         a.obj(|o| crate::members::write_member_json(&m, o));
                     }
                 });

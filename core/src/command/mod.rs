@@ -102,7 +102,7 @@ const BUILTINS: &[(Builtin, &str, &str, &str)] = &[
         Builtin::Members,
         "members",
         "List the members of the cluster",
-        "members",
+        "members [-wan]",
     ),
     (
         Builtin::Monitor,

@@ -128,6 +128,17 @@ pub(crate) enum Method {
     Other(String),
 }
 
+/// What a request's path (and, for the console, its caching headers) asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Exactly `/api` (a query string allowed).
+    Api,
+    /// A page of the web console.
+    Console(super::console::Request),
+    /// Anything else: 404.
+    Other,
+}
+
 /// A parsed request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
@@ -135,8 +146,7 @@ pub(crate) struct Head {
     pub(crate) head_len: usize,
     pub(crate) body_len: usize,
     pub(crate) method: Method,
-    /// The path is exactly `/api` (a query string allowed).
-    pub(crate) api: bool,
+    pub(crate) target: Target,
     /// HTTP/1.0 (answers are written in the request's version).
     pub(crate) http10: bool,
     pub(crate) keep_alive: bool,
@@ -274,6 +284,8 @@ fn parse_head(bytes: &[u8], limits: &Limits, creds: Option<&HttpAuth>) -> Result
     let mut expect_continue = false;
     let mut host = false;
     let mut credentials = Credentials::Absent;
+    let asset = super::console::find(path);
+    let (mut gzip, mut match_identity, mut match_gzip) = (false, false, false);
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -309,6 +321,13 @@ fn parse_head(bytes: &[u8], limits: &Limits, creds: Option<&HttpAuth>) -> Result
                 // Two headers are one too many, whatever they say.
                 _ => Credentials::Invalid,
             };
+        } else if let Some(a) = asset {
+            if name.eq_ignore_ascii_case("accept-encoding") {
+                gzip |= super::console::accepts_gzip(h.value);
+            } else if name.eq_ignore_ascii_case("if-none-match") {
+                match_identity |= super::console::etag_matches(h.value, a.etag);
+                match_gzip |= super::console::etag_matches(h.value, a.etag_gzip);
+            }
         }
     }
     if let Some(te) = transfer_encoding {
@@ -326,7 +345,17 @@ fn parse_head(bytes: &[u8], limits: &Limits, creds: Option<&HttpAuth>) -> Result
         return Err(HttpError::BadRequest);
     }
     let body_len = content_length.unwrap_or(0);
-    let api = path == "/api" || path.starts_with("/api?");
+    let target = if path == "/api" || path.starts_with("/api?") {
+        Target::Api
+    } else if let Some(asset) = asset {
+        Target::Console(super::console::Request {
+            asset,
+            gzip,
+            not_modified: if gzip { match_gzip } else { match_identity },
+        })
+    } else {
+        Target::Other
+    };
     Ok(Head {
         head_len: bytes.len(),
         body_len,
@@ -335,7 +364,7 @@ fn parse_head(bytes: &[u8], limits: &Limits, creds: Option<&HttpAuth>) -> Result
         } else {
             Method::Other(String::from(method))
         },
-        api,
+        target,
         http10,
         keep_alive: if http10 {
             keep_alive_token && !close
@@ -380,7 +409,7 @@ mod tests {
             Step::Request(h) => {
                 assert_eq!(h.body_len, 2);
                 assert_eq!(h.total_len(), req.len());
-                assert!(h.api && h.keep_alive && !h.http10);
+                assert!(h.target == Target::Api && h.keep_alive && !h.http10);
                 assert_eq!(h.method, Method::Post);
             }
             other => panic!("{other:?}"),
@@ -399,7 +428,9 @@ mod tests {
             );
             assert!(f.scanned <= end);
         }
-        assert!(matches!(f.step(req, &limits(), None), Step::Request(h) if h.api));
+        assert!(
+            matches!(f.step(req, &limits(), None), Step::Request(h) if h.target == Target::Api)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub(crate) mod api;
 pub(crate) mod codec;
+pub(crate) mod console;
 pub(crate) mod response;
 
 use alloc::string::String;
@@ -119,6 +120,18 @@ impl Agent {
 
     /// Writes an HTTP response; closes after it unless the request keeps the connection.
     pub(crate) fn respond(&mut self, conn: ConnId, status: Status, ctype: &str, body: &[u8]) {
+        self.respond_with(conn, status, ctype, &[], body);
+    }
+
+    /// [`Agent::respond`] with more header lines (see [`response::write`]).
+    pub(crate) fn respond_with(
+        &mut self,
+        conn: ConnId,
+        status: Status,
+        ctype: &str,
+        extra: &[&[u8]],
+        body: &[u8],
+    ) {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
@@ -134,11 +147,11 @@ impl Agent {
         };
         let http10 = c.http.http10;
         let head_method = c.http.head_method;
-        if status != Status::Ok {
+        if status.is_error() {
             self.stats.http_errors += 1;
         }
         self.tx_write(conn, |tx| {
-            response::write(tx, http10, status, ctype, persist, body);
+            response::write(tx, http10, status, ctype, extra, persist, body);
             if head_method {
                 tx.truncate(tx.len() - body.len());
             }
@@ -269,14 +282,15 @@ impl Agent {
     }
 
     fn handle_request(&mut self, conn: ConnId, head: &codec::Head, body: &[u8], now: Instant) {
-        if !head.api {
-            self.respond(
-                conn,
-                Status::NotFound,
-                response::HTML,
-                Status::NotFound.text(),
-            );
-            return;
+        match head.target {
+            codec::Target::Api => {}
+            codec::Target::Console(req) if self.cfg.console => {
+                return self.serve_console(conn, &head.method, req);
+            }
+            codec::Target::Console(_) | codec::Target::Other => {
+                let status = Status::NotFound;
+                return self.respond(conn, status, response::HTML, status.text());
+            }
         }
         if let codec::Method::Other(method) = &head.method {
             self.scratch.clear();

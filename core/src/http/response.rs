@@ -9,8 +9,10 @@ use crate::json::write_u64;
 pub(crate) enum Status {
     Continue,
     Ok,
+    NotModified,
     BadRequest,
     NotFound,
+    MethodNotAllowed,
     RequestTimeout,
     LengthRequired,
     PayloadTooLarge,
@@ -25,8 +27,10 @@ impl Status {
         match self {
             Status::Continue => b" 100 Continue\r\n",
             Status::Ok => b" 200 OK\r\n",
+            Status::NotModified => b" 304 Not Modified\r\n",
             Status::BadRequest => b" 400 Bad Request\r\n",
             Status::NotFound => b" 404 Not Found\r\n",
+            Status::MethodNotAllowed => b" 405 Method Not Allowed\r\n",
             Status::RequestTimeout => b" 408 Request Timeout\r\n",
             Status::LengthRequired => b" 411 Length Required\r\n",
             Status::PayloadTooLarge => b" 413 Payload Too Large\r\n",
@@ -40,9 +44,10 @@ impl Status {
     /// The short plain-text body of an error status.
     pub(crate) fn text(self) -> &'static [u8] {
         match self {
-            Status::Continue | Status::Ok => b"",
+            Status::Continue | Status::Ok | Status::NotModified => b"",
             Status::BadRequest => b"Bad Request",
             Status::NotFound => b"Not found",
+            Status::MethodNotAllowed => b"Method Not Allowed",
             Status::RequestTimeout => b"Request Timeout",
             Status::LengthRequired => b"Length Required: send a Content-Length body",
             Status::PayloadTooLarge => b"Payload Too Large",
@@ -51,6 +56,11 @@ impl Status {
             Status::NotImplemented => b"Not Implemented",
             Status::ServiceUnavailable => b"Service Unavailable: too many connections",
         }
+    }
+
+    /// A 4xx or 5xx status (counted in the `errors` statistic).
+    pub(crate) fn is_error(self) -> bool {
+        !matches!(self, Status::Continue | Status::Ok | Status::NotModified)
     }
 }
 
@@ -69,21 +79,27 @@ pub(crate) const JSON: &str = "application/json; charset=utf-8";
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 pub(crate) const HTML: &str = "text/html; charset=utf-8";
 
-/// Writes a whole response: head, then `body`.
+/// Writes a whole response: head, then `body`. `extra` is more header lines, each ending
+/// in CRLF, written as the concatenation of its parts. A `304` has no `Content-Length`
+/// (it would have to be the length of the body it does not send).
 pub(crate) fn write(
     tx: &mut Vec<u8>,
     http10: bool,
     status: Status,
     content_type: &str,
+    extra: &[&[u8]],
     persist: Persist,
     body: &[u8],
 ) {
     tx.extend_from_slice(if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" });
     tx.extend_from_slice(status.line());
+    extra.iter().for_each(|part| tx.extend_from_slice(part));
     tx.extend_from_slice(b"Content-Type: ");
     tx.extend_from_slice(content_type.as_bytes());
-    tx.extend_from_slice(b"\r\nContent-Length: ");
-    write_u64(tx, body.len() as u64);
+    if status != Status::NotModified {
+        tx.extend_from_slice(b"\r\nContent-Length: ");
+        write_u64(tx, body.len() as u64);
+    }
     tx.extend_from_slice(match persist {
         Persist::Default => b"\r\n\r\n" as &[u8],
         Persist::KeepAlive => b"\r\nConnection: keep-alive\r\n\r\n",
@@ -130,7 +146,15 @@ mod tests {
     #[test]
     fn response_bytes() {
         let mut tx = Vec::new();
-        write(&mut tx, false, Status::Ok, JSON, Persist::Default, b"{}");
+        write(
+            &mut tx,
+            false,
+            Status::Ok,
+            JSON,
+            &[],
+            Persist::Default,
+            b"{}",
+        );
         assert_eq!(
             tx,
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}"
@@ -141,6 +165,7 @@ mod tests {
             true,
             Status::NotFound,
             HTML,
+            &[],
             Persist::Close,
             b"Not found",
         );

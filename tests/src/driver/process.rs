@@ -437,6 +437,7 @@ pub fn config_file(config: &Config) -> Value {
         rpc_auth,
         http_auth,
         http_local_trust,
+        console,
         server,
         datacenter,
         tags,
@@ -534,6 +535,7 @@ pub fn config_file(config: &Config) -> Value {
             .as_ref()
             .map(|a| json!({"username": a.username, "password": a.password})),
         "http_local_trust": http_local_trust,
+        "console": console,
         "server": server,
         "datacenter": datacenter,
         "tags": tags,
