@@ -1,7 +1,7 @@
 // The console page: a command line on one session (kept across reloads), its results as
 // job blocks, and a members panel fed by a second session of its own.
 import { Session } from './api.js';
-import { el, render, statusBadge, addr } from './render.js';
+import { el, render, statusBadge, addr, Job } from './render.js';
 
 const $ = (id) => document.getElementById(id);
 const out = $('output');
@@ -25,50 +25,10 @@ function setConn(up, why) {
 
 // ---- job blocks ----
 
-class Job {
-  constructor(id, command) {
-    this.parts = {};
-    this.groups = new Map();
-    this.body = el('div');
-    this.node = el('div', { class: 'job running', 'data-job': String(id), 'data-state': 'running' },
-      el('div', { class: 'cmdline', text: command || `job ${id}` }), this.body);
-    out.append(this.node);
-  }
-
-  // Items of a cluster-wide job carry `node`: each node's results get their own group.
-  add(child, item) {
-    let target = this.body;
-    if (item.node) {
-      if (!this.groups.has(item.node)) {
-        const g = el('div', { class: 'node', 'data-node': item.node }, el('h4', { text: item.node }));
-        this.groups.set(item.node, g);
-        this.body.append(g);
-      }
-      target = this.groups.get(item.node);
-    }
-    target.append(child);
-  }
-
-  end(item) {
-    let state = 'ok';
-    let text = 'done';
-    if (item.interrupted) {
-      state = 'interrupted';
-      text = 'interrupted';
-    } else if (item.statusCode !== 0) {
-      state = 'failed';
-      text = `exit ${item.statusCode}${item.message ? `: ${item.message}` : ''}`;
-    }
-    this.node.className = `job ${state}`;
-    this.node.dataset.state = state;
-    this.add(el('div', { class: 'end', text }), item);
-  }
-}
-
 const jobs = new Map();
 
 function jobFor(id, command) {
-  if (!jobs.has(id)) jobs.set(id, new Job(id, command));
+  if (!jobs.has(id)) jobs.set(id, new Job(id, command, out));
   return jobs.get(id);
 }
 
@@ -183,7 +143,7 @@ document.addEventListener('keydown', (e) => {
 
 // ---- the members panel: its own session, so a running job never holds it up ----
 
-let self = null;
+let selfName = null;
 let server = false;
 const memberJobs = new Map();
 
@@ -212,14 +172,14 @@ function refreshMembers() {
 
 function onPanelItem(item) {
   if (item.type === 'welcome') {
-    self = item.node;
+    selfName = item.node;
   } else if (item.type === 'help' && item.commands) {
     commands = item.commands.map((c) => c.name);
   } else if (item.type === 'members' && memberJobs.has(item.jobId)) {
     const pool = memberJobs.get(item.jobId);
     memberJobs.delete(item.jobId);
     if (pool === 'lan') {
-      const me = item.members.find((m) => m.Name === self);
+      const me = item.members.find((m) => m.Name === selfName);
       const wasServer = server;
       server = Boolean(me && me.Tags && me.Tags.role === 'consul');
       $('wan-section').hidden = !server;

@@ -101,6 +101,47 @@ export class Dashboard {
   }
 }
 
+// A job's block in the output: its command line, its results, and how it ended.
+export class Job {
+  constructor(id, command, container) {
+    this.parts = {};
+    this.groups = new Map();
+    this.body = el('div');
+    this.node = el('div', { class: 'job running', 'data-job': String(id), 'data-state': 'running' },
+      el('div', { class: 'cmdline', text: command || `job ${id}` }), this.body);
+    container.append(this.node);
+  }
+
+  // Items of a cluster-wide job carry `node`: each node's results get their own group.
+  add(child, item) {
+    let target = this.body;
+    if (item.node) {
+      if (!this.groups.has(item.node)) {
+        const g = el('div', { class: 'node', 'data-node': item.node }, el('h4', { text: item.node }));
+        this.groups.set(item.node, g);
+        this.body.append(g);
+      }
+      target = this.groups.get(item.node);
+    }
+    target.append(child);
+  }
+
+  end(item) {
+    let state = 'ok';
+    let text = 'done';
+    if (item.interrupted) {
+      state = 'interrupted';
+      text = 'interrupted';
+    } else if (item.statusCode !== 0) {
+      state = 'failed';
+      text = `exit ${item.statusCode}${item.message ? `: ${item.message}` : ''}`;
+    }
+    this.node.className = `job ${state}`;
+    this.node.dataset.state = state;
+    this.add(el('div', { class: 'end', text }), item);
+  }
+}
+
 // Renders one item into `job` (a job block, see app.js). Returns nothing; the block
 // decides where the element goes.
 export function render(item, job) {

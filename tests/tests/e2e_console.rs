@@ -23,6 +23,7 @@ use e2e_support::{Agent, DEADLINE, Runtime, on_path};
 use headless_chrome::browser::tab::ModifierKey;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::protocol::cdp::types::Event;
+use headless_chrome::protocol::cdp::{Emulation, Runtime as Cdp};
 use headless_chrome::{Browser, LaunchOptions, Tab};
 
 /// Chromium's path, installing the package when it is missing and this is root. `None`
@@ -354,5 +355,84 @@ fn console_behind_http_auth_works_once_given_credentials() {
         "document.querySelector('.job .version')?.textContent.startsWith('tandem ')",
         "the version",
     );
+
+    // The renderers of items no single agent makes on demand: a `gap`, and results of a
+    // cluster-wide job grouped by their `node`.
+    let rendered = eval_async(
+        &tab,
+        "(async () => {
+           const { Job, render } = await import('/console/render.js');
+           const box = document.createElement('div');
+           const job = new Job(9, 'x', box);
+           render({ type: 'gap', dropped: 3, jobId: 9 }, job);
+           render({ type: 'message', message: 'a1', jobId: 9, node: 'a' }, job);
+           render({ type: 'message', message: 'b1', jobId: 9, node: 'b' }, job);
+           render({ type: 'message', message: 'a2', jobId: 9, node: 'a' }, job);
+           render({ type: 'status', statusCode: 0, interrupted: true, jobId: 9 }, job);
+           return [box.querySelector('.gap[role=alert]')?.textContent,
+             [...box.querySelectorAll('.node')].map(g => g.dataset.node + ':' +
+               [...g.querySelectorAll('pre')].map(p => p.textContent).join(',')).join(' '),
+             job.node.dataset.state];
+         })()",
+    );
+    assert_eq!(
+        rendered,
+        serde_json::json!([
+            "⚠ 3 results dropped here: this console read too slowly",
+            "a:a1,a2 b:b1",
+            "interrupted"
+        ])
+    );
+
+    // Phone width: nothing wider than the screen, the command line still there.
+    tab.call_method(Emulation::SetDeviceMetricsOverride {
+        width: 390,
+        height: 844,
+        device_scale_factor: 1.0,
+        mobile: true,
+        scale: None,
+        screen_width: None,
+        screen_height: None,
+        position_x: None,
+        position_y: None,
+        dont_set_visible_size: None,
+        screen_orientation: None,
+        viewport: None,
+        display_feature: None,
+        device_posture: None,
+    })
+    .unwrap();
+    wait_true(
+        &tab,
+        "innerWidth === 390 && document.documentElement.scrollWidth <= 390 \
+         && document.querySelector('#cmd').getBoundingClientRect().right <= 390",
+        "a layout that fits 390 px",
+    );
     chrome.assert_no_errors();
+}
+
+/// The value `expr` (a promise) resolves to in the page.
+fn eval_async(tab: &Tab, expr: &str) -> serde_json::Value {
+    let r = tab
+        .call_method(Cdp::Evaluate {
+            expression: expr.to_string(),
+            return_by_value: Some(true),
+            generate_preview: None,
+            silent: None,
+            await_promise: Some(true),
+            include_command_line_api: None,
+            user_gesture: None,
+            object_group: None,
+            context_id: None,
+            throw_on_side_effect: None,
+            timeout: None,
+            disable_breaks: None,
+            repl_mode: None,
+            allow_unsafe_eval_blocked_by_csp: None,
+            unique_context_id: None,
+            serialization_options: None,
+        })
+        .unwrap();
+    assert!(r.exception_details.is_none(), "{:?}", r.exception_details);
+    r.result.value.unwrap_or(serde_json::Value::Null)
 }
