@@ -687,8 +687,9 @@ fn http11_request_without_host_is_400_and_close() {
 fn paths_other_than_api_are_404_not_found() {
     let mut sim = Sim::new();
     let c = sim.connect();
+    // (`/` is the web console's page: conformance_console.rs.)
     for path in [
-        "/", "/api/", "/apix", "/API", "/api/v1", "/ap", "/api#x", "//api",
+        "/console", "/api/", "/apix", "/API", "/api/v1", "/ap", "/api#x", "//api",
     ] {
         sim.send(c, &request("POST", path, "HTTP/1.1", "", UNKNOWN_BODY));
         assert_eq!(
