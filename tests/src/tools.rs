@@ -1,11 +1,11 @@
 //! The third-party tools the interop and end-to-end tests drive — Debian's `serf` CLI, a
-//! Python interpreter with the `msgpack` package, `curl` — provisioned by the tests
+//! Python interpreter with the `msgpack` package, `curl`, Debian's `chromium` — provisioned by the tests
 //! themselves, so that `cargo test` runs them on a fresh machine (Debian, Rust, Python 3):
 //!
 //! - **Python + `msgpack`**: a private virtual environment, `<target>/tandem-tools/pyenv`,
 //!   with `msgpack` installed from PyPI by its own `pip` (a `python3` that already imports
 //!   `msgpack` is used as it is);
-//! - **`serf`, `curl`**: `apt-get install -y PACKAGE` (after an `apt-get update` if the
+//! - **`serf`, `curl`, `chromium`**: `apt-get install -y PACKAGE` (after an `apt-get update` if the
 //!   first attempt fails) when the tool is not on `PATH` and the tests run as root.
 //!
 //! Provisioning happens once per target directory: test binaries that run at the same time
@@ -65,6 +65,17 @@ pub fn curl() -> PathBuf {
     static CURL: OnceLock<Provisioned> = OnceLock::new();
     let found = CURL.get_or_init(|| apt_tool("curl", "curl"));
     available("curl", found, under_ci())
+}
+
+/// The headless browser of the web console's test: Debian's `chromium`, installed with apt
+/// when missing. `TANDEM_SKIP_CHROMIUM=1` skips those tests.
+pub fn chromium() -> PathBuf {
+    static CHROMIUM: OnceLock<Provisioned> = OnceLock::new();
+    if skip_requested("TANDEM_SKIP_CHROMIUM") {
+        skip("chromium", "TANDEM_SKIP_CHROMIUM=1 is set");
+    }
+    let found = CHROMIUM.get_or_init(|| apt_tool("chromium", "chromium"));
+    available("chromium", found, under_ci())
 }
 
 /// A test of a `harness = false` test binary: its name and body. A body that unwinds with

@@ -4,9 +4,11 @@
 //! is interrupted with Ctrl-C, and shows a second agent join and then leave; any
 //! JavaScript exception, `console.error` or browser error log entry fails the test.
 //!
-//! Chromium comes from the `chromium` package: when it is missing the test installs it
-//! (as root), fails under `CI=true` if it cannot, and otherwise says loudly that it skipped.
-//! `TANDEM_UPDATE_SCREENSHOT=1` copies the screenshot it takes to `docs/console.png`.
+//! Chromium comes from the `chromium` package, provisioned by `tandem_tests::tools` (apt-get
+//! as root): a test that cannot have it fails under `CI=true` and is reported `ignored`
+//! with the reason otherwise (`TANDEM_SKIP_CHROMIUM=1` skips on purpose). `harness = false`:
+//! `run_trials` is the runner. `TANDEM_UPDATE_SCREENSHOT=1` copies the screenshot the first
+//! test takes to `docs/console.png`.
 
 #[allow(unused_macros)] // `runtimes!`: each browser case picks its runtime
 mod e2e_support;
@@ -15,52 +17,28 @@ mod rpc_support;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_support::{Agent, DEADLINE, Runtime, on_path};
+use e2e_support::{Agent, DEADLINE, Runtime};
 use headless_chrome::browser::tab::ModifierKey;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::protocol::cdp::{Emulation, Runtime as Cdp};
 use headless_chrome::{Browser, LaunchOptions, Tab};
+use tandem_tests::tools::{self, Test, run_trials};
 
-/// Chromium's path, installing the package when it is missing and this is root. `None`
-/// (after a loud message) when it cannot be had outside CI; under `CI=true`, a failure.
-fn chromium() -> Option<PathBuf> {
-    let find = || {
-        ["chromium", "chromium-browser"]
-            .into_iter()
-            .find(|n| on_path(n))
-            .map(PathBuf::from)
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    // Root can install it: `id -u` is 0.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if root {
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let _ = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium"]);
-        if let Some(p) = find() {
-            return Some(p);
-        }
-    }
-    let msg = "`chromium` is not installed and could not be installed \
-               (apt-get install -y chromium): the web console's browser test did not run";
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-    None
+fn main() {
+    run_trials(vec![
+        Test::new(
+            "console_runs_commands_charts_a_dashboard_and_follows_members",
+            console_runs_commands_charts_a_dashboard_and_follows_members,
+        ),
+        Test::new(
+            "console_behind_http_auth_works_once_given_credentials",
+            console_behind_http_auth_works_once_given_credentials,
+        ),
+    ]);
 }
 
 /// A headless Chromium with a fresh profile, and what its pages reported as errors.
@@ -207,9 +185,8 @@ fn open(tab: &Tab, agent: &Agent) {
         .unwrap();
 }
 
-#[test]
 fn console_runs_commands_charts_a_dashboard_and_follows_members() {
-    let Some(path) = chromium() else { return };
+    let path = tools::chromium();
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>6.2}s] {what}", t0.elapsed().as_secs_f64());
     let alpha = Agent::start(Runtime::Smol, &["-node=alpha", "-server"]);
@@ -325,9 +302,8 @@ fn console_runs_commands_charts_a_dashboard_and_follows_members() {
     step("done");
 }
 
-#[test]
 fn console_behind_http_auth_works_once_given_credentials() {
-    let Some(path) = chromium() else { return };
+    let path = tools::chromium();
     let agent = Agent::start(Runtime::Mio, &["-node=gamma", "-http-auth=ops:s3cret"]);
     // Without credentials the page is refused with a Basic challenge, which a browser
     // answers by asking its user.
