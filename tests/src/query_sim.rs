@@ -72,7 +72,8 @@ pub fn query_run(nodes: usize, loss_percent: u32, relay_factor: u8) -> QueryRow 
     };
     let mut sim = cluster_net(nodes, net, seed, |_, _| {});
     join_all(&mut sim, 0);
-    // Converge without loss first: the table is about the query, not the join.
+    // The same network (and loss) carries the joins: the query starts once every node
+    // sees every node alive, plus 2 s.
     let converged_after =
         sim.run_until_cond(Duration::from_secs(600), Duration::from_millis(100), |s| {
             converged(s, Pool::Lan)

@@ -31,7 +31,6 @@ use core::time::Duration;
 use rand::RngExt as _;
 
 use super::codec::{read_id, write_id};
-use super::config::log10_milli;
 use super::identity::NodeId;
 use super::member::SelfState;
 use super::timer::Task;
@@ -359,13 +358,23 @@ fn passes(name: &str, tags: &BTreeMap<String, String>, q: &QueryItem) -> bool {
     })
 }
 
+/// ⌈log10(n)⌉ exactly, in integers (a fixed-point logarithm rounds log10(1001) to 3).
+fn ceil_log10(n: u64) -> u32 {
+    let mut log = 0;
+    let mut power = 1u64;
+    while power < n {
+        power = power.saturating_mul(10);
+        log += 1;
+    }
+    log
+}
+
 impl Cluster {
     /// How long a query without a timeout stays open: `gossip_interval ×
     /// query_timeout_mult × ⌈log10(N + 1)⌉` for N live LAN members (Serf's
     /// `DefaultQueryTimeout`).
     pub fn default_query_timeout(&self) -> Duration {
-        let n = self.active_members(Pool::Lan);
-        let log = u32::try_from(log10_milli(n.saturating_add(1)).div_ceil(1000)).unwrap_or(1);
+        let log = ceil_log10(self.active_members(Pool::Lan).saturating_add(1) as u64);
         self.lan
             .timing
             .gossip_interval
@@ -741,6 +750,21 @@ mod tests {
         q.filter_nodes.clear();
         q.filter_tags.clear();
         assert!(passes("anyone", &tags, &q));
+    }
+
+    #[test]
+    fn the_default_timeout_uses_the_exact_ceiling_of_log10() {
+        for (n, want) in [
+            (2, 1),
+            (10, 1),
+            (11, 2),
+            (100, 2),
+            (101, 3),
+            (1001, 4),
+            (1000, 3),
+        ] {
+            assert_eq!(ceil_log10(n), want, "ceil(log10({n}))");
+        }
     }
 
     #[test]
