@@ -26,6 +26,7 @@
 //! | [`Agent::job_output`] / [`Agent::job_finished`] | a host job ([`Effect::StartJob`]) produced an item / ended |
 //! | [`Agent::resolved`] | the answer to an [`Effect::Resolve`] |
 //! | [`Agent::join`] | the host joins a cluster (`-join` at start) |
+//! | [`Agent::retry_join`] | the host joins and retries until it is in (`-retry-join`); [`Effect::Shutdown`] follows if it gives up, and [`Agent::exit_status`] is then 1 |
 //! | [`Agent::leave`] | the host leaves the cluster gracefully (SIGINT); [`Effect::Shutdown`] follows once the leave has spread |
 //! | [`Agent::reload_finished`] | the configuration re-read after [`Effect::Reload`] or SIGHUP, or why it could not be |
 //! | [`Agent::handler_finished`] | an event handler script ([`Effect::RunHandler`]) ended |
@@ -875,9 +876,40 @@ impl Agent {
     pub fn join(&mut self, addrs: &[&str], wan: bool, now: Instant) {
         let waiter = members::JoinWaiter::Log {
             failures: Vec::new(),
+            retry: false,
         };
         self.start_join(addrs, wan, waiter, now);
         self.settle(now);
+    }
+
+    /// Joins through `addrs` as [`Agent::join`] does, and again every `interval` until an
+    /// attempt succeeds, as Serf's `-retry-join` (each attempt and its outcome logged). After
+    /// `max_retries` failed retries (0: no limit) the agent gives up:
+    /// `Output::Effect(Effect::Shutdown)` follows and [`Agent::exit_status`] is 1.
+    pub fn retry_join(
+        &mut self,
+        addrs: &[&str],
+        wan: bool,
+        interval: core::time::Duration,
+        max_retries: u32,
+        now: Instant,
+    ) {
+        let retry = members::RetryJoin {
+            addrs: addrs.iter().map(|a| String::from(*a)).collect(),
+            wan,
+            // Never due in the same `handle_timeout` that scheduled it.
+            interval: interval.max(core::time::Duration::from_millis(1)),
+            max: max_retries,
+            failed: 0,
+        };
+        self.start_retry_join(retry, now);
+        self.settle(now);
+    }
+
+    /// What the process should exit with once it shuts down: 1 if `-retry-join` gave up
+    /// ([`Agent::retry_join`]), else 0.
+    pub fn exit_status(&self) -> i32 {
+        i32::from(self.membership.gave_up)
     }
 
     /// Leaves the cluster gracefully, as the RPC `leave` does (what a runtime does on
@@ -907,6 +939,7 @@ impl Agent {
                 Timer::Session(key) => self.session_timer(key, now),
                 Timer::Conn(conn) => self.conn_timer(conn, now),
                 Timer::Handler(id) => self.handler_timed_out(id, now),
+                Timer::RetryJoin => self.retry_join_attempt(now),
             }
         }
         self.settle(now);

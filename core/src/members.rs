@@ -36,8 +36,9 @@ pub(crate) enum JoinWaiter {
     },
     /// An HTTP-API `join` job.
     Job { job: u32, failures: Vec<String> },
-    /// The embedding application (`-join` at start): the outcome is logged.
-    Log { failures: Vec<String> },
+    /// The embedding application (`-join` at start): the outcome is logged. `retry`: an
+    /// attempt of `-retry-join`, which a failure schedules again.
+    Log { failures: Vec<String>, retry: bool },
 }
 
 /// A join waiting for host names to be resolved by the runtime.
@@ -65,6 +66,22 @@ pub(crate) struct Membership {
     /// Queries started over the RPC: the connection and Seq their records go to, by the
     /// query's LTime.
     pub(crate) queries: BTreeMap<u64, (ConnId, u64)>,
+    /// `-retry-join` until one attempt succeeds (or gives up).
+    pub(crate) retry: Option<RetryJoin>,
+    /// `-retry-join` gave up: the process should exit with an error.
+    pub(crate) gave_up: bool,
+}
+
+/// `-retry-join`: what to join, how often and how many times (Serf's agent `retryJoin`).
+#[derive(Debug)]
+pub(crate) struct RetryJoin {
+    pub(crate) addrs: Vec<String>,
+    pub(crate) wan: bool,
+    pub(crate) interval: core::time::Duration,
+    /// Failed attempts allowed before giving up (0: forever).
+    pub(crate) max: u32,
+    /// Failed attempts so far.
+    pub(crate) failed: u32,
 }
 
 /// How often undecodable gossip (a stranger, a wrong key, plaintext in an encrypted
@@ -427,7 +444,7 @@ impl Agent {
         let mut failures = match &waiter {
             JoinWaiter::Rpc { failures, .. }
             | JoinWaiter::Job { failures, .. }
-            | JoinWaiter::Log { failures } => failures.clone(),
+            | JoinWaiter::Log { failures, .. } => failures.clone(),
         };
         for failure in &outcome.failures {
             let text = alloc::format!("memberlist: {failure}");
@@ -522,7 +539,7 @@ impl Agent {
     fn join_addrs(&mut self, pool: Pool, addrs: &[SocketAddr], waiter: JoinWaiter, now: Instant) {
         let has_failures = matches!(
             &waiter,
-            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } | JoinWaiter::Log { failures } if !failures.is_empty()
+            JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } | JoinWaiter::Log { failures, .. } if !failures.is_empty()
         );
         if addrs.is_empty() && !has_failures {
             // Nothing to contact: Num 0, no error (Serf).
@@ -532,7 +549,7 @@ impl Agent {
             let failures = match waiter {
                 JoinWaiter::Rpc { ref failures, .. }
                 | JoinWaiter::Job { ref failures, .. }
-                | JoinWaiter::Log { ref failures } => failures.clone(),
+                | JoinWaiter::Log { ref failures, .. } => failures.clone(),
             };
             let error = crate::cluster::JoinError { failures }.to_string_alloc();
             return self.finish_join_now(waiter, 0, error, now);
@@ -578,8 +595,72 @@ impl Agent {
                     self.end_job(job, 1, Some(error.trim_end()), false, now);
                 }
             }
-            JoinWaiter::Log { .. } => {}
+            JoinWaiter::Log { retry: false, .. } => {}
+            JoinWaiter::Log { retry: true, .. } => self.retry_join_finished(joined, &error, now),
         }
+    }
+
+    /// Starts `-retry-join`: the first attempt now, the next ones every `interval` until one
+    /// succeeds or `max` attempts (0: no limit) have failed after the first.
+    pub(crate) fn start_retry_join(&mut self, retry: RetryJoin, now: Instant) {
+        if retry.addrs.is_empty() {
+            return;
+        }
+        self.membership.retry = Some(retry);
+        self.retry_join_attempt(now);
+    }
+
+    /// One attempt of `-retry-join` (also its timer).
+    pub(crate) fn retry_join_attempt(&mut self, now: Instant) {
+        let Some(retry) = &self.membership.retry else {
+            return;
+        };
+        let addrs = retry.addrs.clone();
+        let wan = retry.wan;
+        self.log(Level::Info, "agent: Joining cluster...(replay: false)", now);
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let waiter = JoinWaiter::Log {
+            failures: Vec::new(),
+            retry: true,
+        };
+        self.start_join(&addrs, wan, waiter, now);
+    }
+
+    /// An attempt of `-retry-join` ended: done, another one after the interval, or (after
+    /// `max` failures) give up and shut down, as Serf's agent exits with an error.
+    fn retry_join_finished(&mut self, joined: u32, error: &str, now: Instant) {
+        let Some(retry) = &mut self.membership.retry else {
+            return;
+        };
+        if error.is_empty() {
+            self.membership.retry = None;
+            let text = alloc::format!("agent: Join completed. Synced with {joined} initial agents");
+            return self.log(Level::Info, &text, now);
+        }
+        retry.failed = retry.failed.saturating_add(1);
+        if retry.max > 0 && retry.failed > retry.max {
+            self.membership.retry = None;
+            self.membership.gave_up = true;
+            self.log(
+                Level::Err,
+                "agent: maximum retry join attempts made, exiting",
+                now,
+            );
+            if !self.membership.shutdown {
+                self.membership.shutdown = true;
+                self.emit(Output::Effect(Effect::Shutdown));
+            }
+            return;
+        }
+        let interval = retry.interval;
+        let text = alloc::format!(
+            "agent: Join failed: {}, retrying in {}",
+            error.trim_end(),
+            go_duration(interval)
+        );
+        self.log(Level::Warn, &text, now);
+        self.timers
+            .schedule(now + interval, crate::time::Timer::RetryJoin);
     }
 
     /// The runtime resolved the host names of a join.
@@ -606,7 +687,7 @@ impl Agent {
             self.log(Level::Debug, &text, now);
             let (JoinWaiter::Rpc { failures, .. }
             | JoinWaiter::Job { failures, .. }
-            | JoinWaiter::Log { failures }) = &mut pending.waiter;
+            | JoinWaiter::Log { failures, .. }) = &mut pending.waiter;
             failures.push(failure);
         }
         self.join_addrs(pending.pool, &pending.addrs, pending.waiter, now);
@@ -832,5 +913,49 @@ pub(crate) trait ToStringAlloc {
 impl<T: core::fmt::Display> ToStringAlloc for T {
     fn to_string_alloc(&self) -> String {
         alloc::format!("{self}")
+    }
+}
+
+/// A duration as Go's `time.Duration` prints it (`30s`, `1m30s`, `500ms`, `1.5s`), for
+/// Serf's log lines.
+pub(crate) fn go_duration(d: core::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return String::from("0s");
+    }
+    if ms < 1000 {
+        return alloc::format!("{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (s, frac) = (ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&alloc::format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&alloc::format!("{m}m"));
+    }
+    if frac == 0 {
+        out.push_str(&alloc::format!("{s}s"));
+    } else {
+        let frac = alloc::format!("{frac:03}");
+        out.push_str(&alloc::format!("{s}.{}s", frac.trim_end_matches('0')));
+    }
+    out
+}
+
+#[cfg(test)]
+mod go_duration_tests {
+    use core::time::Duration;
+
+    #[test]
+    fn prints_as_go_does() {
+        let f = |ms| super::go_duration(Duration::from_millis(ms));
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(500), "500ms");
+        assert_eq!(f(30_000), "30s");
+        assert_eq!(f(1_500), "1.5s");
+        assert_eq!(f(90_000), "1m30s");
+        assert_eq!(f(3_600_000), "1h0m0s");
     }
 }

@@ -76,6 +76,8 @@ pub(crate) enum Timer {
     Conn(crate::ConnId),
     /// The deadline of the event handler run with this id.
     Handler(u32),
+    /// The next attempt of `-retry-join`.
+    RetryJoin,
 }
 
 /// The order of entries due at the same instant, lowest first (ties then go by insertion).

@@ -5,11 +5,12 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tandem_core::cluster::{GossipKey, Keyring};
 use tandem_core::{Config, DEFAULT_HTTP_USER, EventScript, HttpAuth, Level};
 
-use crate::flags::{FlagError, FlagSpec, parse_flags, usage};
+use crate::flags::{FlagError, FlagSpec, parse_flags, parse_go_duration, usage};
 use crate::persist::StatePaths;
 
 /// Default address of the HTTP API (Arthas' port on loopback).
@@ -18,6 +19,8 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8563";
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8400";
 /// Default gossip port of the LAN pool (Serf LAN).
 pub const DEFAULT_LAN_PORT: u16 = 8301;
+/// Default time between `-retry-join` attempts (Serf's).
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Default gossip port of the WAN pool (Serf WAN, servers only).
 pub const DEFAULT_WAN_PORT: u16 = 8302;
 
@@ -109,6 +112,23 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
         value: Some("<address>"),
         help: "Address of a LAN member to join at start (ip, ip:port or host[:port]; the \
                port defaults to the LAN port). Repeatable. The outcome is logged.",
+    },
+    FlagSpec {
+        name: "retry-join",
+        value: Some("<address>"),
+        help: "Address of a LAN member to join at start, as -join, but retried every \
+               -retry-interval until a join succeeds (each attempt is logged). Repeatable.",
+    },
+    FlagSpec {
+        name: "retry-interval",
+        value: Some("<duration>"),
+        help: "Time between -retry-join attempts (Go syntax: 30s, 1m). Default 30s.",
+    },
+    FlagSpec {
+        name: "retry-max",
+        value: Some("<count>"),
+        help: "Failed -retry-join retries before the agent gives up and exits with status 1. \
+               Default 0: retry forever.",
     },
     FlagSpec {
         name: "join-wan",
@@ -219,6 +239,13 @@ pub struct AgentOptions {
     pub join: Vec<String>,
     /// `-join-wan`, in order: WAN members to join at start.
     pub join_wan: Vec<String>,
+    /// `-retry-join`, in order: LAN members to join at start, retried until one join
+    /// succeeds.
+    pub retry_join: Vec<String>,
+    /// `-retry-interval`: time between `-retry-join` attempts (default 30 s).
+    pub retry_interval: Duration,
+    /// `-retry-max`: failed retries before giving up (0: never).
+    pub retry_max: u32,
     /// `-encrypt`: the primary gossip key (overrides the file's `encrypt`).
     pub encrypt: Option<GossipKey>,
     /// `-event-handler`, in order: added to the file's `event_handlers`.
@@ -261,6 +288,9 @@ impl AgentOptions {
             datacenter: None,
             join: Vec::new(),
             join_wan: Vec::new(),
+            retry_join: Vec::new(),
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+            retry_max: 0,
             encrypt: None,
             event_handlers: Vec::new(),
             skip_leave_on_interrupt: None,
@@ -314,6 +344,24 @@ impl AgentOptions {
                 "datacenter" => opts.datacenter = Some(value),
                 "join" => opts.join.push(value),
                 "join-wan" => opts.join_wan.push(value),
+                "retry-join" => opts.retry_join.push(value),
+                "retry-interval" => match parse_go_duration(&value) {
+                    Some(d) if !d.is_zero() => opts.retry_interval = d,
+                    _ => {
+                        return Err(FlagError::Invalid {
+                            flag,
+                            value,
+                            reason: "expected a positive duration such as 30s or 1m".into(),
+                        });
+                    }
+                },
+                "retry-max" => {
+                    opts.retry_max = value.parse().map_err(|_| FlagError::Invalid {
+                        flag,
+                        value: value.clone(),
+                        reason: "expected a count (0: retry forever)".into(),
+                    })?;
+                }
                 "tag" => match value.split_once('=') {
                     Some((k, v)) if !k.is_empty() => opts.tags.push((k.into(), v.into())),
                     _ => {
@@ -821,6 +869,29 @@ mod tests {
                 .starts_with("Failed to decode tags file: ")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retry_join_flags_parse_with_serfs_defaults_and_bad_values_are_refused() {
+        let opts = AgentOptions::parse(&[]).unwrap().unwrap();
+        assert_eq!(opts.retry_interval, Duration::from_secs(30));
+        assert_eq!(opts.retry_max, 0);
+        let opts = AgentOptions::parse(&words(
+            "-retry-join a:1 -retry-join 10.0.0.2 -retry-interval 1m30s -retry-max 3",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(opts.retry_join, ["a:1", "10.0.0.2"]);
+        assert_eq!(opts.retry_interval, Duration::from_secs(90));
+        assert_eq!(opts.retry_max, 3);
+        for bad in [
+            "-retry-interval 0",
+            "-retry-interval 5",
+            "-retry-max -1",
+            "-retry-max x",
+        ] {
+            assert!(AgentOptions::parse(&words(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

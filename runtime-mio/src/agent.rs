@@ -123,6 +123,12 @@ pub fn run(opts: AgentOptions) -> i32 {
             rt.input(|agent, now| agent.join(&addrs, wan, now));
         }
     }
+    // `-retry-join`: the core retries on its clock and logs every attempt.
+    if !opts.retry_join.is_empty() {
+        let addrs: Vec<&str> = opts.retry_join.iter().map(String::as_str).collect();
+        let (interval, max) = (opts.retry_interval, opts.retry_max);
+        rt.input(|agent, now| agent.retry_join(&addrs, false, interval, max, now));
+    }
     let code = serve(&mut rt, &mut lp, &opts);
     rt.close_all();
     if code == 0 {
@@ -248,14 +254,15 @@ fn serve(rt: &mut MioAgent, lp: &mut Loop, opts: &AgentOptions) -> i32 {
             match phase {
                 Phase::Flushing(until) if !rt.has_unflushed_output() || now >= until => {
                     if !leaving {
-                        return 0;
+                        return rt.agent().exit_status();
                     }
                     phase = Phase::Lingering(now + LEAVE_LINGER);
                 }
                 Phase::Lingering(until)
                     if rt.agent().connection_count(Listener::Rpc) == 0 || now >= until =>
                 {
-                    return 0;
+                    // 1 when -retry-join gave up, as Serf's agent exits.
+                    return rt.agent().exit_status();
                 }
                 _ => break,
             }

@@ -304,7 +304,8 @@ impl Runtime {
                 Timer::after(SHUTDOWN_POLL).await;
             }
         }
-        0
+        // 1 when -retry-join gave up, as Serf's agent exits.
+        self.agent.borrow().exit_status()
     }
 
     /// `-join` and `-join-wan`: the core joins and logs the outcome.
@@ -314,6 +315,12 @@ impl Runtime {
                 let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
                 self.input(|agent, now| agent.join(&addrs, wan, now));
             }
+        }
+        let opts = &self.opts;
+        if !opts.retry_join.is_empty() {
+            let addrs: Vec<&str> = opts.retry_join.iter().map(String::as_str).collect();
+            let (interval, max) = (opts.retry_interval, opts.retry_max);
+            self.input(|agent, now| agent.retry_join(&addrs, false, interval, max, now));
         }
     }
 

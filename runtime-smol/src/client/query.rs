@@ -9,6 +9,7 @@ use rmpv::Value;
 use super::rpc::{Message, Reply, RpcClient, RpcError, body, field};
 use super::{Command, Invocation, fail, out};
 use crate::cli::FlagSpec;
+use tandem_runtime::flags::parse_go_duration;
 
 pub(super) const QUERY: Command = Command {
     name: "query",
@@ -87,44 +88,6 @@ Troubleshooting tips:
 * Check that no nodes are behind a NAT
 * If nodes are behind firewalls or iptables, check that Serf traffic is permitted (UDP and TCP)
 * Verify networking equipment is functional";
-
-/// Parses a duration as Go's `time.ParseDuration` does: `300ms`, `1.5s`, `1h2m`, `0`.
-pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let value: f64 = num.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
 
 /// Go's `encoding/json` escapes `<`, `>` and `&` inside strings (they only occur there).
 fn go_json(text: &str) -> String {
@@ -411,19 +374,6 @@ fn reachability(inv: &Invocation) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_as_go_does() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_go_duration("0"), Some(ms(0)));
-        assert_eq!(parse_go_duration("300ms"), Some(ms(300)));
-        assert_eq!(parse_go_duration("1.5s"), Some(ms(1500)));
-        assert_eq!(parse_go_duration("1m30s"), Some(ms(90_000)));
-        assert_eq!(parse_go_duration("2h"), Some(ms(7_200_000)));
-        for bad in ["", "5", "s", "1x", "-1s", "1..5s"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn json_escapes_html_characters_as_go_does() {
