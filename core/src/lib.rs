@@ -411,6 +411,9 @@ pub struct Agent {
     stats: Stats,
     /// Reused buffer for JSON bodies, so a response costs no allocation once warm.
     scratch: Vec<u8>,
+    /// An answered `exec`'s results list and command line, reused by the next.
+    spare_results: Vec<session::Item>,
+    spare_line: String,
     status_items: session::StatusItems,
     /// The receive buffer lent to idle connections (see `rx_space`).
     spare_rx: Vec<u8>,
@@ -473,6 +476,8 @@ impl Agent {
             log,
             stats: Stats::default(),
             scratch: Vec::new(),
+            spare_results: Vec::new(),
+            spare_line: String::new(),
             status_items: session::StatusItems::new(),
             spare_rx: Vec::new(),
             lent_rx: None,

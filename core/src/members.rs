@@ -16,6 +16,7 @@ use core::net::{IpAddr, SocketAddr};
 use crate::cluster::{
     Cluster, ClusterConfig, ClusterEvent, JoinOutcome, MemberEvent, MemberView, Pool,
 };
+use crate::command::Stat;
 use crate::json::Obj;
 use crate::log::Level;
 use crate::rpc::msgpack::{DecodeError, Reader};
@@ -183,72 +184,61 @@ impl Agent {
         }
     }
 
-    /// `serf_lan` / `serf_wan` sections of `stats`.
-    pub(crate) fn pool_stats(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
-        let n = |v: usize| alloc::format!("{v}");
+    /// The `serf_lan` / `serf_wan` section of `stats`.
+    pub(crate) fn pool_stats(&self, p: Pool) -> [(&'static str, Stat<'static>); 5] {
+        let c = self.cluster.status_counts(p);
+        let n = |v: usize| Stat::Num(v as u64);
         // One keyring seals both pools.
         let encrypted = if self.cluster.encrypted() {
             "true"
         } else {
             "false"
         };
-        let pool = |p: Pool| {
-            let c = self.cluster.status_counts(p);
-            Vec::from([
-                ("encrypted".into(), String::from(encrypted)),
-                ("event_time".into(), n(self.cluster.event_ltime() as usize)),
-                ("failed".into(), n(c.failed)),
-                ("left".into(), n(c.left)),
-                ("members".into(), n(c.total())),
-            ])
-        };
-        let mut out = Vec::from([("serf_lan", pool(Pool::Lan))]);
-        if self.cluster.has_pool(Pool::Wan) {
-            out.push(("serf_wan", pool(Pool::Wan)));
-        }
-        out.extend(self.serf_stats());
-        out
+        [
+            ("encrypted", Stat::Str(encrypted)),
+            ("event_time", Stat::Num(self.cluster.event_ltime())),
+            ("failed", n(c.failed)),
+            ("left", n(c.left)),
+            ("members", n(c.total())),
+        ]
     }
 
-    /// Serf's own `stats` sections: `serf` (the LAN pool, with Serf's keys), `tags` (this
-    /// node's) and `event_handlers` (`event:name` → script, as Serf keys them).
-    fn serf_stats(&self) -> [(&'static str, Vec<(String, String)>); 3] {
+    /// Serf's own `serf` section of `stats` (the LAN pool, with Serf's keys).
+    pub(crate) fn serf_stats(&self) -> [(&'static str, Stat<'static>); 12] {
         let c = &self.cluster;
-        let n = |v: u64| alloc::format!("{v}");
+        let n = |v: usize| Stat::Num(v as u64);
         let counts = c.status_counts(Pool::Lan);
-        let serf = Vec::from([
-            ("coordinate_resets".into(), n(0)),
+        [
+            ("coordinate_resets", Stat::Num(0)),
             (
-                "encrypted".into(),
-                String::from(if c.encrypted() { "true" } else { "false" }),
+                "encrypted",
+                Stat::Str(if c.encrypted() { "true" } else { "false" }),
             ),
-            ("event_queue".into(), n(0)),
-            ("event_time".into(), n(c.event_ltime())),
-            ("failed".into(), n(counts.failed as u64)),
+            ("event_queue", Stat::Num(0)),
+            ("event_time", Stat::Num(c.event_ltime())),
+            ("failed", n(counts.failed)),
             // memberlist's awareness score; tandem has no such penalty: always healthy.
-            ("health_score".into(), n(0)),
+            ("health_score", Stat::Num(0)),
             // tandem gossips one queue of items (metas, leaves, user events, queries):
             // its backlog shows as Serf's intent queue, the other two as empty.
-            ("intent_queue".into(), n(c.broadcast_backlog() as u64)),
-            ("left".into(), n(counts.left as u64)),
+            ("intent_queue", n(c.broadcast_backlog())),
+            ("left", n(counts.left)),
             // Member changes are ordered by identities and meta versions, not a clock.
-            ("member_time".into(), n(0)),
-            ("members".into(), n(counts.total() as u64)),
-            ("query_queue".into(), n(0)),
-            ("query_time".into(), n(c.query_ltime())),
-        ]);
-        let tags = c.tags().into_iter().collect();
-        // Serf's keys: `event:name` (`member-join:`, `user:deploy`), one per filter element.
-        let handlers: BTreeMap<String, String> = self
-            .event_handlers()
-            .iter()
-            .map(|h| (alloc::format!("{}:{}", h.event, h.name), h.script.clone()))
-            .collect();
-        [
-            ("serf", serf),
-            ("tags", tags),
-            ("event_handlers", handlers.into_iter().collect()),
+            ("member_time", Stat::Num(0)),
+            ("members", n(counts.total())),
+            ("query_queue", Stat::Num(0)),
+            ("query_time", Stat::Num(c.query_ltime())),
         ]
+    }
+
+    /// The `event_handlers` section of `stats`: `event:name` → script, as Serf keys them
+    /// (`member-join:`, `user:deploy`), one per filter element; sorted, the last of equal
+    /// keys wins. Nothing is allocated without handlers.
+    pub(crate) fn handler_stats_keys(&self) -> BTreeMap<String, &str> {
+        self.event_handlers()
+            .iter()
+            .map(|h| (alloc::format!("{}:{}", h.event, h.name), h.script.as_str()))
+            .collect()
     }
 
     /// A gossip datagram arrived: hand it to the cluster, and log (rate-limited) when it

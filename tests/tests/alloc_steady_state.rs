@@ -206,3 +206,59 @@ fn idle_and_parked_connections_hold_no_receive_buffer() {
         d.agent.buffer_capacity(parked)
     );
 }
+
+#[test]
+fn exec_version_allocates_its_two_items_and_little_else() {
+    let mut d = Driver::new();
+    let c = d.agent.accept(Listener::Http, None, d.now).unwrap();
+    // One-time session: the version and status items, and the new session's job list.
+    let once = post_api(r#"{"action":"exec","command":"version"}"#);
+    let n = d.count(1000, |d| d.feed(c, &once));
+    assert_eq!(n, 3 * 1000, "allocations for 1000 one-time `exec version`");
+
+    // In a session: the two items only (the command line, its words, the results list
+    // and the items' serialization buffer are reused or borrowed).
+    let init = {
+        let mut out = Vec::new();
+        d.agent
+            .handle_stream(c, &post_api(r#"{"action":"init_session"}"#), d.now);
+        while let Some(o) = d.agent.poll_output() {
+            if let Output::Transmit(c) = o {
+                out.extend_from_slice(d.agent.tx_pending(c));
+                let n = d.agent.tx_pending(c).len();
+                d.agent.tx_consume(c, n, d.now);
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(init.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let exec = post_api(&format!(
+        r#"{{"action":"exec","command":"version","sessionId":"{}"}}"#,
+        v["sessionId"].as_str().unwrap()
+    ));
+    let n = d.count(1000, |d| d.feed(c, &exec));
+    assert_eq!(
+        n,
+        2 * 1000,
+        "allocations for 1000 `exec version` in a session"
+    );
+}
+
+#[test]
+fn stats_allocates_nothing() {
+    let mut d = Driver::new();
+    let c = d.agent.accept(Listener::Rpc, None, d.now).unwrap();
+    let mut hs = rpc_header("handshake", 1);
+    hs.extend_from_slice(&[0x81, 0xa7, b'V', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
+    d.feed(c, &hs);
+    let stats = rpc_header("stats", 2);
+    assert_eq!(d.count(1000, |d| d.feed(c, &stats)), 0, "RPC `stats`");
+
+    // `exec stats` in a one-time session: as `exec version`, its two items and the
+    // session's job list; no per-counter strings.
+    let h = d.agent.accept(Listener::Http, None, d.now).unwrap();
+    let exec = post_api(r#"{"action":"exec","command":"stats"}"#);
+    let n = d.count(1000, |d| d.feed(h, &exec));
+    assert_eq!(n, 3 * 1000, "allocations for 1000 `exec stats`");
+}

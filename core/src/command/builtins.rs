@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::Builtin;
+use crate::cluster::Pool;
 use crate::json::Obj;
 use crate::session::items::{self, Item};
 use crate::session::key_str;
@@ -51,7 +52,7 @@ impl Agent {
         let jid = u64::from(id);
         let result: Result<Option<Item>, (i32, String)> = match b {
             Builtin::Help => self.help_item(jid, args.first().map(String::as_str)),
-            Builtin::Version => Ok(Some(items::build(|o| {
+            Builtin::Version => Ok(Some(items::build_in(&mut self.scratch, |o| {
                 o.u64("jobId", jid);
                 o.str("type", "version");
                 o.str("version", VERSION);
@@ -60,11 +61,17 @@ impl Agent {
             Builtin::Echo => Ok(Some(items::message(id, &args.join(" ")))),
             Builtin::Jobs => Ok(self.jobs_item(id)),
             Builtin::Kill => self.kill(id, &args[0], now),
-            Builtin::Stats => Ok(Some(items::build(|o| {
-                o.u64("jobId", jid);
-                o.obj("stats", |s| self.write_stats(s));
-                o.str("type", "stats");
-            }))),
+            Builtin::Stats => {
+                // The shared buffer, taken out while the counters are read.
+                let mut buf = core::mem::take(&mut self.scratch);
+                let item = items::build_in(&mut buf, |o| {
+                    o.u64("jobId", jid);
+                    o.obj("stats", |s| self.write_stats(s));
+                    o.str("type", "stats");
+                });
+                self.scratch = buf;
+                Ok(Some(item))
+            }
             Builtin::Members => Ok(Some(items::build(|o| {
                 o.u64("jobId", jid);
                 o.arr("members", |a| {
@@ -194,78 +201,178 @@ impl Agent {
 
     /// `stats` as a map of maps of strings, the shape Consul's RPC `stats` uses.
     pub(crate) fn write_stats(&self, o: &mut Obj<'_>) {
-        for (section, entries) in self.stats_sections() {
+        self.for_each_stats_section(false, |section, entries| {
             o.dyn_obj(section, |m| {
-                for (k, v) in &entries {
-                    m.dyn_str(k, v);
+                let mut buf = [0; 20];
+                for (k, v) in entries {
+                    m.dyn_str(k, v.text(&mut buf));
                 }
             });
+        });
+    }
+
+    /// How many sections [`Agent::for_each_stats_section`] visits.
+    pub(crate) fn stats_section_count(&self, pools: bool) -> usize {
+        6 + if pools {
+            // event_handlers, serf, serf_lan, [serf_wan,] tags
+            4 + usize::from(self.cluster.has_pool(Pool::Wan))
+        } else {
+            0
         }
     }
 
-    /// The sections of `stats`, sorted by section and key.
-    pub(crate) fn stats_sections(&self) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    /// The sections of `stats`, sorted by section and key, each handed to `f` in turn;
+    /// with `pools`, the RPC's Serf sections (`event_handlers`, `serf`, `serf_lan`,
+    /// `serf_wan`, `tags`) are visited in their places. Numbers are formatted as they are
+    /// written (`stats` is polled every second by monitoring tools): only the tags and the
+    /// handlers' `event:name` keys allocate.
+    pub(crate) fn for_each_stats_section(
+        &self,
+        pools: bool,
+        mut f: impl FnMut(&'static str, &[(&str, Stat<'_>)]),
+    ) {
+        use Stat::{Num, Str};
         let s = &self.stats;
-        let n = |v: u64| format!("{v}");
-        let mut agent = Vec::from([
-            ("bytes_discarded", n(s.bytes_discarded)),
-            ("connections_accepted", n(s.connections_accepted)),
-            ("connections_closed", n(s.connections_closed)),
-            ("connections_refused", n(s.connections_refused)),
-            ("connections_stalled", n(s.stall_closes)),
-            ("jobs", n(self.jobs.len() as u64)),
-            ("jobs_started", n(s.jobs_started)),
-            ("name", self.cfg.node_name.clone()),
-            ("reloads", n(s.reloads)),
-            ("sessions", n(self.sessions.len() as u64)),
-            ("sessions_created", n(s.sessions_created)),
-        ]);
-        agent.sort_unstable_by_key(|&(k, _)| k);
-        let mut http = Vec::from([
-            ("api_failed", n(s.api_failed)),
-            ("api_interrupted", n(s.api_interrupted)),
-            ("api_refused", n(s.api_refused)),
-            ("api_succeeded", n(s.api_succeeded)),
-            ("bytes_in", n(s.bytes_in)),
-            ("bytes_out", n(s.bytes_out)),
-            ("consumers_expired", n(s.consumers_expired)),
-            ("errors", n(s.http_errors)),
-            ("requests", n(s.http_requests)),
-            ("sessions_evicted", n(s.sessions_evicted)),
-            ("sessions_expired", n(s.sessions_expired)),
-        ]);
-        http.sort_unstable_by_key(|&(k, _)| k);
-        let build = Vec::from([("version", String::from(VERSION))]);
-        // Stream records dropped for slow readers are counted here (never buffered).
-        let rpc = Vec::from([
-            ("decode_errors", n(s.rpc_decode_errors)),
-            ("records_dropped", n(s.rpc_records_dropped)),
-            ("replies", n(s.rpc_replies)),
-            ("requests", n(s.rpc_requests)),
-        ]);
+        let len = |n: usize| Num(n as u64);
+        f(
+            "agent",
+            &[
+                ("bytes_discarded", Num(s.bytes_discarded)),
+                ("connections_accepted", Num(s.connections_accepted)),
+                ("connections_closed", Num(s.connections_closed)),
+                ("connections_refused", Num(s.connections_refused)),
+                ("connections_stalled", Num(s.stall_closes)),
+                ("jobs", len(self.jobs.len())),
+                ("jobs_started", Num(s.jobs_started)),
+                ("name", Str(&self.cfg.node_name)),
+                ("reloads", Num(s.reloads)),
+                ("sessions", len(self.sessions.len())),
+                ("sessions_created", Num(s.sessions_created)),
+            ],
+        );
+        f("build", &[("version", Str(VERSION))]);
+        if pools {
+            let handlers = self.handler_stats_keys();
+            let entries: Vec<(&str, Stat<'_>)> =
+                handlers.iter().map(|(k, v)| (k.as_str(), Str(v))).collect();
+            f("event_handlers", &entries);
+        }
         // The gossip layer's own counters (both pools): what arrived, what was refused.
         let g = self.cluster.stats();
-        let gossip = Vec::from([
-            ("bad_datagrams", n(g.bad_datagrams)),
-            ("datagrams_dropped", n(g.datagrams_dropped)),
-            ("datagrams_in", n(g.datagrams_in)),
-            ("datagrams_out", n(g.datagrams_out)),
-            ("decrypt_failures", n(g.decrypt_failures)),
-            ("events_dropped", n(g.events_dropped)),
-            ("members_refused", n(g.members_refused)),
-            ("stranger_claims", n(g.stranger_claims)),
-        ]);
-        let runtime = Vec::from([
-            ("pid", n(self.cfg.host.pid.into())),
-            ("runtime", self.cfg.host.runtime.clone()),
-        ]);
-        Vec::from([
-            ("agent", agent),
-            ("build", build),
-            ("gossip", gossip),
-            ("http", http),
-            ("rpc", rpc),
-            ("runtime", runtime),
-        ])
+        f(
+            "gossip",
+            &[
+                ("bad_datagrams", Num(g.bad_datagrams)),
+                ("datagrams_dropped", Num(g.datagrams_dropped)),
+                ("datagrams_in", Num(g.datagrams_in)),
+                ("datagrams_out", Num(g.datagrams_out)),
+                ("decrypt_failures", Num(g.decrypt_failures)),
+                ("events_dropped", Num(g.events_dropped)),
+                ("members_refused", Num(g.members_refused)),
+                ("stranger_claims", Num(g.stranger_claims)),
+            ],
+        );
+        f(
+            "http",
+            &[
+                ("api_failed", Num(s.api_failed)),
+                ("api_interrupted", Num(s.api_interrupted)),
+                ("api_refused", Num(s.api_refused)),
+                ("api_succeeded", Num(s.api_succeeded)),
+                ("bytes_in", Num(s.bytes_in)),
+                ("bytes_out", Num(s.bytes_out)),
+                ("consumers_expired", Num(s.consumers_expired)),
+                ("errors", Num(s.http_errors)),
+                ("requests", Num(s.http_requests)),
+                ("sessions_evicted", Num(s.sessions_evicted)),
+                ("sessions_expired", Num(s.sessions_expired)),
+            ],
+        );
+        // Stream records dropped for slow readers are counted here (never buffered).
+        f(
+            "rpc",
+            &[
+                ("decode_errors", Num(s.rpc_decode_errors)),
+                ("records_dropped", Num(s.rpc_records_dropped)),
+                ("replies", Num(s.rpc_replies)),
+                ("requests", Num(s.rpc_requests)),
+            ],
+        );
+        f(
+            "runtime",
+            &[
+                ("pid", Num(self.cfg.host.pid.into())),
+                ("runtime", Str(&self.cfg.host.runtime)),
+            ],
+        );
+        if pools {
+            f("serf", &self.serf_stats());
+            f("serf_lan", &self.pool_stats(Pool::Lan));
+            if self.cluster.has_pool(Pool::Wan) {
+                f("serf_wan", &self.pool_stats(Pool::Wan));
+            }
+            // This node's tags (the cluster builds them on each call: a few small strings).
+            let tags = self.cluster.tags();
+            let entries: Vec<(&str, Stat<'_>)> =
+                tags.iter().map(|(k, v)| (k.as_str(), Str(v))).collect();
+            f("tags", &entries);
+        }
+    }
+}
+
+/// A value of `stats`: Consul's RPC sends every value as a string.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stat<'a> {
+    Num(u64),
+    Str(&'a str),
+}
+
+impl Stat<'_> {
+    /// The value as text; a number is formatted into `buf`.
+    pub(crate) fn text<'b>(&'b self, buf: &'b mut [u8; 20]) -> &'b str {
+        match *self {
+            Stat::Str(s) => s,
+            Stat::Num(mut v) => {
+                let mut i = buf.len();
+                loop {
+                    i -= 1;
+                    buf[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                core::str::from_utf8(&buf[i..]).unwrap_or_default()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn stats_sections_and_keys_are_sorted_and_counted() {
+        let agent = Agent::new(Config::default(), 1, Instant::from_millis(1));
+        for pools in [false, true] {
+            let mut names = alloc::vec::Vec::new();
+            agent.for_each_stats_section(pools, |name, entries| {
+                names.push(name);
+                assert!(entries.is_sorted_by_key(|&(k, _)| k), "{name}");
+            });
+            assert!(names.is_sorted(), "{names:?}");
+            assert_eq!(names.len(), agent.stats_section_count(pools));
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut buf = [0; 20];
+        assert_eq!(Stat::Num(0).text(&mut buf), "0");
+        assert_eq!(Stat::Num(907).text(&mut buf), "907");
+        assert_eq!(Stat::Num(u64::MAX).text(&mut buf), "18446744073709551615");
+        assert_eq!(Stat::Str("x").text(&mut buf), "x");
     }
 }

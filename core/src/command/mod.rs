@@ -3,6 +3,7 @@
 //! embedding application and run through [`crate::Effect::StartJob`].
 
 mod builtins;
+pub(crate) use builtins::Stat;
 pub(crate) mod split;
 
 use alloc::string::String;

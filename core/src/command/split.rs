@@ -2,6 +2,7 @@
 //! words, single quotes are literal, double quotes allow `\"` and `\\`, a backslash outside
 //! quotes escapes the next character, and an unquoted trailing `&` asks for a background job.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -87,6 +88,49 @@ pub(crate) fn split(line: &str) -> Result<Line, SplitError> {
     Ok(Line { words, background })
 }
 
+/// A command line as its name and its arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Command<'a> {
+    /// `None` for a line with no words.
+    pub(crate) name: Option<Cow<'a, str>>,
+    pub(crate) args: Vec<String>,
+    pub(crate) background: bool,
+}
+
+/// [`split`] as name and arguments. A line without quotes or backslashes (the usual one)
+/// lends its name: `version` allocates nothing.
+pub(crate) fn split_command(line: &str) -> Result<Command<'_>, SplitError> {
+    if line.contains(['\'', '"', '\\']) {
+        let Line {
+            mut words,
+            background,
+        } = split(line)?;
+        let name = (!words.is_empty()).then(|| Cow::Owned(words.remove(0)));
+        return Ok(Command {
+            name,
+            args: words,
+            background,
+        });
+    }
+    // `split_whitespace` and `char::is_whitespace` agree (Unicode White_Space).
+    let mut words = line.split_whitespace();
+    let mut name = words.next();
+    let mut args: Vec<String> = words.map(String::from).collect();
+    // Only a last word that is exactly `&` asks for the background.
+    let background = match args.last() {
+        Some(last) => last == "&",
+        None => name == Some("&"),
+    };
+    if background && args.pop().is_none() {
+        name = None;
+    }
+    Ok(Command {
+        name: name.map(Cow::Borrowed),
+        args,
+        background,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +138,41 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         split(line).unwrap().words
+    }
+
+    #[test]
+    fn split_command_agrees_with_split() {
+        for line in [
+            "version",
+            "  version  ",
+            "echo a b",
+            "echo a &",
+            "echo a&",
+            "echo && ",
+            "&",
+            " & ",
+            "",
+            "   ",
+            "echo 'a b' &",
+            "echo \\& x",
+            "sleep 1\t&",
+            "a\u{2003}b",
+            "echo \"&\"",
+        ] {
+            let Line { words, background } = split(line).unwrap();
+            let c = split_command(line).unwrap();
+            let mut got: Vec<String> = c.name.iter().map(|n| String::from(&**n)).collect();
+            got.extend(c.args);
+            assert_eq!((got, c.background), (words, background), "{line:?}");
+        }
+        assert_eq!(
+            split_command("echo 'open").unwrap_err(),
+            SplitError::UnterminatedQuote
+        );
+        assert!(matches!(
+            split_command("version").unwrap().name,
+            Some(Cow::Borrowed("version"))
+        ));
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::session::{InputStatus, Session, SessionKey, items, key_of, key_str, u
 use crate::time::{Instant, Timer};
 use crate::{Agent, ConnId, Level};
 
+/// The largest results list and command-line buffer an answered `exec` leaves for the next.
+const SPARE_RESULTS: usize = 16;
+const SPARE_LINE: usize = 256;
+
 /// A `pull_results` answer carries at most this many items (Arthas: 20).
 pub(crate) const PULL_MAX_ITEMS: usize = 20;
 
@@ -653,7 +657,7 @@ impl Agent {
         let sink = Sink::Exec(ExecSink {
             conn,
             request_id: rid.map(String::from),
-            results: Vec::new(),
+            results: core::mem::take(&mut self.spare_results),
             dropped: 0,
             timeout_ms,
             timed_out: false,
@@ -783,6 +787,16 @@ impl Agent {
                 }
             }),
         );
+        // Its buffers serve the next `exec` (kept only when small).
+        if let Sink::Exec(mut e) = job.sink
+            && e.results.capacity() <= SPARE_RESULTS
+        {
+            e.results.clear();
+            self.spare_results = e.results;
+        }
+        if job.line.capacity() <= SPARE_LINE {
+            self.spare_line = job.line;
+        }
     }
 
     fn async_exec(

@@ -95,14 +95,26 @@ impl Agent {
 
     /// Appends to a connection's output, announcing it when the buffer was empty.
     pub(crate) fn tx_write(&mut self, conn: ConnId, f: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(c) = self.conns.get_mut(conn) {
-            let was_empty = c.tx_len() == 0;
-            f(&mut c.tx);
-            if was_empty && c.tx_len() > 0 {
-                c.tx_since = None;
-                self.out.push_back(Output::Transmit(conn));
-                self.rearm.push(conn);
-            }
+        self.tx_write_with(conn, |_, tx| f(tx));
+    }
+
+    /// [`Agent::tx_write`] for a writer that reads the agent (the buffer is taken out of
+    /// the connection meanwhile; `Vec::new` does not allocate).
+    pub(crate) fn tx_write_with(&mut self, conn: ConnId, f: impl FnOnce(&Agent, &mut Vec<u8>)) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let was_empty = c.tx_len() == 0;
+        let mut tx = core::mem::take(&mut c.tx);
+        f(self, &mut tx);
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.tx = tx;
+        if was_empty && c.tx_len() > 0 {
+            c.tx_since = None;
+            self.out.push_back(Output::Transmit(conn));
+            self.rearm.push(conn);
         }
     }
 

@@ -149,23 +149,22 @@ impl Agent {
             Cmd::Stop => self.rpc_stop(conn, seq, &mut r),
             Cmd::Stream => self.rpc_stream(conn, seq, &mut r),
             Cmd::Stats => {
-                let sections = self.rpc_stats_sections();
-                self.rpc_reply(
-                    conn,
-                    seq,
-                    "",
-                    Some(&|tx: &mut Vec<u8>| {
-                        wire::map(tx, sections.len());
-                        for (name, entries) in &sections {
-                            wire::str(tx, name);
-                            wire::map(tx, entries.len());
-                            for (k, v) in entries {
-                                wire::str(tx, k);
-                                wire::str(tx, v);
-                            }
+                // Written straight from the counters: nothing allocated. `replies` is
+                // counted after, as for every reply (the answer reports the ones before it).
+                self.tx_write_with(conn, |a, tx| {
+                    wire::header(tx, seq, "");
+                    wire::map(tx, a.stats_section_count(true));
+                    let mut buf = [0; 20];
+                    a.for_each_stats_section(true, |name, entries| {
+                        wire::str(tx, name);
+                        wire::map(tx, entries.len());
+                        for (k, v) in entries {
+                            wire::str(tx, k);
+                            wire::str(tx, v.text(&mut buf));
                         }
-                    }),
-                );
+                    });
+                });
+                self.stats.rpc_replies += 1;
                 Ok(true)
             }
             Cmd::Reload => {
@@ -345,24 +344,6 @@ impl Agent {
         };
         self.rpc_reply(conn, seq, error, None);
         Ok(true)
-    }
-
-    /// `stats` for the RPC: the agent's sections plus the gossip pools'.
-    fn rpc_stats_sections(&self) -> Vec<(&'static str, Vec<(String, String)>)> {
-        let mut out: Vec<(&'static str, Vec<(String, String)>)> = self
-            .stats_sections()
-            .into_iter()
-            .map(|(name, entries)| {
-                let entries = entries
-                    .into_iter()
-                    .map(|(k, v)| (String::from(k), v))
-                    .collect();
-                (name, entries)
-            })
-            .collect();
-        out.extend(self.pool_stats());
-        out.sort_by_key(|&(name, _)| name);
-        out
     }
 
     fn rpc_members_filtered(&mut self, conn: ConnId, seq: u64, r: &mut Reader<'_>) -> R<bool> {

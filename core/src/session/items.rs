@@ -53,9 +53,14 @@ impl StatusItems {
 /// Serializes one item with the writer's alphabetical-key discipline.
 pub(crate) fn build(f: impl FnOnce(&mut Obj<'_>)) -> Item {
     // Most items fit; growing from empty would cost several reallocations per item.
-    let mut out = Vec::with_capacity(128);
-    object(&mut out, f);
-    Arc::from(out)
+    build_in(&mut Vec::with_capacity(128), f)
+}
+
+/// [`build`] through a reused buffer (cleared first): the item is its one allocation.
+pub(crate) fn build_in(buf: &mut Vec<u8>, f: impl FnOnce(&mut Obj<'_>)) -> Item {
+    buf.clear();
+    object(buf, f);
+    Arc::from(&buf[..])
 }
 
 pub(crate) fn message(job: u32, text: &str) -> Item {
@@ -94,8 +99,14 @@ pub(crate) fn command(job: u32, command: &str, failure: Option<&str>) -> Item {
 
 /// A job's last item. `interrupted` is tandem's extension: Arthas reports an interrupted
 /// job with code 0 and nothing else (spec §9.3).
-pub(crate) fn status(job: u32, code: i32, message: Option<&str>, interrupted: bool) -> Item {
-    build(|o| {
+pub(crate) fn status(
+    buf: &mut Vec<u8>,
+    job: u32,
+    code: i32,
+    message: Option<&str>,
+    interrupted: bool,
+) -> Item {
+    build_in(buf, |o| {
         if interrupted {
             o.bool("interrupted", true);
         }

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use super::items::{self, InputStatus, Item};
 use super::{SessionKey, key_str};
-use crate::command::split::{SplitError, split};
+use crate::command::split::{Command, SplitError, split_command};
 use crate::command::{Builtin, Resolved};
 use crate::log::{Level, LogRecord};
 use crate::time::Instant;
@@ -60,6 +60,8 @@ pub(crate) struct Job {
     pub(crate) id: u32,
     pub(crate) session: SessionKey,
     pub(crate) line: String,
+    /// The arguments after the command's name; for a host job, every word (the command
+    /// first), as `Effect::StartJob` takes them.
     pub(crate) words: Vec<String>,
     pub(crate) background: bool,
     pub(crate) run: Run,
@@ -92,13 +94,17 @@ impl Agent {
                 limits.max_command
             ));
         }
-        let parsed = split(line).map_err(|SplitError::UnterminatedQuote| {
+        let Command {
+            name,
+            args,
+            background,
+        } = split_command(line).map_err(|SplitError::UnterminatedQuote| {
             String::from("unterminated quote in command line")
         })?;
-        let Some(name) = parsed.words.first() else {
+        let Some(name) = name else {
             return Err(String::from("'command' is required"));
         };
-        let run = match self.registry.resolve(name) {
+        let run = match self.registry.resolve(&name) {
             Some(Resolved::Builtin(Builtin::Monitor)) => Run::Monitor(Level::Info),
             Some(Resolved::Builtin(Builtin::Events)) => {
                 Run::Events(crate::rpc::commands::Filter(Vec::new()))
@@ -129,14 +135,26 @@ impl Agent {
         self.stats.jobs_started += 1;
         // Counted until the job ends (`end_job`), whether or not the host has let go of it.
         self.host_jobs += usize::from(host);
+        let words = if host {
+            let mut words = Vec::with_capacity(args.len() + 1);
+            words.push(name.into_owned());
+            words.extend(args);
+            words
+        } else {
+            args
+        };
+        // The buffer of the last `exec` answered, reused.
+        let mut job_line = core::mem::take(&mut self.spare_line);
+        job_line.clear();
+        job_line.push_str(line);
         self.jobs.insert(
             id,
             Job {
                 id,
                 session: key,
-                line: String::from(line),
-                words: parsed.words,
-                background: parsed.background,
+                line: job_line,
+                words,
+                background,
                 run,
                 sink,
                 ended: false,
@@ -153,10 +171,10 @@ impl Agent {
         };
         let mut words = core::mem::take(&mut job.words);
         match job.run {
-            Run::Builtin(b) => self.run_builtin(id, b, words.get(1..).unwrap_or(&[]), now),
-            Run::Monitor(_) => self.start_monitor(id, words.get(1..).unwrap_or(&[]), now),
-            Run::Events(_) => self.start_events(id, words.get(1..).unwrap_or(&[]), now),
-            Run::Join => self.start_join_job(id, words.get(1..).unwrap_or(&[]), now),
+            Run::Builtin(b) => self.run_builtin(id, b, &words, now),
+            Run::Monitor(_) => self.start_monitor(id, &words, now),
+            Run::Events(_) => self.start_events(id, &words, now),
+            Run::Join => self.start_join_job(id, &words, now),
             Run::Host => {
                 let command = if words.is_empty() {
                     String::new()
@@ -271,7 +289,7 @@ impl Agent {
                 e.results.push(gap);
             }
         }
-        let status = items::status(id, code, message, interrupted);
+        let status = items::status(&mut self.scratch, id, code, message, interrupted);
         let history = self.cfg.limits.history;
         match self.jobs.get_mut(&id) {
             // The status always goes in, whatever the cap: it is the end marker.
