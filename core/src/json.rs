@@ -41,9 +41,12 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(v, &mut [0; 20]).as_bytes());
+}
+
+/// `v` in decimal, formatted into `buf` (no allocation).
+pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
-    let mut v = v;
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
@@ -52,7 +55,7 @@ pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    core::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {

@@ -96,13 +96,19 @@ fn rpc_header(cmd: &str, seq: u64) -> Vec<u8> {
     v
 }
 
-#[test]
-fn header_only_rpc_replies_allocate_nothing() {
-    let mut d = Driver::new();
+/// An RPC connection past its handshake.
+fn rpc_conn(d: &mut Driver) -> ConnId {
     let c = d.agent.accept(Listener::Rpc, None, d.now).unwrap();
     let mut hs = rpc_header("handshake", 1);
     hs.extend_from_slice(&[0x81, 0xa7, b'V', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
     d.feed(c, &hs);
+    c
+}
+
+#[test]
+fn header_only_rpc_replies_allocate_nothing() {
+    let mut d = Driver::new();
+    let c = rpc_conn(&mut d);
     let mut stop = rpc_header("stop", 2);
     stop.extend_from_slice(&[0x81, 0xa4, b'S', b't', b'o', b'p', 0x05]);
     let n = d.count(1000, |d| d.feed(c, &stop));
@@ -248,10 +254,7 @@ fn exec_version_allocates_its_two_items_and_little_else() {
 #[test]
 fn stats_allocates_nothing() {
     let mut d = Driver::new();
-    let c = d.agent.accept(Listener::Rpc, None, d.now).unwrap();
-    let mut hs = rpc_header("handshake", 1);
-    hs.extend_from_slice(&[0x81, 0xa7, b'V', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
-    d.feed(c, &hs);
+    let c = rpc_conn(&mut d);
     let stats = rpc_header("stats", 2);
     assert_eq!(d.count(1000, |d| d.feed(c, &stats)), 0, "RPC `stats`");
 

@@ -332,18 +332,7 @@ impl Stat<'_> {
     pub(crate) fn text<'b>(&'b self, buf: &'b mut [u8; 20]) -> &'b str {
         match *self {
             Stat::Str(s) => s,
-            Stat::Num(mut v) => {
-                let mut i = buf.len();
-                loop {
-                    i -= 1;
-                    buf[i] = b'0' + (v % 10) as u8;
-                    v /= 10;
-                    if v == 0 {
-                        break;
-                    }
-                }
-                core::str::from_utf8(&buf[i..]).unwrap_or_default()
-            }
+            Stat::Num(v) => crate::json::decimal(v, buf),
         }
     }
 }
