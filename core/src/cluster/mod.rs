@@ -352,20 +352,28 @@ impl Cluster {
 
     /// This node's tags as members see them.
     pub fn tags(&self) -> BTreeMap<String, String> {
+        self.tags_ref()
+            .into_iter()
+            .map(|(k, v)| (String::from(k), String::from(v)))
+            .collect()
+    }
+
+    /// [`Cluster::tags`], borrowed: no string is copied.
+    pub fn tags_ref(&self) -> BTreeMap<&str, &str> {
         let mut tags = BTreeMap::new();
         let role = if self.cfg.server { "consul" } else { "node" };
-        tags.insert(String::from("role"), String::from(role));
-        tags.insert(String::from("dc"), self.cfg.datacenter.clone());
-        tags.insert(String::from("build"), self.cfg.build.clone());
-        tags.insert(String::from("vsn"), self.cfg.vsn.clone());
+        tags.insert("role", role);
+        tags.insert("dc", self.cfg.datacenter.as_str());
+        tags.insert("build", self.cfg.build.as_str());
+        tags.insert("vsn", self.cfg.vsn.as_str());
         for (k, v) in &self.cfg.tags {
-            tags.insert(k.clone(), v.clone());
+            tags.insert(k, v);
         }
         for k in &self.deleted_tags {
-            tags.remove(k);
+            tags.remove(k.as_str());
         }
         for (k, v) in &self.runtime_tags {
-            tags.insert(k.clone(), v.clone());
+            tags.insert(k, v);
         }
         tags
     }

@@ -224,8 +224,8 @@ impl Agent {
     /// The sections of `stats`, sorted by section and key, each handed to `f` in turn;
     /// with `pools`, the RPC's Serf sections (`event_handlers`, `serf`, `serf_lan`,
     /// `serf_wan`, `tags`) are visited in their places. Numbers are formatted as they are
-    /// written (`stats` is polled every second by monitoring tools): only the tags and the
-    /// handlers' `event:name` keys allocate.
+    /// written (`stats` is polled every second by monitoring tools): only the `tags` section
+    /// (a borrowed map and its list) and the handlers' `event:name` keys allocate.
     pub(crate) fn for_each_stats_section(
         &self,
         pools: bool,
@@ -311,10 +311,11 @@ impl Agent {
             if self.cluster.has_pool(Pool::Wan) {
                 f("serf_wan", &self.pool_stats(Pool::Wan));
             }
-            // This node's tags (the cluster builds them on each call: a few small strings).
-            let tags = self.cluster.tags();
+            // This node's tags, borrowed (the map and this list are the RPC's only
+            // allocations without handlers).
+            let tags = self.cluster.tags_ref();
             let entries: Vec<(&str, Stat<'_>)> =
-                tags.iter().map(|(k, v)| (k.as_str(), Str(v))).collect();
+                tags.into_iter().map(|(k, v)| (k, Str(v))).collect();
             f("tags", &entries);
         }
     }
