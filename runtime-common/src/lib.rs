@@ -8,10 +8,11 @@
 //! flags, usage text and the configuration they describe, and the dispatch above it
 //! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); running event handler
 //! scripts ([`handler`]); writing the state files ([`persist`]); what SIGINT and SIGTERM
-//! do ([`signals`]); and binding the TCP listeners with a full-size backlog ([`listen`]).
+//! do ([`signals`]); binding the TCP listeners with a full-size backlog ([`listen`]); and the kernel's
+//! port-unreachable reports on the gossip sockets ([`unreachable`]).
 
 // `unsafe` appears in four one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
-// `procfs`, `kill` in `handler`, `listen` in `listen`), each with its SAFETY note.
+// `procfs`, `kill` in `handler`, `listen` in `listen`; `setsockopt`/`recvmsg` in `unreachable`), each with its SAFETY note.
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,3 +28,4 @@ pub mod persist;
 pub mod procfs;
 pub mod resolve;
 pub mod signals;
+pub mod unreachable;

@@ -26,6 +26,7 @@ use async_io::{Async, Timer};
 use futures_lite::future;
 use tandem_core::{Config, Level, Pool, ResolveId};
 use tandem_runtime::resolve::{is_harmless_recv_error, spawn_lookup};
+use tandem_runtime::unreachable;
 
 use crate::agent::{Bell, Runtime};
 
@@ -49,7 +50,11 @@ impl GossipSockets {
     pub(crate) fn bind(config: &mut Config) -> Result<GossipSockets, String> {
         let bind = |pool: Pool, addr: SocketAddr| {
             Async::<UdpSocket>::bind(addr)
-                .and_then(|s| Ok((s.get_ref().local_addr()?, s)))
+                .and_then(|s| {
+                    // Best effort: without it a refused join waits for its timeout.
+                    let _ = unreachable::enable(s.get_ref());
+                    Ok((s.get_ref().local_addr()?, s))
+                })
                 .map_err(|e| {
                     format!(
                         "agent: cannot listen for gossip {} on {addr}: {e}",
@@ -195,8 +200,9 @@ impl Runtime {
                         future::yield_now().await;
                     }
                 }
-                Err(e) if is_harmless_recv_error(&e) => {}
+                Err(e) if is_harmless_recv_error(&e) => self.report_unreachable(pool, &socket),
                 Err(e) => {
+                    self.report_unreachable(pool, &socket);
                     self.log(
                         Level::Warn,
                         &format!("gossip: {} receive failed: {e}", pool.as_str()),
@@ -204,6 +210,16 @@ impl Runtime {
                     Timer::after(RECV_BACKOFF).await;
                 }
             }
+        }
+    }
+
+    /// Drains the socket's queued ICMP errors (a receive failed, so some may be queued) and
+    /// tells the agent which destinations refused.
+    fn report_unreachable(self: &Rc<Self>, pool: Pool, socket: &Async<UdpSocket>) {
+        let mut refused = Vec::new();
+        unreachable::drain(socket.get_ref(), &mut refused);
+        for addr in refused {
+            self.input(|agent, now| agent.handle_unreachable(pool, addr, now));
         }
     }
 

@@ -25,6 +25,7 @@ fn main() {
     tandem_tests::tools::run_trials(runtime_tests! {
         three_agents_join_detect_a_kill_force_leave_it_and_see_a_graceful_leave;
         join_at_start_with_the_flag_by_address_and_by_host_name;
+        a_join_to_a_closed_port_says_connection_refused;
         a_wan_join_needs_a_server_and_two_servers_join_over_the_wan;
         serf_members_lists_a_three_node_tandem_cluster;
         agents_sharing_a_key_join_and_one_without_it_cannot;
@@ -208,6 +209,28 @@ fn join_at_start_with_the_flag_by_address_and_by_host_name(rt: Runtime) {
     a4.wait_log("agent: error joining: 1 error occurred:");
     a4.wait_log("* Failed to join no-such-host.invalid: ");
     assert_eq!(statuses(&a4, false).len(), 1);
+}
+
+/// The kernel answers a datagram to a closed port with ICMP port unreachable; the runtime
+/// hears it (`IP_RECVERR`) and the join fails with Serf's `connection refused`, not with the
+/// `no response` the join timeout would give.
+fn a_join_to_a_closed_port_says_connection_refused(rt: Runtime) {
+    let a = start(rt, "r1", &[]);
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let out = join(&a, port, false);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains(&format!(
+            "Failed to join 127.0.0.1:{port}: connection refused"
+        )),
+        "{out:#?}"
+    );
+    // The agent is unharmed: a live address joins right after.
+    let b = start(rt, "r2", &[]);
+    assert!(join(&a, b.lan_port(), false).ok().contains("1 nodes"));
 }
 
 fn a_wan_join_needs_a_server_and_two_servers_join_over_the_wan(rt: Runtime) {

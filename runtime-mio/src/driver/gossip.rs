@@ -23,6 +23,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use tandem_core::{Level, Pool, ResolveId};
 use tandem_runtime::resolve::{Lookups, is_harmless_recv_error, spawn_lookup};
+use tandem_runtime::unreachable;
 
 use super::{LAN_GOSSIP, MioAgent, WAN_GOSSIP};
 
@@ -49,6 +50,8 @@ impl GossipSlot {
     /// Takes a bound socket (made non-blocking here) for `pool`.
     pub(super) fn new(pool: Pool, socket: std::net::UdpSocket) -> io::Result<GossipSlot> {
         socket.set_nonblocking(true)?;
+        // Best effort: without it a refused join waits for its timeout.
+        let _ = unreachable::enable(&socket);
         let addr = socket.local_addr()?;
         Ok(GossipSlot {
             pool,
@@ -105,10 +108,14 @@ impl MioAgent {
                     slot.ready = false;
                     return;
                 }
-                Err(e) if is_harmless_recv_error(&e) => continue,
+                Err(e) if is_harmless_recv_error(&e) => {
+                    self.report_unreachable(pool);
+                    continue;
+                }
                 Err(e) => {
                     // The next datagram to arrive makes a new edge.
                     slot.ready = false;
+                    self.report_unreachable(pool);
                     let text = format!("gossip: {} receive failed: {e}", pool.as_str());
                     self.log(Level::Warn, &text);
                     return;
@@ -126,6 +133,21 @@ impl MioAgent {
                 }
                 return;
             }
+        }
+    }
+
+    /// Drains `pool`'s queued ICMP errors (a receive failed, so some may be queued) and
+    /// tells the agent which destinations refused.
+    fn report_unreachable(&mut self, pool: Pool) {
+        let Some(slot) = self.gossip.iter().find(|s| s.pool == pool) else {
+            return;
+        };
+        let mut refused = Vec::new();
+        unreachable::drain(&slot.socket, &mut refused);
+        for addr in refused {
+            let now = self.clock.now();
+            self.agent.handle_unreachable(pool, addr, now);
+            self.settle();
         }
     }
 
