@@ -9,7 +9,7 @@
 //! ([`cli`]); [`keygen`]; the gossip name lookups ([`resolve`]); running event handler
 //! scripts ([`handler`]); writing the state files ([`persist`]); what SIGINT and SIGTERM
 //! do ([`signals`]); binding the TCP listeners with a full-size backlog ([`listen`]); and the kernel's
-//! port-unreachable reports on the gossip sockets ([`unreachable`]).
+//! port-unreachable reports on the gossip sockets ([`mod@unreachable`]).
 
 // `unsafe` appears in four one-line FFI calls (`localtime_r` in `clock`, `sysconf` in
 // `procfs`, `kill` in `handler`, `listen` in `listen`; `setsockopt`/`recvmsg` in `unreachable`), each with its SAFETY note.
