@@ -11,3 +11,14 @@ pub mod tools;
 
 pub use http::Response;
 pub use sim::Sim;
+
+/// An agent-RPC request header (`{Command, Seq}`), as msgpack.
+pub fn rpc_header(cmd: &str, seq: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = rmp::encode::write_map_len(&mut v, 2);
+    let _ = rmp::encode::write_str(&mut v, "Command");
+    let _ = rmp::encode::write_str(&mut v, cmd);
+    let _ = rmp::encode::write_str(&mut v, "Seq");
+    let _ = rmp::encode::write_uint(&mut v, seq);
+    v
+}

@@ -16,6 +16,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use tandem_tests::rpc_header as header;
+
 /// Bytes of one msgpack value at the start of `b`, or `None` if it is not all there.
 fn value_len(b: &[u8]) -> Option<usize> {
     let m = *b.first()?;
@@ -57,16 +59,6 @@ fn value_len(b: &[u8]) -> Option<usize> {
         0xc1 => return None,
     };
     (b.len() >= head + body).then_some(head + body)
-}
-
-fn header(cmd: &str, seq: u64) -> Vec<u8> {
-    let mut v = Vec::new();
-    rmp::encode::write_map_len(&mut v, 2).unwrap();
-    rmp::encode::write_str(&mut v, "Command").unwrap();
-    rmp::encode::write_str(&mut v, cmd).unwrap();
-    rmp::encode::write_str(&mut v, "Seq").unwrap();
-    rmp::encode::write_uint(&mut v, seq).unwrap();
-    v
 }
 
 fn handshake() -> Vec<u8> {
