@@ -8,13 +8,21 @@
 //! `ECONNREFUSED`. [`enable`] sets the option on a gossip socket; [`drain`] pops the queue
 //! and returns the destinations the kernel reported refused, for the runtime to hand to
 //! `Agent::handle_unreachable`. The queue must be drained whenever a receive fails, or the
-//! socket stays in error and a readiness loop would spin.
+//! socket stays in error and a readiness loop would spin; and a send that fails with
+//! `ECONNREFUSED` was refused for an earlier datagram, so it is sent again
+//! ([`SEND_REFUSALS`]).
 //!
 //! Elsewhere both are no-ops and joins fall back to the join timeout.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+
+/// A send that fails with `ECONNREFUSED` was not made: the socket reported an earlier
+/// datagram's queued error instead (Linux checks the socket's error before sending). The
+/// runtime drains the queue and sends the same datagram again, at most this many times in
+/// one round of sends, so a flood of ICMP errors cannot hold the sender in a loop.
+pub const SEND_REFUSALS: u32 = 16;
 
 /// How many queued errors one [`drain`] pops at most (the rest wait for the next call).
 const DRAIN_MAX: usize = 64;
@@ -183,6 +191,32 @@ mod tests {
         socket.set_nonblocking(true).unwrap();
         let err = socket.recv_from(&mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_send_after_a_refusal_is_not_made_and_goes_out_when_sent_again() {
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = closed.local_addr().unwrap();
+        drop(closed);
+        let live = UdpSocket::bind("127.0.0.1:0").unwrap();
+        live.set_nonblocking(true).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable(&socket).unwrap();
+        socket.send_to(b"ping", dest).unwrap();
+        let to = live.local_addr().unwrap();
+        let err = socket.send_to(b"x", to).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let mut out = Vec::new();
+        drain(&socket, &mut out);
+        assert_eq!(out, vec![dest]);
+        socket.send_to(b"x", to).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(live.recv_from(&mut buf).unwrap().0, 1);
+        // The refused send was not made: exactly one datagram arrived.
+        assert_eq!(
+            live.recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use async_io::{Async, Timer};
 use futures_lite::future;
 use tandem_core::{Config, Level, Pool, ResolveId};
 use tandem_runtime::resolve::{is_harmless_recv_error, spawn_lookup};
-use tandem_runtime::unreachable;
+use tandem_runtime::unreachable::{self, SEND_REFUSALS};
 
 use crate::agent::{Bell, Runtime};
 
@@ -111,6 +111,8 @@ impl Sender {
 enum Sent {
     Done,
     WouldBlock,
+    /// Not sent: the socket reported an earlier datagram's refusal instead.
+    Refused(Pool),
     Failed(Pool, SocketAddr, io::Error),
 }
 
@@ -122,6 +124,7 @@ impl Runtime {
             return;
         }
         let mut failures = Vec::new();
+        let mut refusals = 0;
         loop {
             let sent = {
                 let mut agent = self.agent.borrow_mut();
@@ -133,11 +136,19 @@ impl Runtime {
                         Ok(_) => Sent::Done,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::WouldBlock,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        // An earlier datagram's port-unreachable (IP_RECVERR) surfaces on
+                        // this send, which was not made: hear it, then send this one again.
+                        Err(e)
+                            if e.kind() == io::ErrorKind::ConnectionRefused
+                                && refusals < SEND_REFUSALS =>
+                        {
+                            Sent::Refused(pool)
+                        }
                         Err(e) => Sent::Failed(pool, to, e),
                     },
                     None => Sent::Failed(pool, to, io::Error::other("no socket for this pool")),
                 };
-                if !matches!(sent, Sent::WouldBlock) {
+                if !matches!(sent, Sent::WouldBlock | Sent::Refused(_)) {
                     agent.pop_datagram();
                 }
                 sent
@@ -148,6 +159,12 @@ impl Runtime {
                     self.sender.blocked.set(true);
                     self.sender.bell.ring();
                     break;
+                }
+                Sent::Refused(pool) => {
+                    refusals += 1;
+                    if let Some(socket) = self.gossip.socket(pool) {
+                        self.report_unreachable(pool, &Rc::clone(socket));
+                    }
                 }
                 Sent::Failed(pool, to, e) => {
                     self.sender.dropped.set(self.sender.dropped.get() + 1);

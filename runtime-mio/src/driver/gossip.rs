@@ -23,7 +23,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Token};
 use tandem_core::{Level, Pool, ResolveId};
 use tandem_runtime::resolve::{Lookups, is_harmless_recv_error, spawn_lookup};
-use tandem_runtime::unreachable;
+use tandem_runtime::unreachable::{self, SEND_REFUSALS};
 
 use super::{LAN_GOSSIP, MioAgent, WAN_GOSSIP};
 
@@ -175,6 +175,7 @@ impl MioAgent {
         if self.gossip_blocked {
             return;
         }
+        let mut refusals = 0;
         loop {
             let Some((pool, to, bytes)) = self.agent.peek_datagram() else {
                 return;
@@ -190,6 +191,14 @@ impl MioAgent {
             };
             match sent {
                 Ok(()) => self.agent.pop_datagram(),
+                // An earlier datagram's port-unreachable (IP_RECVERR) surfaces on this send,
+                // which was not made: hear it, then send this one again.
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionRefused && refusals < SEND_REFUSALS =>
+                {
+                    refusals += 1;
+                    self.report_unreachable(pool);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.gossip_blocked = true;
                     self.set_gossip_writable(pool, true);
