@@ -209,7 +209,7 @@ impl Agent {
         let n = |v: usize| Stat::Num(v as u64);
         let counts = c.status_counts(Pool::Lan);
         [
-            ("coordinate_resets", Stat::Num(0)),
+            ("coordinate_resets", Stat::Num(c.coordinate_resets())),
             (
                 "encrypted",
                 Stat::Str(if c.encrypted() { "true" } else { "false" }),

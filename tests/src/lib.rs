@@ -1,6 +1,7 @@
 //! tandem's test support: an in-memory driver for `tandem-core` with a virtual clock, and
 //! an HTTP response reader shared by the in-memory and end-to-end tests.
 
+pub mod coord_sim;
 pub mod driver;
 pub mod http;
 pub mod netsim;

@@ -222,6 +222,9 @@ pub struct Net<N: SimNode> {
     pub record_events: bool,
     /// What the network did.
     pub stats: NetStats,
+    /// One-way latency per (sender, receiver) index pair, and up to how much jitter is
+    /// added to it: replaces `NetConfig::latency` when set ([`Net::set_pair_latency`]).
+    pair_latency: Option<(Vec<Vec<Duration>>, Duration)>,
 }
 
 impl<N: SimNode> Net<N> {
@@ -239,7 +242,15 @@ impl<N: SimNode> Net<N> {
             trace: Fnv::default(),
             record_events: true,
             stats: NetStats::default(),
+            pair_latency: None,
         }
+    }
+
+    /// From now on a datagram from node `i` to node `j` takes `one_way[i][j]` plus a
+    /// uniform jitter in `[0, jitter]` (a known latency matrix, for network coordinates);
+    /// pairs outside the matrix keep `NetConfig::latency`.
+    pub fn set_pair_latency(&mut self, one_way: Vec<Vec<Duration>>, jitter: Duration) {
+        self.pair_latency = Some((one_way, jitter));
     }
 
     /// Adds a node reachable at `lan` (and `wan`); returns its index.
@@ -509,7 +520,14 @@ impl<N: SimNode> Net<N> {
             1
         };
         for _ in 0..copies {
-            let mut delay = self.rng.between(self.cfg.latency.0, self.cfg.latency.1);
+            let pair = self
+                .pair_latency
+                .as_ref()
+                .and_then(|(m, jitter)| Some((*m.get(from)?.get(dst)?, *jitter)));
+            let mut delay = match pair {
+                Some((base, jitter)) => base + self.rng.between(Duration::ZERO, jitter),
+                None => self.rng.between(self.cfg.latency.0, self.cfg.latency.1),
+            };
             if self.rng.chance(self.cfg.reorder) {
                 delay += self.rng.between(Duration::ZERO, self.cfg.reorder_delay);
             }

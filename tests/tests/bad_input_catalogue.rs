@@ -1563,6 +1563,132 @@ fn encrypted_gossip_catalogue_on_memory() {
     );
 }
 
+/// Hostile COORD frames (network coordinates, `cluster/rtt.rs`): a ping or ack whose
+/// coordinate is NaN, infinite or out of range, of another version or dimension count,
+/// truncated or with trailing bytes. Each is rejected and counted in `coordinates_rejected`
+/// and nothing else; nothing goes back to the sender; the agent's coordinate is unchanged.
+fn coordinate_rows() -> Vec<Datagram> {
+    // kind, version 1, nonce 7, 8 dimensions, then 8 + 3 float64s (a plausible coordinate).
+    let frame = |kind: u8, version: u8, dims: u8, floats: &[f64]| {
+        let mut b = vec![kind, version, 0, 0, 0, 7, dims];
+        for f in floats {
+            b.extend_from_slice(&f.to_be_bytes());
+        }
+        b
+    };
+    let mut good = vec![0.001; 8];
+    good.extend([0.5, 0.0, 0.0001]);
+    let with = |i: usize, v: f64| {
+        let mut f = good.clone();
+        f[i] = v;
+        f
+    };
+    let d = |name, bytes| Datagram {
+        name,
+        pool: Pool::Lan,
+        bytes,
+    };
+    let whole = frame(0x06, 1, 8, &good);
+    vec![
+        d("coord_ping_vec_nan", frame(0x06, 1, 8, &with(0, f64::NAN))),
+        d("coord_ack_vec_nan", frame(0x07, 1, 8, &with(3, f64::NAN))),
+        d(
+            "coord_ping_vec_inf",
+            frame(0x06, 1, 8, &with(7, f64::INFINITY)),
+        ),
+        d(
+            "coord_ping_error_neg_inf",
+            frame(0x06, 1, 8, &with(8, f64::NEG_INFINITY)),
+        ),
+        d(
+            "coord_ping_adjustment_nan",
+            frame(0x06, 1, 8, &with(9, f64::NAN)),
+        ),
+        d(
+            "coord_ping_height_inf",
+            frame(0x06, 1, 8, &with(10, f64::INFINITY)),
+        ),
+        d("coord_ping_vec_1e300", frame(0x06, 1, 8, &with(1, 1e300))),
+        d(
+            "coord_ack_vec_minus_1e300",
+            frame(0x07, 1, 8, &with(2, -1e300)),
+        ),
+        d(
+            "coord_ping_negative_height",
+            frame(0x06, 1, 8, &with(10, -0.001)),
+        ),
+        d(
+            "coord_ping_error_over_max",
+            frame(0x06, 1, 8, &with(8, 2.0)),
+        ),
+        d("coord_ping_version_2", frame(0x06, 2, 8, &good)),
+        d("coord_ping_3_dimensions", frame(0x06, 1, 3, &good[..6])),
+        d("coord_ping_255_dimensions", frame(0x06, 1, 255, &good)),
+        d("coord_ping_0_dimensions", frame(0x06, 1, 0, &good[8..])),
+        d("coord_ping_truncated", whole[..whole.len() - 1].to_vec()),
+        d(
+            "coord_ping_trailing_byte",
+            [whole.clone(), vec![0]].concat(),
+        ),
+        d("coord_ack_kind_only", vec![0x07]),
+    ]
+}
+
+#[test]
+fn coordinate_catalogue_on_memory() {
+    let mut m = Memory::start(base_config());
+    let from: SocketAddr = "10.9.9.9:7946".parse().unwrap();
+    let coord = m.sim.agent.cluster().coordinate();
+    let mut failed = Vec::new();
+    for row in coordinate_rows() {
+        let s0 = m.sim.agent.cluster().stats();
+        let sent = m.sim.datagrams.len();
+        let now = m.sim.now;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            m.sim.agent.handle_datagram(row.pool, from, &row.bytes, now);
+            m.sim.drain();
+            m.sim.advance(Duration::from_millis(500));
+        }));
+        let s1 = m.sim.agent.cluster().stats();
+        let counted = (
+            s1.coordinates_rejected - s0.coordinates_rejected,
+            s1.bad_datagrams - s0.bad_datagrams,
+            s1.decrypt_failures - s0.decrypt_failures,
+        );
+        let replies = m.sim.datagrams[sent..]
+            .iter()
+            .filter(|(_, to, _)| *to == from)
+            .count();
+        let now_coord = m.sim.agent.cluster().coordinate();
+        if result.is_err() || counted != (1, 0, 0) || replies != 0 || now_coord != coord {
+            failed.push(format!(
+                "{}: panicked {}, counted (rejected, bad, decrypt) {counted:?}, replies {replies}, coordinate {now_coord:?}",
+                row.name,
+                result.is_err()
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    // The control: the same ping, well formed, is answered with an ack.
+    let mut good = vec![0.001f64; 8];
+    good.extend([0.5, 0.0, 0.0001]);
+    let mut ping = vec![0x06, 1, 0, 0, 0, 7, 8];
+    for f in &good {
+        ping.extend_from_slice(&f.to_be_bytes());
+    }
+    let sent = m.sim.datagrams.len();
+    let now = m.sim.now;
+    m.sim.agent.handle_datagram(Pool::Lan, from, &ping, now);
+    m.sim.drain();
+    let acks: Vec<&Vec<u8>> = m.sim.datagrams[sent..]
+        .iter()
+        .filter(|(_, to, _)| *to == from)
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(&acks[0][..7], &[0x07, 1, 0, 0, 0, 7, 8]);
+}
+
 #[test]
 fn the_catalogue_has_sixty_rows_or_more() {
     let n = http_rows().len()

@@ -98,6 +98,7 @@ conformance! {
     rpc_eof_answers_whole_requests_then_closes_without_a_partial_reply;
     rpc_members_lists_one_alive_member_named_by_the_config;
     rpc_stats_is_sections_of_string_leaves;
+    rpc_get_coordinate_answers_serfs_shape_for_self_and_unknown_nodes;
     rpc_monitor_streams_records_until_stopped;
     rpc_event_reaches_a_stream_on_another_connection;
     rpc_query_is_acked_answered_on_a_stream_and_done_at_its_timeout;
@@ -1036,6 +1037,38 @@ fn rpc_members_lists_one_alive_member_named_by_the_config(d: &mut dyn Driver) {
     let mut want = reply(1, "");
     want.extend(enc(&map(&[("Members", V::A(vec![map(&fields)]))])));
     assert_bytes(&got, &want);
+}
+
+/// `get-coordinate` (spec §3): this node's own coordinate is known from the start (a fresh
+/// one: the origin, error 1.5, height 10 µs, as Serf's `NewCoordinate`); an unknown node is
+/// `Ok: false` with a zeroed `Coord` whose `Vec` is nil. Exact bytes, float64s as `cb`.
+fn rpc_get_coordinate_answers_serfs_shape_for_self_and_unknown_nodes(d: &mut dyn Driver) {
+    let mut c = handshaken(d);
+    let coord = |vec: V, error: f64, height: f64| {
+        map(&[
+            ("Adjustment", V::F(0.0)),
+            ("Error", V::F(error)),
+            ("Height", V::F(height)),
+            ("Vec", vec),
+        ])
+    };
+    let request =
+        |seq: u64, node: &str| req_with("get-coordinate", seq, &map(&[("Node", node.into())]));
+    let own = map(&[
+        ("Coord", coord(V::A(vec![V::F(0.0); 8]), 1.5, 10.0e-6)),
+        ("Ok", true.into()),
+    ]);
+    let got = call(d, &mut c, &request(2, "conformance-node"), 2);
+    assert_bytes(&got, &reply_with(2, "", &own));
+    let unknown = map(&[("Coord", coord(V::Nil, 0.0, 0.0)), ("Ok", false.into())]);
+    let got = call(d, &mut c, &request(3, "nobody"), 2);
+    assert_bytes(&got, &reply_with(3, "", &unknown));
+    // Serf's `serf rtt` sends exactly this; an empty body is an unknown (empty) name.
+    let got = call(d, &mut c, &req_with("get-coordinate", 4, &map(&[])), 2);
+    assert_bytes(&got, &reply_with(4, "", &unknown));
+    // The connection stays usable.
+    let got = call(d, &mut c, &request(5, "conformance-node"), 2);
+    assert_bytes(&got, &reply_with(5, "", &own));
 }
 
 fn rpc_stats_is_sections_of_string_leaves(d: &mut dyn Driver) {

@@ -260,6 +260,9 @@ pub struct ClusterConfig {
     /// The gossip keys (empty: plaintext). Unlike the rest, a new keyring takes effect on
     /// a running cluster ([`super::Cluster::set_keyring`]).
     pub keyring: Keyring,
+    /// Measure round trips to members and keep network coordinates (`get-coordinate`,
+    /// `rtt`); off is Serf's `DisableCoordinates`: no COORD pings are sent or answered.
+    pub coordinates: bool,
 }
 
 impl Default for ClusterConfig {
@@ -288,6 +291,7 @@ impl Default for ClusterConfig {
             query_response_size_limit: 1024,
             limits: ClusterLimits::default(),
             keyring: Keyring::default(),
+            coordinates: true,
         }
     }
 }

@@ -48,6 +48,7 @@
 
 mod codec;
 mod config;
+mod coordinate;
 mod event;
 mod exchange;
 mod gossip;
@@ -58,6 +59,7 @@ mod member;
 mod outbox;
 mod pool;
 mod query;
+mod rtt;
 mod timer;
 mod wire;
 
@@ -73,12 +75,14 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt as _, SeedableRng as _};
 
 pub use config::{ClusterConfig, ClusterLimits, PoolTiming};
+pub use coordinate::{Coordinate, DIMENSIONS, MAX_RTT, UpdateError, Vivaldi, VivaldiConfig};
 pub use event::{ClusterError, ClusterEvent, JoinError, JoinOutcome, MemberEvent, UserEvent};
 pub use keyring::{ENCRYPTION_OVERHEAD, ENCRYPTION_VERSION, GossipKey, KeyError, Keyring};
 pub use member::{DELEGATE, MemberStatus, MemberView, PROTOCOL};
 pub use query::{
     INTERNAL_PREFIX, PING, PendingQuery, QueryError, QueryEvent, QueryId, QueryParams,
 };
+pub use rtt::{COORD_FRAME_LEN, COORD_VERSION};
 pub use wire::{NAME_LIMIT, TAGS_LIMIT, USER_EVENT_LIMIT};
 
 use gossip::{Inbound, fresher};
@@ -159,6 +163,11 @@ pub struct ClusterStats {
     /// Times a member was not shown because a live member at another address holds its
     /// name (a second node started with an existing node's name).
     pub name_conflicts: u64,
+    /// COORD frames rejected: malformed, another version or dimension count, an invalid
+    /// or implausible coordinate, or a sample Vivaldi refused (`rtt.rs`).
+    pub coordinates_rejected: u64,
+    /// Round trips that updated this node's network coordinate.
+    pub coordinate_samples: u64,
 }
 
 /// How many members of a pool have each status (the `serf_lan` stats).
@@ -257,6 +266,8 @@ pub struct Cluster {
     /// This node joined a cluster where a live member already holds its name.
     name_conflict: Option<NameConflict>,
     queries: query::Queries,
+    /// Network coordinates (LAN).
+    coords: rtt::Coords,
 }
 
 impl Cluster {
@@ -308,12 +319,16 @@ impl Cluster {
             last_now: now,
             name_conflict: None,
             queries: query::Queries::default(),
+            coords: rtt::Coords::new(Xoshiro256PlusPlus::seed_from_u64(0)),
             cfg: config,
         };
         cluster.out.crypt = Crypt::new(
             &cluster.cfg.keyring,
             Xoshiro256PlusPlus::from_rng(&mut parent),
         );
+        // Derived after the others, which stay what they were before coordinates existed.
+        cluster.coords = rtt::Coords::new(Xoshiro256PlusPlus::from_rng(&mut parent));
+        cluster.schedule_coord_ping(now);
         for pool in cluster.pools() {
             if let Some(p) = cluster.pool_mut(pool) {
                 p.version = first_version;
@@ -447,6 +462,8 @@ impl Cluster {
         ClusterStats {
             datagrams_out: self.out.sent,
             datagrams_dropped: self.out.dropped,
+            coordinates_rejected: self.coords.rejected,
+            coordinate_samples: self.coords.samples,
             ..self.stats
         }
     }
@@ -497,6 +514,9 @@ impl Cluster {
         }
         let mut scratch = core::mem::take(&mut self.open_scratch);
         match self.out.crypt.open(data, &mut scratch) {
+            Ok(plain) if pool == Pool::Lan && rtt::is_coord(plain) => {
+                self.on_coord(from, plain, now);
+            }
             Ok(plain) => match Frame::decode(plain) {
                 Ok(Frame::Foca {
                     meta_version,
@@ -556,6 +576,7 @@ impl Cluster {
                 Task::LeaveDue(pool, addr) => self.leave_due_tick(pool, addr, now),
                 Task::QueryDone(ltime) => self.query_done(ltime),
                 Task::QueryExpire(handle) => self.query_expire(handle, now),
+                Task::CoordPing => self.coord_ping_tick(now),
                 Task::Release(pool, addr) => {
                     let held = self.pool_mut(pool).and_then(|p| p.records.get_mut(&addr));
                     if let Some(rec) = held.filter(|r| r.hold) {
@@ -1294,6 +1315,7 @@ impl Cluster {
             }
         }
         let mut reaped = Vec::new();
+        let gone = due.clone();
         for addr in due {
             let Some(rec) = p.records.remove(&addr) else {
                 continue;
@@ -1305,6 +1327,11 @@ impl Cluster {
                 .with(|g| (g.metas.remove(&addr), g.leaves.remove(&addr)));
             if let (Some(meta), Some(_), false) = (meta, rec.shown, rec.pruned) {
                 reaped.push(MemberView::new(&meta, rec.status(leave.as_ref(), state)));
+            }
+        }
+        if pool == Pool::Lan {
+            for addr in gone {
+                self.forget_coordinate(addr);
             }
         }
         for view in reaped {

@@ -43,6 +43,8 @@ pub(crate) enum Task {
     QueryDone(u64),
     /// A received query can no longer be responded to (its local handle).
     QueryExpire(u64),
+    /// Ping a member for a round trip and its network coordinate (`rtt.rs`).
+    CoordPing,
 }
 
 impl Rank for Task {
@@ -70,6 +72,7 @@ impl Rank for Task {
             Task::Release(..) => 15,
             Task::QueryDone(_) => 16,
             Task::QueryExpire(_) => 17,
+            Task::CoordPing => 18,
         }
     }
 }

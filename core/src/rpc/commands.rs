@@ -190,6 +190,7 @@ impl Agent {
             Cmd::Event => self.rpc_event(conn, seq, &mut r, now),
             Cmd::Query => self.rpc_query(conn, seq, &mut r, now),
             Cmd::Respond => self.rpc_respond(conn, seq, &mut r, now),
+            Cmd::GetCoordinate => self.rpc_get_coordinate(conn, seq, &mut r),
         };
         result.unwrap_or(false)
     }

@@ -9,6 +9,7 @@
 //! connection's output is over `Limits::max_tx`.
 
 pub(crate) mod commands;
+pub(crate) mod coordinate;
 pub(crate) mod msgpack;
 pub(crate) mod wire;
 
@@ -41,6 +42,7 @@ pub(crate) enum Cmd {
     Event,
     Query,
     Respond,
+    GetCoordinate,
 }
 
 impl Cmd {
@@ -64,6 +66,7 @@ impl Cmd {
             "event" => Cmd::Event,
             "query" => Cmd::Query,
             "respond" => Cmd::Respond,
+            "get-coordinate" => Cmd::GetCoordinate,
             _ => return None,
         })
     }

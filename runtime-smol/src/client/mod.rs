@@ -14,6 +14,7 @@ mod http;
 mod interrupt;
 mod query;
 mod rpc;
+mod rtt;
 
 use crate::cli::{
     DEFAULT_RPC_ADDR, FlagError, FlagSpec, eprintln_safe, help_hint, parse_flags, print_out, usage,
@@ -74,6 +75,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     query::QUERY,
     query::REACHABILITY,
     commands::RELOAD,
+    rtt::RTT,
     commands::TAGS,
 ];
 
