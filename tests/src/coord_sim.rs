@@ -53,7 +53,6 @@ impl Topology {
     /// The round trip of every pair (symmetric, zero on the diagonal), in seconds.
     pub fn rtts(self, n: usize, seed: u64) -> Vec<Vec<f64>> {
         let mut rng = SimRng::new(seed ^ 0xc00d);
-        let mut m = vec![vec![0.0; n]; n];
         match self {
             Topology::Regions => {
                 // (x, y) in ms of round trip.
@@ -72,39 +71,23 @@ impl Topology {
                         ((cx + dx, cy + dy), height)
                     })
                     .collect();
-                for i in 0..n {
-                    for j in i + 1..n {
-                        let ((x1, y1), h1) = nodes[i];
-                        let ((x2, y2), h2) = nodes[j];
-                        let straight = ((x1 - x2).powi(2) + (y1 - y2).powi(2)).sqrt();
-                        let detour = 1.0 + rng.unit() * 0.25;
-                        let ms = straight * detour + h1 + h2;
-                        m[i][j] = ms / 1000.0;
-                        m[j][i] = ms / 1000.0;
-                    }
-                }
+                matrix(n, |i, j| {
+                    let ((x1, y1), h1) = nodes[i];
+                    let ((x2, y2), h2) = nodes[j];
+                    let straight = ((x1 - x2).powi(2) + (y1 - y2).powi(2)).sqrt();
+                    let detour = 1.0 + rng.unit() * 0.25;
+                    (straight * detour + h1 + h2) / 1000.0
+                })
             }
             Topology::Datacenter => {
                 let racks = n.div_ceil(10);
                 let link: Vec<f64> = (0..n).map(|_| 20.0 + rng.unit() * 40.0).collect();
-                let mut between = vec![vec![0.0; racks]; racks];
-                for a in 0..racks {
-                    for b in a + 1..racks {
-                        let us = 200.0 + rng.unit() * 200.0;
-                        between[a][b] = us;
-                        between[b][a] = us;
-                    }
-                }
-                for i in 0..n {
-                    for j in i + 1..n {
-                        let us = link[i] + link[j] + 50.0 + between[i / 10][j / 10];
-                        m[i][j] = us / 1e6;
-                        m[j][i] = us / 1e6;
-                    }
-                }
+                let between = matrix(racks, |_, _| 200.0 + rng.unit() * 200.0);
+                matrix(n, |i, j| {
+                    (link[i] + link[j] + 50.0 + between[i / 10][j / 10]) / 1e6
+                })
             }
         }
-        m
     }
 }
 
@@ -319,6 +302,8 @@ fn rand_core_shim(seed: u64) -> rand::rngs::Xoshiro256PlusPlus {
     rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
+/// A symmetric matrix with a zero diagonal: `f(i, j)` for each pair `i < j`, in order.
+#[allow(clippy::needless_range_loop)] // both m[i][j] and m[j][i] are written
 fn matrix(n: usize, mut f: impl FnMut(usize, usize) -> f64) -> Vec<Vec<f64>> {
     let mut m = vec![vec![0.0; n]; n];
     for i in 0..n {

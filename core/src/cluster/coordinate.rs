@@ -356,7 +356,7 @@ impl<K: Ord + Clone> Vivaldi<K> {
     fn update_gravity<R: rand::Rng + ?Sized>(&mut self, rng: &mut R) {
         let dist = self.origin.distance_to(&self.coord).as_secs_f64();
         let ratio = dist / self.cfg.gravity_rho;
-        let force = -1.0 * (ratio * ratio);
+        let force = -(ratio * ratio);
         self.coord = self.coord.apply_force(&self.cfg, force, &self.origin, rng);
     }
 }
@@ -699,12 +699,12 @@ mod tests {
         let mut r = Xoshiro256PlusPlus::seed_from_u64(7);
         let n = 25;
         let mut m = alloc::vec![alloc::vec![0u64; n]; n];
-        for i in 0..n {
-            for j in i + 1..n {
+        for (i, row) in m.iter_mut().enumerate() {
+            for cell in row.iter_mut().skip(i + 1) {
                 let (u1, u2) = (1.0 - r.random::<f64>(), r.random::<f64>());
                 let z =
                     libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(2.0 * core::f64::consts::PI * u2);
-                m[i][j] = ((z * 0.010 + 0.100) * 1e9) as u64;
+                *cell = ((z * 0.010 + 0.100) * 1e9) as u64;
             }
         }
         let (avg, max) = run(n, |i, j| Duration::from_nanos(m[i][j]));
