@@ -408,7 +408,14 @@ impl Driver for Process {
             .set_read_timeout(Some(within.max(Duration::from_millis(1))))
             .expect("read timeout");
         let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
+        let got = loop {
+            // EINTR after a stop and continue of the process (signal(7)): read again.
+            match stream.read(&mut chunk) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                r => break r,
+            }
+        };
+        match got {
             Ok(0) => Received::Eof,
             Ok(n) => Received::Bytes(chunk[..n].to_vec()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {

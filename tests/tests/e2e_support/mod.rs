@@ -228,7 +228,14 @@ impl Client {
     /// Reads more into the buffer; fails on the close, naming `what` was awaited.
     fn fill(&mut self, what: &str) {
         let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).expect("read");
+        // A read on a socket with a timeout can end in EINTR after the process was stopped
+        // and continued (signal(7)), with no handler installed: read again.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => break r.expect("read"),
+            }
+        };
         assert!(
             n > 0,
             "connection closed before a whole {what}: {:?}",
