@@ -768,7 +768,7 @@ fn exec_stats_on_a_fresh_agent_counts_exactly_its_own_request(d: &mut dyn Driver
             r#"{{"jobId":1,"stats":{{"#,
             r#""agent":{{"bytes_discarded":"0","connections_accepted":"1","connections_closed":"0","connections_refused":"0","connections_stalled":"0","jobs":"1","jobs_started":"1","name":"conformance-node","reloads":"0","sessions":"1","sessions_created":"1"}},"#,
             r#""build":{{"version":"{v}"}},"#,
-            r#""gossip":{{"bad_datagrams":"0","datagrams_dropped":"0","datagrams_in":"0","datagrams_out":"0","decrypt_failures":"0","events_dropped":"0","members_refused":"0","stranger_claims":"0"}},"#,
+            r#""gossip":{{"bad_datagrams":"0","coordinate_samples":"0","coordinates_rejected":"0","datagrams_dropped":"0","datagrams_in":"0","datagrams_out":"0","decrypt_failures":"0","events_dropped":"0","members_refused":"0","stranger_claims":"0"}},"#,
             r#""http":{{"api_failed":"0","api_interrupted":"0","api_refused":"0","api_succeeded":"0","bytes_in":"{n}","bytes_out":"0","consumers_expired":"0","errors":"0","requests":"1","sessions_evicted":"0","sessions_expired":"0"}},"#,
             r#""rpc":{{"decode_errors":"0","records_dropped":"0","replies":"0","requests":"0"}},"#,
             r#""runtime":{{"pid":"{pid}","runtime":"{runtime}"}}"#,

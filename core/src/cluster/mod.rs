@@ -1424,7 +1424,7 @@ mod tests {
             rng.fill_bytes(&mut buf[..len]);
             // Valid frame kinds half the time, so the decoders behind them are reached.
             if i % 2 == 0 && len > 0 {
-                buf[0] = (i % 3) as u8 + 1;
+                buf[0] = [1, 2, 3, 4, 5, 6, 7][(i / 2 % 7) as usize];
             }
             c.handle_datagram(
                 Pool::Lan,
@@ -1436,5 +1436,7 @@ mod tests {
         assert_eq!(c.members(Pool::Lan).len(), 1);
         assert_eq!(c.poll_event(), None);
         assert!(c.stats().bad_datagrams + c.stats().foca_errors > 0);
+        assert!(c.stats().coordinates_rejected > 0);
+        assert_eq!(c.coordinate(), Coordinate::new(&VivaldiConfig::default()));
     }
 }

@@ -263,6 +263,8 @@ impl Agent {
             "gossip",
             &[
                 ("bad_datagrams", Num(g.bad_datagrams)),
+                ("coordinate_samples", Num(g.coordinate_samples)),
+                ("coordinates_rejected", Num(g.coordinates_rejected)),
                 ("datagrams_dropped", Num(g.datagrams_dropped)),
                 ("datagrams_in", Num(g.datagrams_in)),
                 ("datagrams_out", Num(g.datagrams_out)),
