@@ -153,6 +153,8 @@ RPC_AFTER_HS = {
     "members_lan_wan": hdr("members-lan", 7) + hdr("members-wan", 8),
     "reload": hdr("reload", 9),
     "leave": hdr("leave", 1),
+    "get_coordinate": hdr("get-coordinate", 13) + body([("Node", mstr("tandem"))]) + hdr("get-coordinate", 14) + body([("Node", mstr("nosuch"))])
+                      + hdr("get-coordinate", 15) + b"\x80" + hdr("get-coordinate", 16) + b"\xc0" + hdr("get-coordinate", 17) + body([("Node", muint(1))]),
     "handshake_again": hdr("handshake", 1) + body([("Version", muint(1))]),
     "auth_bad_then_good": hdr("auth", 2) + body([("AuthKey", mstr("nope"))]) + hdr("join", 3) + body([("Existing", marr([])), ("Replay", b"\xc2")]) + hdr("auth", 4) + body([("AuthKey", mstr("s3cret"))]) + hdr("members", 5),
     "array_header": marr([mstr("members"), muint(3)]),

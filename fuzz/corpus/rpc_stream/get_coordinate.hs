@@ -1,0 +1,1 @@
+‚§Command®get-coordinate£Seq¤Node¦tandem‚§Command®get-coordinate£Seq¤Node¦nosuch‚§Command®get-coordinate£Seq€‚§Command®get-coordinate£SeqÀ‚§Command®get-coordinate£Seq¤Node
