@@ -199,3 +199,43 @@ fn with_coordinates_off_no_pings_are_sent_or_answered() {
         );
     }
 }
+
+#[test]
+fn a_member_that_never_answers_coord_pings_teaches_nothing_and_breaks_nothing() {
+    // Node 2 stands for a peer without COORD frames (an older tandem): it neither pings
+    // nor answers. Nodes 0 and 1 measure each other, never hold node 2's coordinate, and
+    // membership is as it would be.
+    let mut sim = cluster_net(3, NetConfig::default(), 9, |i, c| c.coordinates = i != 2);
+    join_all(&mut sim, 0);
+    sim.run_for(Duration::from_secs(30));
+    assert!(converged(&sim, Pool::Lan));
+    for i in 0..2 {
+        let c = sim.node(i);
+        assert!(
+            c.stats().coordinate_samples > 3,
+            "node {i}: {:?}",
+            c.stats()
+        );
+        assert!(c.coordinate_of(&node_name(1 - i)).is_some());
+        assert_eq!(c.coordinate_of(&node_name(2)), None);
+        assert_eq!(c.coordinates_held(), 1);
+    }
+}
+
+#[test]
+fn coordinates_are_measured_through_gossip_encryption() {
+    use tandem_core::cluster::{GossipKey, Keyring};
+    let ring = Keyring::new(GossipKey::new(&[0x5a; 32]).expect("key"), []);
+    let mut sim = cluster_net(3, NetConfig::default(), 11, |_, c| c.keyring = ring.clone());
+    join_all(&mut sim, 0);
+    sim.run_for(Duration::from_secs(20));
+    for i in 0..3 {
+        let s = sim.node(i).stats();
+        assert!(s.coordinate_samples > 3, "node {i}: {s:?}");
+        assert_eq!(
+            (s.coordinates_rejected, s.bad_datagrams, s.decrypt_failures),
+            (0, 0, 0)
+        );
+        assert_eq!(sim.node(i).coordinates_held(), 2);
+    }
+}
