@@ -131,6 +131,11 @@ for i, k in enumerate(["curl_init", "two_pipelined", "over_body", "long_header",
     put("http_stream", k + ".split_small", bytes([2 | ((i + 1) << 2)]) + HTTP[k])
     put("http_stream", k + ".reset", bytes([1 | ((i + 3) << 2)]) + HTTP[k])
 
+# The client stalls (bit 0): a head, or a body, that never completes meets its deadline (408).
+for k in ["half_head", "half_body", "expect_100", "curl_init"]:
+    put("http_stream", k + ".stall", b"\x01" + HTTP[k])
+put("http_stream", "half_body.stall_small", b"\x03" + HTTP["half_body"])
+
 # ---- RPC ----
 def body(pairs): return mmap([(mstr(k), v) for k, v in pairs])
 RPC_AFTER_HS = {
@@ -192,6 +197,13 @@ for i, k in enumerate(["members", "monitor_stop", "stream_event", "auth_bad_then
     put("rpc_stream", k + ".auth_small_split", bytes([2 | 4 | 8 | ((i + 1) << 4)]) + RPC_AFTER_HS[k])
     put("rpc_stream", k + ".reset_split", bytes([1 | 2 | ((i + 5) << 4)]) + RPC_AFTER_HS[k])
     put("rpc_stream", k + ".noauth", bytes([8]) + RPC_AFTER_HS[k])
+
+# The client stalls (bit 0): before the handshake, after it without the auth the agent
+# requires (its auth deadline), mid-header, and idle after a request.
+put("rpc_stream", "nothing.stall", b"\x01")
+put("rpc_stream", "handshake.stall_auth", bytes([1 | 8]) + HS)
+put("rpc_stream", "half_header.stall", b"\x01" + HS[:9])
+put("rpc_stream", "members.stall", bytes([1 | 2]) + RPC_AFTER_HS["members"])
 
 # ---- msgpack_len: single messages ----
 ML = {

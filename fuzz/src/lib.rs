@@ -521,7 +521,8 @@ pub fn reply_header(v: &rmpv::Value) -> Option<(String, u64)> {
 
 /// `http_stream`: byte 0 is control, the rest is one HTTP connection's bytes.
 ///
-/// Control bits: 0 — end with a reset instead of an EOF; 1 — small limits; 2..8 — the
+/// Control bits: 0 — go quiet until the deadlines fire (a stalled client: head and body
+/// timeouts answer 408), then reset, instead of an EOF; 1 — small limits; 2..8 — the
 /// chunking seed (0 delivers everything at once; otherwise chunks of 1–24 bytes, 1 ms apart).
 /// After the end, the pending timers fire (parked `pull_results` answer) and every
 /// connection is reset. The bytes received must parse as HTTP responses with JSON bodies.
@@ -538,21 +539,33 @@ pub fn http_stream(data: &[u8]) {
         .accept(Listener::Http)
         .expect("first connection is accepted");
     h.send_split(c, stream, ctl >> 2);
-    if ctl & 1 == 0 {
-        h.eof(c);
-        h.run_timers(6);
-    } else {
-        h.reset(c);
-    }
+    end(&mut h, c, ctl & 1 != 0);
     h.finish();
     check_http_responses(&h.received[&c]);
+}
+
+/// How a stream target's client ends: with an EOF (then the pending timers fire), or it goes
+/// quiet — the connection's deadlines fire (head, body, idle, RPC auth), as for a client that
+/// stalls — and then its socket is gone.
+fn end(h: &mut Harness, c: ConnId, quiet: bool) {
+    if quiet {
+        // 20 s in 5 s steps: past the default head, body and RPC handshake deadlines (10 s).
+        for _ in 0..4 {
+            h.advance(5_000);
+        }
+        h.reset(c);
+    } else {
+        h.eof(c);
+        h.run_timers(6);
+    }
 }
 
 // ----- rpc_stream ------------------------------------------------------------------------
 
 /// `rpc_stream`: byte 0 is control, the rest is one RPC connection's bytes.
 ///
-/// Control bits: 0 — end with a reset instead of an EOF; 1 — prefix the handshake (spec
+/// Control bits: 0 — go quiet until the deadlines fire, then reset, instead of an EOF; 1 —
+/// prefix the handshake (spec
 /// §5.1), and the `auth` when bit 3 is set; 2 — small limits; 3 — the agent requires
 /// `rpc_auth` (`s3cret`); 4..8 — the chunking seed. Everything received must decode as
 /// msgpack values.
@@ -578,12 +591,7 @@ pub fn rpc_stream(data: &[u8]) {
         }
     }
     h.send_split(c, stream, ctl >> 4);
-    if ctl & 1 == 0 {
-        h.eof(c);
-        h.run_timers(6);
-    } else {
-        h.reset(c);
-    }
+    end(&mut h, c, ctl & 1 != 0);
     h.finish();
     check_rpc_replies(&h.received[&c]);
 }
