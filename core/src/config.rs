@@ -334,6 +334,10 @@ pub struct Config {
     /// down (`false`, the default, as Serf). Serf's `leave_on_terminate`; the core reads it
     /// not.
     pub leave_on_terminate: bool,
+    /// With `-snapshot`: a `leave` in the snapshot is ignored, so a node that left
+    /// gracefully re-joins its previous cluster at the next start (Serf's
+    /// `rejoin_after_leave`, flag `-rejoin`). Read at start.
+    pub rejoin_after_leave: bool,
     /// The state files the runtime keeps (`-snapshot`, `-keyring-file`, `-tags-file`);
     /// the agent asks it to write them with `Effect::Persist`.
     #[serde(skip)]
@@ -361,6 +365,7 @@ impl Default for Config {
             event_handlers: Vec::new(),
             skip_leave_on_interrupt: false,
             leave_on_terminate: false,
+            rejoin_after_leave: false,
             state_files: crate::StateFiles::default(),
         }
     }

@@ -27,6 +27,7 @@
 //! | [`Agent::resolved`] | the answer to an [`Effect::Resolve`] |
 //! | [`Agent::join`] | the host joins a cluster (`-join` at start) |
 //! | [`Agent::retry_join`] | the host joins and retries until it is in (`-retry-join`); [`Effect::Shutdown`] follows if it gives up, and [`Agent::exit_status`] is then 1 |
+//! | [`Agent::restore_snapshot`] | at start, before any join: what the `-snapshot` file said (read with [`SnapshotReader`]); the agent re-joins its members and restores its clocks |
 //! | [`Agent::leave`] | the host leaves the cluster gracefully (SIGINT); [`Effect::Shutdown`] follows once the leave has spread |
 //! | [`Agent::reload_finished`] | the configuration re-read after [`Effect::Reload`] or SIGHUP, or why it could not be |
 //! | [`Agent::handler_finished`] | an event handler script ([`Effect::RunHandler`]) ended |
@@ -216,6 +217,7 @@ mod reload;
 mod rpc;
 mod secret;
 mod session;
+mod snapshot;
 mod stats;
 mod time;
 
@@ -234,6 +236,7 @@ pub use conn::{ConnId, Listener, Refused};
 pub use handlers::{EventScript, HandlerId, HandlerRun, HandlerStats, InvalidEventScript};
 pub use log::{Level, LogRecord};
 pub use persist::{FileWrite, StateFile, StateFiles};
+pub use snapshot::{SNAPSHOT_LINE_LIMIT, SNAPSHOT_MIN_COMPACT_SIZE, Snapshot, SnapshotReader};
 pub use stats::Stats;
 pub use time::Instant;
 
@@ -430,6 +433,8 @@ pub struct Agent {
     handler_stats: HandlerStats,
     /// Failed writes of state files.
     persist_failures: u64,
+    /// `-snapshot`: what the file holds.
+    snapshot: Option<snapshot::SnapshotState>,
 }
 
 impl Agent {
@@ -486,6 +491,10 @@ impl Agent {
             handlers: handlers::Handlers::default(),
             handler_stats: HandlerStats::default(),
             persist_failures: 0,
+            snapshot: config
+                .state_files
+                .snapshot
+                .then(|| snapshot::SnapshotState::new(config.rejoin_after_leave)),
             cfg: config,
         };
         let specs = agent.cfg.event_handlers.clone();
@@ -881,7 +890,7 @@ impl Agent {
     pub fn join(&mut self, addrs: &[&str], wan: bool, now: Instant) {
         let waiter = members::JoinWaiter::Log {
             failures: Vec::new(),
-            retry: false,
+            then: members::AfterJoin::Nothing,
         };
         self.start_join(addrs, wan, waiter, now);
         self.settle(now);

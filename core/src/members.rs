@@ -37,9 +37,26 @@ pub(crate) enum JoinWaiter {
     },
     /// An HTTP-API `join` job.
     Job { job: u32, failures: Vec<String> },
-    /// The embedding application (`-join` at start): the outcome is logged. `retry`: an
-    /// attempt of `-retry-join`, which a failure schedules again.
-    Log { failures: Vec<String>, retry: bool },
+    /// The embedding application (`-join` at start): the outcome is logged, then `then`.
+    Log {
+        failures: Vec<String>,
+        then: AfterJoin,
+    },
+}
+
+/// What follows a join the agent started itself.
+#[derive(Debug)]
+pub(crate) enum AfterJoin {
+    /// Nothing (`-join`).
+    Nothing,
+    /// An attempt of `-retry-join`, which a failure schedules again.
+    Retry,
+    /// A re-join through a node of the snapshot (`node` as Serf logs it); a failure tries
+    /// the next of `rest`.
+    Rejoin {
+        node: String,
+        rest: Vec<(String, SocketAddr)>,
+    },
 }
 
 /// A join waiting for host names to be resolved by the runtime.
@@ -298,6 +315,7 @@ impl Agent {
         while let Some(outcome) = self.cluster.poll_join() {
             self.join_finished(outcome, now);
         }
+        self.snapshot_clocks();
         if let Some(c) = self
             .cluster
             .name_conflict()
@@ -355,6 +373,7 @@ impl Agent {
                 );
                 self.log(Level::Info, &text, now);
                 if pool == Pool::Lan {
+                    self.snapshot_member_event(kind, &members);
                     let refs: Vec<&MemberView> = members.iter().collect();
                     let mut body = Vec::new();
                     wire::map(&mut body, 2);
@@ -585,8 +604,19 @@ impl Agent {
                     self.end_job(job, 1, Some(error.trim_end()), false, now);
                 }
             }
-            JoinWaiter::Log { retry: false, .. } => {}
-            JoinWaiter::Log { retry: true, .. } => self.retry_join_finished(joined, &error, now),
+            JoinWaiter::Log { then, .. } => match then {
+                AfterJoin::Nothing => {}
+                AfterJoin::Retry => self.retry_join_finished(joined, &error, now),
+                AfterJoin::Rejoin { node, rest } => {
+                    if error.is_empty() {
+                        let text =
+                            alloc::format!("serf: Re-joined to previously known node: {node}");
+                        self.log(Level::Info, &text, now);
+                    } else {
+                        self.rejoin_next(rest, now);
+                    }
+                }
+            },
         }
     }
 
@@ -611,7 +641,7 @@ impl Agent {
         let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         let waiter = JoinWaiter::Log {
             failures: Vec::new(),
-            retry: true,
+            then: AfterJoin::Retry,
         };
         self.start_join(&addrs, wan, waiter, now);
     }
@@ -690,6 +720,7 @@ impl Agent {
             return;
         }
         self.log(Level::Info, "agent: graceful leave requested", now);
+        self.snapshot_leave();
         self.cluster.leave(now);
         self.drain_cluster(now);
     }

@@ -76,6 +76,9 @@ impl Agent {
     pub fn persisted(&mut self, file: StateFile, result: Result<(), &str>, now: Instant) {
         if let Err(why) = result {
             self.persist_failures += 1;
+            if file == StateFile::Snapshot {
+                self.snapshot_write_failed();
+            }
             let text = alloc::format!("agent: failed to write the {}: {why}", file.as_str());
             self.log(Level::Err, &text, now);
         }

@@ -7,8 +7,10 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tandem_core::cluster::{GossipKey, Keyring};
-use tandem_core::{Config, DEFAULT_HTTP_USER, EventScript, HttpAuth, Level};
+use tandem_core::cluster::{ClusterLimits, GossipKey, Keyring};
+use tandem_core::{
+    Agent, Config, DEFAULT_HTTP_USER, EventScript, HttpAuth, Instant, Level, Snapshot,
+};
 
 use crate::flags::{FlagError, FlagSpec, parse_flags, parse_go_duration, usage};
 use crate::persist::StatePaths;
@@ -157,6 +159,20 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                they survive a restart.",
     },
     FlagSpec {
+        name: "snapshot",
+        value: Some("<path>"),
+        help: "Snapshot file (Serf's format): members seen alive and the Lamport clocks are \
+               appended as they change (compacted when it grows), and read at start: the \
+               node re-joins the members it lists and does not replay old user events and \
+               queries. After a graceful leave it does not re-join (see -rejoin).",
+    },
+    FlagSpec {
+        name: "rejoin",
+        value: None,
+        help: "With -snapshot: re-join the snapshot's members at start even after a \
+               graceful leave (Serf's rejoin_after_leave; overrides the config file's).",
+    },
+    FlagSpec {
         name: "event-handler",
         value: Some("<handler>"),
         help: "Script to run on events, as Serf: `script` (every event), \
@@ -258,6 +274,8 @@ pub struct AgentOptions {
     pub state: StatePaths,
     /// `-tag`, in order.
     pub tags: Vec<(String, String)>,
+    /// `-rejoin`: overrides the file's `rejoin_after_leave`.
+    pub rejoin: Option<bool>,
 }
 
 impl AgentOptions {
@@ -297,6 +315,7 @@ impl AgentOptions {
             leave_on_terminate: None,
             state: StatePaths::default(),
             tags: Vec::new(),
+            rejoin: None,
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -311,6 +330,7 @@ impl AgentOptions {
                 "leave-on-terminate" => {
                     opts.leave_on_terminate = Some(parse_bool(flag, value.as_deref())?);
                 }
+                "rejoin" => opts.rejoin = Some(parse_bool(flag, value.as_deref())?),
                 _ => {}
             }
             if matches!(
@@ -320,6 +340,7 @@ impl AgentOptions {
                     | "insecure"
                     | "skip-leave-on-interrupt"
                     | "leave-on-terminate"
+                    | "rejoin"
             ) {
                 continue;
             }
@@ -373,6 +394,7 @@ impl AgentOptions {
                     }
                 },
                 "tags-file" => opts.state.tags = Some(PathBuf::from(value)),
+                "snapshot" => opts.state.snapshot = Some(PathBuf::from(value)),
                 "event-handler" => {
                     if let Err(e) = EventScript::parse(&value) {
                         return Err(FlagError::Invalid {
@@ -464,6 +486,9 @@ impl AgentOptions {
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);
         }
+        if let Some(rejoin) = self.rejoin {
+            cfg.rejoin_after_leave = rejoin;
+        }
         cfg.state_files = self.state.files();
         if let Some(path) = &self.state.tags {
             // Serf: one source of tags when a tags file is used.
@@ -506,6 +531,37 @@ impl AgentOptions {
             None => format!("invalid configuration: {e}"),
         })?;
         Ok(cfg)
+    }
+
+    /// The snapshot file (`-snapshot`) as `Agent::restore_snapshot` takes it, read with
+    /// the configuration's `rejoin_after_leave` and member bound; `None` without one.
+    pub fn read_snapshot(&self, cfg: &Config) -> Result<Option<Snapshot>, String> {
+        let max_members = cfg.cluster.as_ref().map_or_else(
+            || ClusterLimits::default().max_members,
+            |c| c.limits.max_members,
+        );
+        self.state
+            .read_snapshot(cfg.rejoin_after_leave, max_members)
+    }
+
+    /// What the agent does once its listeners are up, the same in both runtimes: restore
+    /// the snapshot (whose members it re-joins), then `-join`, `-join-wan` and
+    /// `-retry-join` (the core joins, retries and logs the outcomes).
+    pub fn start(&self, agent: &mut Agent, snapshot: Option<Snapshot>, now: Instant) {
+        if let Some(snapshot) = snapshot {
+            agent.restore_snapshot(snapshot, now);
+        }
+        for (addrs, wan) in [(&self.join, false), (&self.join_wan, true)] {
+            if !addrs.is_empty() {
+                let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+                agent.join(&addrs, wan, now);
+            }
+        }
+        if !self.retry_join.is_empty() {
+            let addrs: Vec<&str> = self.retry_join.iter().map(String::as_str).collect();
+            let (interval, max) = (self.retry_interval, self.retry_max);
+            agent.retry_join(&addrs, false, interval, max, now);
+        }
     }
 
     /// The WARN lines announcing generated credentials (after [`AgentOptions::load_config`]

@@ -3,10 +3,10 @@
 //! keyring, a tags map) and happen on the event loop, in the order the agent emitted them.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use tandem_core::{FileWrite, StateFile, StateFiles};
+use tandem_core::{FileWrite, Snapshot, SnapshotReader, StateFile, StateFiles};
 
 /// Where the agent's state files are (`-snapshot`, `-keyring-file`, `-tags-file`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +35,38 @@ impl StatePaths {
             StateFile::Snapshot => self.snapshot.as_deref(),
             StateFile::Keyring => self.keyring.as_deref(),
             StateFile::Tags => self.tags.as_deref(),
+        }
+    }
+
+    /// Reads the snapshot (`-snapshot`) for `Agent::restore_snapshot`: `None` without
+    /// `-snapshot` or when the file does not exist yet. The file goes through the core's
+    /// reader in chunks, so a huge or hostile file costs bounded memory (unreadable lines
+    /// are skipped and counted there). An unreadable file is an error: Serf refuses to
+    /// start on it too.
+    pub fn read_snapshot(
+        &self,
+        rejoin_after_leave: bool,
+        max_members: usize,
+    ) -> Result<Option<Snapshot>, String> {
+        let Some(path) = &self.snapshot else {
+            return Ok(None);
+        };
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("Failed to open snapshot {}: {e}", path.display())),
+        };
+        let mut reader = SnapshotReader::new(rejoin_after_leave, max_members);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(Some(reader.finish())),
+                Ok(n) => reader.feed(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(format!("Failed to read snapshot {}: {e}", path.display()));
+                }
+            }
         }
     }
 

@@ -58,6 +58,13 @@ pub fn run(opts: AgentOptions) -> i32 {
             return 1;
         }
     };
+    let snapshot = match opts.read_snapshot(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            print_line(&format!("==> {e}"));
+            return 1;
+        }
+    };
     // The gossip sockets are bound first: the agent advertises what was bound.
     let mut rt = match MioAgent::with_gossip(config) {
         Ok(rt) => rt,
@@ -116,19 +123,8 @@ pub fn run(opts: AgentOptions) -> i32 {
         Level::Info,
         &format!("agent: HTTP API listening on {}", lp.http),
     );
-    // `-join` and `-join-wan`: the core joins and logs the outcome.
-    for (addrs, wan) in [(&opts.join, false), (&opts.join_wan, true)] {
-        if !addrs.is_empty() {
-            let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-            rt.input(|agent, now| agent.join(&addrs, wan, now));
-        }
-    }
-    // `-retry-join`: the core retries on its clock and logs every attempt.
-    if !opts.retry_join.is_empty() {
-        let addrs: Vec<&str> = opts.retry_join.iter().map(String::as_str).collect();
-        let (interval, max) = (opts.retry_interval, opts.retry_max);
-        rt.input(|agent, now| agent.retry_join(&addrs, false, interval, max, now));
-    }
+    // The snapshot's re-join, `-join`, `-join-wan` and `-retry-join`.
+    rt.input(|agent, now| opts.start(agent, snapshot, now));
     let code = serve(&mut rt, &mut lp, &opts);
     rt.close_all();
     if code == 0 {

@@ -120,6 +120,8 @@ pub(crate) struct Runtime {
     pub(crate) agent: RefCell<Agent>,
     clock: Clock,
     opts: AgentOptions,
+    /// The snapshot read at start, until the listeners are up and it is restored.
+    snapshot: Cell<Option<tandem_core::Snapshot>>,
     conns: RefCell<HashMap<ConnId, Rc<ConnEntry>>>,
     jobs: RefCell<HashMap<JobId, HostJob>>,
     /// Event handler scripts running.
@@ -172,6 +174,13 @@ pub fn run(opts: AgentOptions) -> i32 {
         print_line(&format!("==> Cannot read OS randomness: {e}"));
         return 1;
     }
+    let snapshot = match opts.read_snapshot(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            print_line(&format!("==> {e}"));
+            return 1;
+        }
+    };
     let mut agent = Agent::from_seed(config, seed, Instant::ZERO);
     if let Err(e) = host::register(&mut agent) {
         print_line(&format!("==> Cannot register host commands: {e:?}"));
@@ -182,6 +191,7 @@ pub fn run(opts: AgentOptions) -> i32 {
         agent: RefCell::new(agent),
         clock,
         opts,
+        snapshot: Cell::new(snapshot),
         conns: RefCell::new(HashMap::new()),
         jobs: RefCell::new(HashMap::new()),
         handlers: RefCell::new(HashMap::new()),
@@ -308,20 +318,10 @@ impl Runtime {
         self.agent.borrow().exit_status()
     }
 
-    /// `-join` and `-join-wan`: the core joins and logs the outcome.
+    /// The snapshot's re-join, `-join`, `-join-wan` and `-retry-join`.
     fn join_at_start(self: &Rc<Self>) {
-        for (addrs, wan) in [(&self.opts.join, false), (&self.opts.join_wan, true)] {
-            if !addrs.is_empty() {
-                let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-                self.input(|agent, now| agent.join(&addrs, wan, now));
-            }
-        }
-        let opts = &self.opts;
-        if !opts.retry_join.is_empty() {
-            let addrs: Vec<&str> = opts.retry_join.iter().map(String::as_str).collect();
-            let (interval, max) = (opts.retry_interval, opts.retry_max);
-            self.input(|agent, now| agent.retry_join(&addrs, false, interval, max, now));
-        }
+        let snapshot = self.snapshot.take();
+        self.input(|agent, now| self.opts.start(agent, snapshot, now));
     }
 
     fn bind(

@@ -452,6 +452,20 @@ impl Cluster {
         self.lan.gossip.with(|g| g.events.clock)
     }
 
+    /// Restores the user-event and query clocks a snapshot recorded (the latest LTimes this
+    /// node had seen before a restart): the clocks go past them, and events and queries up
+    /// to them are not delivered again (Serf's `eventMinTime`/`queryMinTime`).
+    pub fn restore_clocks(&mut self, event: u64, query: u64) {
+        self.lan.gossip.with(|g| {
+            let next = event.saturating_add(1);
+            g.events.clock = g.events.clock.max(next);
+            g.events.min_time = g.events.min_time.max(next);
+            let next = query.saturating_add(1);
+            g.queries.clock = g.queries.clock.max(next);
+            g.queries.min_time = g.queries.min_time.max(next);
+        });
+    }
+
     /// Whether gossip is encrypted (the keyring has a key): Serf's `encrypted` stat.
     pub fn encrypted(&self) -> bool {
         self.out.crypt.enabled()

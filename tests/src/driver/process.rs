@@ -454,6 +454,7 @@ pub fn config_file(config: &Config) -> Value {
         event_handlers,
         skip_leave_on_interrupt,
         leave_on_terminate,
+        rejoin_after_leave,
         state_files: _, // from flags
     } = config;
     assert!(
@@ -549,6 +550,7 @@ pub fn config_file(config: &Config) -> Value {
         "event_handlers": event_handlers,
         "skip_leave_on_interrupt": skip_leave_on_interrupt,
         "leave_on_terminate": leave_on_terminate,
+        "rejoin_after_leave": rejoin_after_leave,
     })
 }
 
