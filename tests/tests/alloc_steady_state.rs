@@ -86,15 +86,7 @@ impl Driver {
     }
 }
 
-fn rpc_header(cmd: &str, seq: u64) -> Vec<u8> {
-    let mut v = Vec::new();
-    rmp::encode::write_map_len(&mut v, 2).unwrap();
-    rmp::encode::write_str(&mut v, "Command").unwrap();
-    rmp::encode::write_str(&mut v, cmd).unwrap();
-    rmp::encode::write_str(&mut v, "Seq").unwrap();
-    rmp::encode::write_uint(&mut v, seq).unwrap();
-    v
-}
+use tandem_tests::rpc_header;
 
 /// An RPC connection past its handshake.
 fn rpc_conn(d: &mut Driver) -> ConnId {

@@ -13,12 +13,7 @@ use tandem_tests::netsim_agent::agent_net;
 const TICK: Duration = Duration::from_millis(100);
 
 fn rpc(cmd: &str, seq: u64, body: Option<&[(&str, Value)]>) -> Vec<u8> {
-    let mut v = Vec::new();
-    rmp::encode::write_map_len(&mut v, 2).unwrap();
-    rmp::encode::write_str(&mut v, "Command").unwrap();
-    rmp::encode::write_str(&mut v, cmd).unwrap();
-    rmp::encode::write_str(&mut v, "Seq").unwrap();
-    rmp::encode::write_uint(&mut v, seq).unwrap();
+    let mut v = tandem_tests::rpc_header(cmd, seq);
     if let Some(fields) = body {
         rmp::encode::write_map_len(&mut v, fields.len() as u32).unwrap();
         for (k, val) in fields {

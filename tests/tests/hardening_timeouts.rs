@@ -255,12 +255,7 @@ fn an_rpc_connection_must_handshake_in_time() {
     // A handshake in time cancels the deadline; an RPC connection is never idle-closed.
     let c = sim.connect_to(Listener::Rpc);
     sim.advance_ms(9_000);
-    let mut hs = Vec::new();
-    rmp::encode::write_map_len(&mut hs, 2).unwrap();
-    rmp::encode::write_str(&mut hs, "Command").unwrap();
-    rmp::encode::write_str(&mut hs, "handshake").unwrap();
-    rmp::encode::write_str(&mut hs, "Seq").unwrap();
-    rmp::encode::write_uint(&mut hs, 1).unwrap();
+    let mut hs = tandem_tests::rpc_header("handshake", 1);
     hs.extend_from_slice(&[0x81, 0xa7, b'V', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
     sim.send(c, &hs);
     assert!(!sim.received(c).is_empty());

@@ -4,15 +4,7 @@
 use tandem_core::{Config, Level, Limits, Listener};
 use tandem_tests::Sim;
 
-fn header(cmd: &str, seq: u64) -> Vec<u8> {
-    let mut v = Vec::new();
-    rmp::encode::write_map_len(&mut v, 2).unwrap();
-    rmp::encode::write_str(&mut v, "Command").unwrap();
-    rmp::encode::write_str(&mut v, cmd).unwrap();
-    rmp::encode::write_str(&mut v, "Seq").unwrap();
-    rmp::encode::write_uint(&mut v, seq).unwrap();
-    v
-}
+use tandem_tests::rpc_header as header;
 
 #[test]
 fn dropped_monitor_records_show_in_stats() {
