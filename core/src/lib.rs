@@ -209,6 +209,7 @@ mod conn;
 mod handlers;
 mod http;
 mod json;
+mod keys;
 mod log;
 mod members;
 mod persist;
@@ -234,6 +235,7 @@ pub use command::{CommandInfo, RegisterError};
 pub use config::{Config, ConfigError, DEFAULT_HTTP_USER, HostInfo, HttpAuth, Limits, Timing};
 pub use conn::{ConnId, Listener, Refused};
 pub use handlers::{EventScript, HandlerId, HandlerRun, HandlerStats, InvalidEventScript};
+pub use keys::keyring_file_json;
 pub use log::{Level, LogRecord};
 pub use persist::{FileWrite, StateFile, StateFiles};
 pub use snapshot::{SNAPSHOT_LINE_LIMIT, SNAPSHOT_MIN_COMPACT_SIZE, Snapshot, SnapshotReader};
@@ -609,10 +611,13 @@ impl Agent {
         config.wan_addr = self.cfg.wan_addr;
         // The keyring is the one part of the cluster's configuration a reload changes: it is
         // how gossip keys rotate.
+        // Only a keyring the configuration changed is put in force: one changed since by
+        // key queries (`install-key`, …) stays while the configuration's stays the same.
         let keyring = config.cluster.as_ref().map(|c| c.keyring.clone());
+        let before = self.cfg.cluster.as_ref().map(|c| c.keyring.clone());
         config.cluster = self.cfg.cluster.take();
         let keyring = keyring.unwrap_or_default();
-        if keyring != self.cluster.config().keyring {
+        if keyring != before.unwrap_or_default() && keyring != self.cluster.config().keyring {
             self.cluster.set_keyring(keyring);
             self.log(Level::Info, "agent: gossip keyring changed", now);
         }

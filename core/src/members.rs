@@ -88,6 +88,10 @@ pub(crate) struct Membership {
     pub(crate) retry: Option<RetryJoin>,
     /// `-retry-join` gave up: the process should exit with an error.
     pub(crate) gave_up: bool,
+    /// RPC key commands waiting for the members' answers, by the query's LTime.
+    pub(crate) key_ops: BTreeMap<u64, crate::keys::KeyWaiter>,
+    /// The cluster's keyring changes already written to the keyring file.
+    pub(crate) keyring_persisted: u64,
 }
 
 /// `-retry-join`: what to join, how often and how many times (Serf's agent `retryJoin`).
@@ -316,6 +320,7 @@ impl Agent {
             self.join_finished(outcome, now);
         }
         self.snapshot_clocks();
+        self.keyring_after_cluster(now);
         if let Some(c) = self
             .cluster
             .name_conflict()
@@ -415,7 +420,11 @@ impl Agent {
             event @ (ClusterEvent::Query(_)
             | ClusterEvent::QueryAck { .. }
             | ClusterEvent::QueryResponse { .. }
-            | ClusterEvent::QueryDone(_)) => self.query_event(event, now),
+            | ClusterEvent::QueryDone(_)) => {
+                if !self.key_query_event(&event) {
+                    self.query_event(event, now);
+                }
+            }
             ClusterEvent::User(e) => {
                 let text = alloc::format!("agent: Received event: user-event: {}", e.name);
                 self.log(Level::Info, &text, now);

@@ -178,6 +178,11 @@ impl Keyring {
         &self.keys
     }
 
+    /// Replaces the keys (primary first), keeping the verify flags.
+    pub(crate) fn set_keys(&mut self, keys: Vec<GossipKey>) {
+        self.keys = keys;
+    }
+
     /// `plaintext` sealed as the cluster seals a datagram (memberlist's layout) under the
     /// primary key, with the given `nonce`: for tools and tests that craft datagrams, such
     /// as a fuzzer that must get past the tag to reach the codec behind it. `None` without

@@ -54,6 +54,7 @@ mod exchange;
 mod gossip;
 mod identity;
 mod keyring;
+mod keys;
 mod lifecycle;
 mod member;
 mod outbox;
@@ -78,6 +79,10 @@ pub use config::{ClusterConfig, ClusterLimits, PoolTiming};
 pub use coordinate::{Coordinate, DIMENSIONS, MAX_RTT, UpdateError, Vivaldi, VivaldiConfig};
 pub use event::{ClusterError, ClusterEvent, JoinError, JoinOutcome, MemberEvent, UserEvent};
 pub use keyring::{ENCRYPTION_OVERHEAD, ENCRYPTION_VERSION, GossipKey, KeyError, Keyring};
+pub use keys::{
+    KEY_REQUEST_TYPE, KEY_RESPONSE_TYPE, KeyOp, KeyQueryError, KeyResponse, MAX_KEYS,
+    go_base64_decode,
+};
 pub use member::{DELEGATE, MemberStatus, MemberView, PROTOCOL};
 pub use query::{
     INTERNAL_PREFIX, PING, PendingQuery, QueryError, QueryEvent, QueryId, QueryParams,
@@ -268,6 +273,10 @@ pub struct Cluster {
     queries: query::Queries,
     /// Network coordinates (LAN).
     coords: rtt::Coords,
+    /// Keyring changes made by key queries (the agent persists the keyring when it moves).
+    keyring_changes: u64,
+    /// What key queries did, for the agent's log.
+    keyring_notes: VecDeque<(bool, String)>,
 }
 
 impl Cluster {
@@ -320,6 +329,8 @@ impl Cluster {
             name_conflict: None,
             queries: query::Queries::default(),
             coords: rtt::Coords::new(Xoshiro256PlusPlus::seed_from_u64(0)),
+            keyring_changes: 0,
+            keyring_notes: VecDeque::new(),
             cfg: config,
         };
         cluster.out.crypt = Crypt::new(

@@ -530,8 +530,22 @@ impl Cluster {
             self.send_response(origin, q.relay_factor, &frame, now);
         }
         if q.name.starts_with(INTERNAL_PREFIX) {
-            // `_serf_ping` is acked and nothing more; other internal queries this node
-            // does not serve are dropped, as Serf drops unknown ones.
+            // Key queries are applied and answered here; `_serf_ping` is acked and nothing
+            // more; other internal queries are dropped, as Serf drops unknown ones.
+            if let Some(op) = super::KeyOp::from_query_name(&q.name) {
+                let answer = self.answer_key_query(op, &q.payload).encode();
+                let mut frame = Vec::new();
+                let from = self.lan.name.clone();
+                Response {
+                    ltime: q.ltime,
+                    id: q.id,
+                    ack: false,
+                    from: &from,
+                    payload: &answer,
+                }
+                .encode(&mut frame);
+                self.send_response(origin, q.relay_factor, &frame, now);
+            }
             return;
         }
         let max = self.cfg.limits.max_pending_queries;

@@ -191,6 +191,7 @@ impl Agent {
             Cmd::Query => self.rpc_query(conn, seq, &mut r, now),
             Cmd::Respond => self.rpc_respond(conn, seq, &mut r, now),
             Cmd::GetCoordinate => self.rpc_get_coordinate(conn, seq, &mut r),
+            Cmd::Key(op) => self.rpc_key(conn, seq, op, &mut r, now),
         };
         result.unwrap_or(false)
     }

@@ -43,6 +43,7 @@ pub(crate) enum Cmd {
     Query,
     Respond,
     GetCoordinate,
+    Key(crate::cluster::KeyOp),
 }
 
 impl Cmd {
@@ -67,6 +68,10 @@ impl Cmd {
             "query" => Cmd::Query,
             "respond" => Cmd::Respond,
             "get-coordinate" => Cmd::GetCoordinate,
+            "install-key" => Cmd::Key(crate::cluster::KeyOp::Install),
+            "use-key" => Cmd::Key(crate::cluster::KeyOp::Use),
+            "remove-key" => Cmd::Key(crate::cluster::KeyOp::Remove),
+            "list-keys" => Cmd::Key(crate::cluster::KeyOp::List),
             _ => return None,
         })
     }
@@ -81,6 +86,7 @@ impl Cmd {
                 | Cmd::Leave
                 | Cmd::Stats
                 | Cmd::Reload
+                | Cmd::Key(crate::cluster::KeyOp::List)
         )
     }
 }
