@@ -173,6 +173,15 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                graceful leave (Serf's rejoin_after_leave; overrides the config file's).",
     },
     FlagSpec {
+        name: "keyring-file",
+        value: Some("<path>"),
+        help: "JSON list of base64 gossip keys, primary first (Serf's keyring file): loaded \
+               at start (it must exist; not with -encrypt or the config file's encrypt or \
+               keyring), rewritten whenever install-key, use-key or remove-key (`tandem \
+               keys`) change the keyring, so rotated keys survive a restart. Overrides \
+               keyring_file of the config file.",
+    },
+    FlagSpec {
         name: "event-handler",
         value: Some("<handler>"),
         help: "Script to run on events, as Serf: `script` (every event), \
@@ -276,6 +285,9 @@ pub struct AgentOptions {
     pub tags: Vec<(String, String)>,
     /// `-rejoin`: overrides the file's `rejoin_after_leave`.
     pub rejoin: Option<bool>,
+    /// The INFO line saying a keyring was restored from the keyring file (Serf's), set by
+    /// the first [`AgentOptions::load_config`] that read one.
+    restored_keyring: std::sync::OnceLock<String>,
 }
 
 impl AgentOptions {
@@ -316,6 +328,7 @@ impl AgentOptions {
             state: StatePaths::default(),
             tags: Vec::new(),
             rejoin: None,
+            restored_keyring: std::sync::OnceLock::new(),
         };
         for (flag, value) in parsed.flags {
             match flag {
@@ -395,6 +408,7 @@ impl AgentOptions {
                 },
                 "tags-file" => opts.state.tags = Some(PathBuf::from(value)),
                 "snapshot" => opts.state.snapshot = Some(PathBuf::from(value)),
+                "keyring-file" => opts.state.keyring = Some(PathBuf::from(value)),
                 "event-handler" => {
                     if let Err(e) = EventScript::parse(&value) {
                         return Err(FlagError::Invalid {
@@ -431,7 +445,23 @@ impl AgentOptions {
                 _ => {}
             }
         }
+        if opts.state.keyring.is_none()
+            && let Some(path) = &opts.config_file
+        {
+            // The config file's `keyring_file`, read once at start like the flag (a file
+            // that cannot be read is reported by `load_config`).
+            let file = std::fs::read(path).ok();
+            let value = file.and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok());
+            if let Some(p) = value.as_ref().and_then(|v| v.get("keyring_file")) {
+                opts.state.keyring = p.as_str().map(PathBuf::from);
+            }
+        }
         Ok(Some(opts))
+    }
+
+    /// The INFO lines to log at start (`agent: Restored keyring with N keys from PATH`).
+    pub fn start_notes(&self) -> Vec<String> {
+        self.restored_keyring.get().cloned().into_iter().collect()
     }
 
     /// The configuration these options describe: the config file (if any), then the flags
@@ -511,7 +541,26 @@ impl AgentOptions {
         cfg.event_handlers
             .extend(self.event_handlers.iter().cloned());
         EventScript::parse_all(&cfg.event_handlers).map_err(|e| e.to_string())?;
-        let keyring = file_keys.keyring(self.encrypt);
+        let keyring = match &self.state.keyring {
+            Some(path) => {
+                // Serf: the keyring file is the one source of keys.
+                if self.encrypt.is_some()
+                    || file_keys.encrypt.is_some()
+                    || !file_keys.keyring.is_empty()
+                {
+                    return Err("Encryption key not allowed while using a keyring".into());
+                }
+                let keys = load_keyring_file(path)?;
+                let line = format!(
+                    "agent: Restored keyring with {} keys from {}",
+                    keys.len(),
+                    path.display()
+                );
+                let _ = self.restored_keyring.set(line);
+                file_keys.keyring_of(keys)
+            }
+            None => file_keys.keyring(self.encrypt),
+        };
         if keyring.is_enabled() {
             cfg.cluster.get_or_insert_with(Default::default).keyring = keyring;
         }
@@ -600,12 +649,49 @@ impl AgentOptions {
 }
 
 /// The config file's keys that are the runtime's ([`FileKeys`]), not the core's `Config`'s.
-const FILE_ONLY_KEYS: [&str; 4] = [
+const FILE_ONLY_KEYS: [&str; 5] = [
     "encrypt",
     "keyring",
     "encrypt_verify_incoming",
     "encrypt_verify_outgoing",
+    "keyring_file",
 ];
+
+/// Reads Serf's keyring file: a JSON list of base64 keys, primary first. The errors are
+/// Serf's agent's.
+fn load_keyring_file(path: &std::path::Path) -> Result<Vec<GossipKey>, String> {
+    let text = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("stat {}: no such file or directory", path.display())
+        }
+        _ => format!("Failed to read keyring file: {e}"),
+    })?;
+    let list: Vec<String> =
+        serde_json::from_slice(&text).map_err(|e| format!("Failed to decode keyring file: {e}"))?;
+    let mut keys = Vec::with_capacity(list.len());
+    for text in &list {
+        let raw = tandem_core::cluster::go_base64_decode(text).map_err(|at| {
+            format!("Failed to decode key from keyring: illegal base64 data at input byte {at}")
+        })?;
+        let key = GossipKey::new(&raw).map_err(|e| match e {
+            tandem_core::cluster::KeyError::Length(_) => {
+                "Failed to restore keyring: key size must be 16, 24 or 32 bytes".to_string()
+            }
+            other => format!("Failed to restore keyring: {other}"),
+        })?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err("Keyring file contains no keys".into());
+    }
+    if keys.len() > tandem_core::cluster::MAX_KEYS {
+        return Err(format!(
+            "Failed to restore keyring: more than {} keys",
+            tandem_core::cluster::MAX_KEYS
+        ));
+    }
+    Ok(keys)
+}
 
 /// The config file's JSON as the core's `Config`. A key that neither the core nor the
 /// runtime reads is refused by name, its section included (`limits.max_sesions`), at start
@@ -697,8 +783,18 @@ impl FileKeys {
     }
 
     /// The keyring: `flag` (`-encrypt`) or the file's `encrypt` first, then `keyring`.
-    fn keyring(self, flag: Option<GossipKey>) -> Keyring {
-        let mut keys = flag.or(self.encrypt).into_iter().chain(self.keyring);
+    fn keyring(&self, flag: Option<GossipKey>) -> Keyring {
+        let keys: Vec<GossipKey> = flag
+            .or(self.encrypt)
+            .into_iter()
+            .chain(self.keyring.iter().copied())
+            .collect();
+        self.keyring_of(keys)
+    }
+
+    /// A keyring of `keys` (primary first) with the file's verify flags.
+    fn keyring_of(&self, keys: Vec<GossipKey>) -> Keyring {
+        let mut keys = keys.into_iter();
         let Some(primary) = keys.next() else {
             return Keyring::default();
         };

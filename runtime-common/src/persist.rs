@@ -75,9 +75,11 @@ impl StatePaths {
         let Some(path) = self.path(file) else {
             return Err(format!("no path for the {}", file.as_str()));
         };
+        // Keys and tags may be sensitive: 0600, as Serf writes them.
+        let private = matches!(file, StateFile::Keyring | StateFile::Tags);
         let r = match write {
             FileWrite::Append => append(path, bytes),
-            FileWrite::Replace => replace(path, bytes),
+            FileWrite::Replace => replace(path, bytes, private),
         };
         r.map_err(|e| format!("{}: {e}", path.display()))
     }
@@ -92,11 +94,20 @@ fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `PATH.tmp`, syncs it, renames it over `PATH`: the file is old or new, never half.
-fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn replace(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = options.open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -117,6 +117,9 @@ pub fn run(opts: AgentOptions) -> i32 {
     for warning in opts.generated_warnings() {
         rt.log(Level::Warn, &warning);
     }
+    for note in opts.start_notes() {
+        rt.log(Level::Info, &note);
+    }
     rt.log(Level::Info, &format!("agent: RPC listening on {}", lp.rpc));
     // Printed last: once it is out, both listeners are up.
     rt.log(

@@ -284,6 +284,9 @@ impl Runtime {
         for warning in self.opts.generated_warnings() {
             self.log(Level::Warn, &warning);
         }
+        for note in self.opts.start_notes() {
+            self.log(Level::Info, &note);
+        }
         self.log(Level::Info, &format!("agent: RPC listening on {rpc_addr}"));
         // Printed last: once it is out, both listeners are up.
         self.log(

@@ -105,9 +105,26 @@ conformance! {
     rpc_auth_gates_commands_until_the_configured_key with rpc_auth;
     rpc_join_of_nothing_is_num_zero;
     rpc_wan_join_on_a_client_is_refused;
+    rpc_key_commands_rotate_the_keyring_of_an_encrypted_node with encrypted;
+    rpc_key_commands_without_encryption_report_serfs_failure;
 }
 
 // ----- configurations ------------------------------------------------------------------
+
+const K1: &str = "AAECAwQFBgcICQoLDA0ODw==";
+const K2: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// Gossip encrypted with `K1`.
+fn encrypted() -> Config {
+    use tandem_core::cluster::{ClusterConfig, GossipKey, Keyring};
+    Config {
+        cluster: Some(ClusterConfig {
+            keyring: Keyring::new(GossipKey::from_base64(K1).unwrap(), []),
+            ..ClusterConfig::default()
+        }),
+        ..base_config()
+    }
+}
 
 const MAX_BODY: usize = 64;
 const AUTH_KEY: &str = "s3cret";
@@ -1376,4 +1393,119 @@ fn rpc_wan_join_on_a_client_is_refused(d: &mut dyn Driver) {
     // The connection stays usable.
     let got = call(d, &mut c, &join(3, &[], false), 2);
     assert_bytes(&got[..reply(3, "").len()], &reply(3, ""));
+}
+
+// ----- keyring commands ----------------------------------------------------------------
+
+/// A key command's request (`list-keys` has no body).
+fn key_request(cmd: &str, seq: u64, key: Option<&str>) -> Vec<u8> {
+    match key {
+        Some(k) => req_with(cmd, seq, &map(&[("Key", k.into())])),
+        None => req(cmd, seq),
+    }
+}
+
+/// Serf's key reply: header, then `{"Keys","Messages","NumErr","NumNodes","NumResp"}`.
+fn key_reply(
+    seq: u64,
+    error: &str,
+    keys: Option<&[(&str, u64)]>,
+    messages: &[(&str, &str)],
+) -> Vec<u8> {
+    let keys = match keys {
+        Some(list) => V::M(
+            list.iter()
+                .map(|(k, n)| (V::from(*k), V::from(*n)))
+                .collect(),
+        ),
+        None => V::Nil,
+    };
+    let messages = V::M(
+        messages
+            .iter()
+            .map(|(node, text)| (V::from(*node), V::from(*text)))
+            .collect(),
+    );
+    let (nodes, errs) = (1u64, messages_len(&messages));
+    reply_with(
+        seq,
+        error,
+        &map(&[
+            ("Keys", keys),
+            ("Messages", messages),
+            ("NumErr", errs.into()),
+            ("NumNodes", nodes.into()),
+            ("NumResp", 1u64.into()),
+        ]),
+    )
+}
+
+fn messages_len(v: &V) -> u64 {
+    match v {
+        V::M(m) => m.len() as u64,
+        _ => 0,
+    }
+}
+
+fn rpc_key_commands_rotate_the_keyring_of_an_encrypted_node(d: &mut dyn Driver) {
+    let mut c = handshaken(d);
+    let steps: [(&str, Option<&str>, Vec<u8>); 7] = [
+        ("list-keys", None, key_reply(1, "", Some(&[(K1, 1)]), &[])),
+        ("install-key", Some(K2), key_reply(2, "", None, &[])),
+        (
+            "list-keys",
+            None,
+            key_reply(3, "", Some(&[(K1, 1), (K2, 1)]), &[]),
+        ),
+        ("use-key", Some(K2), key_reply(4, "", None, &[])),
+        (
+            "remove-key",
+            Some(K2),
+            key_reply(
+                5,
+                "1/1 nodes reported failure",
+                None,
+                &[(
+                    "conformance-node",
+                    "Removing the primary key is not allowed",
+                )],
+            ),
+        ),
+        ("remove-key", Some(K1), key_reply(6, "", None, &[])),
+        ("list-keys", None, key_reply(7, "", Some(&[(K2, 1)]), &[])),
+    ];
+    for (i, (cmd, key, want)) in steps.iter().enumerate() {
+        let got = call(d, &mut c, &key_request(cmd, i as u64 + 1, *key), 2);
+        assert_bytes(&got, want);
+    }
+    // Not base64: the origin's own refusal, with nobody asked.
+    let got = call(d, &mut c, &key_request("use-key", 8, Some("notbase64!")), 2);
+    let mut want = reply(8, "illegal base64 data at input byte 9");
+    want.extend(enc(&map(&[
+        ("Keys", V::Nil),
+        ("Messages", V::M(Vec::new())),
+        ("NumErr", 0u64.into()),
+        ("NumNodes", 0u64.into()),
+        ("NumResp", 0u64.into()),
+    ])));
+    assert_bytes(&got, &want);
+}
+
+fn rpc_key_commands_without_encryption_report_serfs_failure(d: &mut dyn Driver) {
+    let mut c = handshaken(d);
+    let failure = "1/1 nodes reported failure";
+    let got = call(d, &mut c, &key_request("list-keys", 1, None), 2);
+    let empty = [(
+        "conformance-node",
+        "Keyring is empty (encryption not enabled)",
+    )];
+    assert_bytes(&got, &key_reply(1, failure, Some(&[]), &empty));
+    let nothing = [(
+        "conformance-node",
+        "No keyring to modify (encryption not enabled)",
+    )];
+    for (seq, cmd) in [(2, "install-key"), (3, "use-key"), (4, "remove-key")] {
+        let got = call(d, &mut c, &key_request(cmd, seq, Some(K1)), 2);
+        assert_bytes(&got, &key_reply(seq, failure, None, &nothing));
+    }
 }

@@ -12,6 +12,7 @@ mod exec;
 mod format;
 mod http;
 mod interrupt;
+mod keys;
 mod query;
 mod rpc;
 mod rtt;
@@ -69,6 +70,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     commands::FORCE_LEAVE,
     commands::INFO,
     commands::JOIN,
+    keys::KEYS,
     commands::LEAVE,
     commands::MEMBERS,
     commands::MONITOR,

@@ -457,10 +457,18 @@ pub fn config_file(config: &Config) -> Value {
         rejoin_after_leave,
         state_files: _, // from flags
     } = config;
-    assert!(
-        cluster.is_none(),
-        "gossip tuning is not part of the config file"
-    );
+    // Of the cluster's configuration, only the keyring is in the file (`keyring`, the
+    // first key primary); gossip tuning is not.
+    let keyring: Option<Vec<String>> = cluster.as_ref().map(|c| {
+        assert!(
+            tandem_core::cluster::ClusterConfig {
+                keyring: Default::default(),
+                ..c.clone()
+            } == Default::default(),
+            "gossip tuning is not part of the config file"
+        );
+        c.keyring.keys().iter().map(|k| k.to_base64()).collect()
+    });
     let Limits {
         max_connections,
         overflow_connections,
@@ -551,6 +559,7 @@ pub fn config_file(config: &Config) -> Value {
         "skip_leave_on_interrupt": skip_leave_on_interrupt,
         "leave_on_terminate": leave_on_terminate,
         "rejoin_after_leave": rejoin_after_leave,
+        "keyring": keyring,
     })
 }
 
