@@ -160,6 +160,16 @@ fn tandem_rtt_and_serf_rtt_print_the_same_estimate_as_against_serf_agents(rt: Ru
         }
         assert!(start.elapsed() < WAIT, "serf {s:?} vs tandem {t:?}");
     }
+    // The agent counts what it measured: `info -format json` (`stats`) on a real runtime.
+    let info: serde_json::Value =
+        serde_json::from_str(agents[0].cli("info", &["-format=json"]).ok()).expect("JSON");
+    let samples: u64 = info["gossip"]["coordinate_samples"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("gossip.coordinate_samples");
+    assert!(samples > 0, "{info}");
+    assert_eq!(info["gossip"]["coordinates_rejected"], "0", "{info}");
+    assert_eq!(info["serf"]["coordinate_resets"], "0", "{info}");
     // One name: the other is the agent's own (both CLIs ask `stats` for it).
     let t = agents[0].cli("rtt", &["t2"]);
     assert!(estimate(&t.stdout, "t2", "t1").is_some(), "{t:?}");
