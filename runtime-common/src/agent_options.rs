@@ -1280,6 +1280,86 @@ mod tests {
     }
 
     #[test]
+    fn the_keyring_file_is_loaded_with_serfs_rules_and_errors() {
+        let dir = std::env::temp_dir().join(format!("tandem-keyring-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring_path = dir.join("keyring.json");
+        let ring_file = ring_path.display().to_string();
+        let flag = format!("-keyring-file {ring_file}");
+        let opts = |extra: &str| {
+            AgentOptions::parse(&words(&format!("{flag} {extra}")))
+                .unwrap()
+                .unwrap()
+        };
+        // Serf: the file must exist.
+        assert_eq!(
+            opts("").load_config().unwrap_err(),
+            format!("stat {ring_file}: no such file or directory")
+        );
+        std::fs::write(&ring_path, format!("[\"{K2}\", \"{K1}\"]")).unwrap();
+        let loaded = opts("");
+        let cfg = loaded.load_config().unwrap();
+        assert_eq!(keyring(&cfg).keys(), [key(K2), key(K1)], "primary first");
+        assert!(cfg.state_files.keyring);
+        assert_eq!(
+            loaded.start_notes(),
+            [format!(
+                "agent: Restored keyring with 2 keys from {ring_file}"
+            )]
+        );
+        // Never together with another source of keys.
+        let refused = "Encryption key not allowed while using a keyring";
+        assert_eq!(
+            opts(&format!("-encrypt {K3}")).load_config().unwrap_err(),
+            refused
+        );
+        let cfg_path = dir.join("cfg.json");
+        let cfg_file = cfg_path.display().to_string();
+        for json in [
+            format!(r#"{{"encrypt":"{K3}"}}"#),
+            format!(r#"{{"keyring":["{K3}"]}}"#),
+        ] {
+            std::fs::write(&cfg_path, json).unwrap();
+            let err = opts(&format!("-config-file {cfg_file}")).load_config();
+            assert_eq!(err.unwrap_err(), refused);
+        }
+        // The config file's keyring_file, when no flag names one.
+        std::fs::write(
+            &cfg_path,
+            format!(r#"{{"keyring_file":"{ring_file}","encrypt_verify_incoming":false}}"#),
+        )
+        .unwrap();
+        let from_file = AgentOptions::parse(&words(&format!("-config-file {cfg_file}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            from_file.state.keyring.as_deref(),
+            Some(ring_path.as_path())
+        );
+        let ring = keyring(&from_file.load_config().unwrap());
+        assert_eq!(ring.primary(), Some(&key(K2)));
+        assert!(!ring.verify_incoming, "the verify flags still apply");
+        for (content, want) in [
+            ("[]", "Keyring file contains no keys".to_string()),
+            ("{", "Failed to decode keyring file: ".to_string()),
+            (
+                r#"["notbase64!"]"#,
+                "Failed to decode key from keyring: illegal base64 data at input byte 9"
+                    .to_string(),
+            ),
+            (
+                r#"["AAAA"]"#,
+                "Failed to restore keyring: key size must be 16, 24 or 32 bytes".to_string(),
+            ),
+        ] {
+            std::fs::write(&ring_path, content).unwrap();
+            let err = opts("").load_config().unwrap_err();
+            assert!(err.starts_with(&want), "{content}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn encrypt_and_the_files_keyring_make_the_gossip_keyring() {
         let plain = AgentOptions::parse(&[]).unwrap().unwrap();
         assert!(!keyring(&plain.load_config().unwrap()).is_enabled());

@@ -517,34 +517,14 @@ impl Cluster {
         }
         let origin = q.origin.addr;
         if q.ack {
-            let mut frame = Vec::new();
-            let from = self.lan.name.clone();
-            Response {
-                ltime: q.ltime,
-                id: q.id,
-                ack: true,
-                from: &from,
-                payload: &[],
-            }
-            .encode(&mut frame);
-            self.send_response(origin, q.relay_factor, &frame, now);
+            self.answer_from_here(&q, true, &[], now);
         }
         if q.name.starts_with(INTERNAL_PREFIX) {
             // Key queries are applied and answered here; `_serf_ping` is acked and nothing
             // more; other internal queries are dropped, as Serf drops unknown ones.
             if let Some(op) = super::KeyOp::from_query_name(&q.name) {
                 let answer = self.answer_key_query(op, &q.payload).encode();
-                let mut frame = Vec::new();
-                let from = self.lan.name.clone();
-                Response {
-                    ltime: q.ltime,
-                    id: q.id,
-                    ack: false,
-                    from: &from,
-                    payload: &answer,
-                }
-                .encode(&mut frame);
-                self.send_response(origin, q.relay_factor, &frame, now);
+                self.answer_from_here(&q, false, &answer, now);
             }
             return;
         }
@@ -578,6 +558,21 @@ impl Cluster {
             name: q.name,
             payload: q.payload,
         }));
+    }
+
+    /// Acks (`ack`) or responds to `q` as this node, to its origin and relays.
+    fn answer_from_here(&mut self, q: &QueryItem, ack: bool, payload: &[u8], now: Instant) {
+        let mut frame = Vec::new();
+        let from = self.lan.name.clone();
+        Response {
+            ltime: q.ltime,
+            id: q.id,
+            ack,
+            from: &from,
+            payload,
+        }
+        .encode(&mut frame);
+        self.send_response(q.origin.addr, q.relay_factor, &frame, now);
     }
 
     /// Sends an encoded RESPONSE frame to a query's origin, and RELAY copies through up to
