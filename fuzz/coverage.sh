@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(http_stream rpc_stream msgpack_len api_json gossip_datagram agent_ops)
+  targets=(http_stream rpc_stream msgpack_len api_json gossip_datagram agent_ops key_query)
 fi
 major=$(rustc --version --verbose | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 bin=/usr/lib/llvm-$major/bin

@@ -256,3 +256,41 @@ rng = random.Random(6)
 for i in range(32):
     n = rng.choice([16, 64, 256, 1024])
     put("agent_ops", "random-%02d" % i, bytes(rng.randrange(256) for _ in range(n)))
+
+# ---- key_query: records [ctl][len][body]; ctl & 3 = install/use/remove/list, bit 2 (first
+# record) = the node starts encrypted with [0x5a]*32 ----
+def go_raw(b):
+    # go-msgpack without WriteExt: fixstr, str16, str32 for strings and []byte alike.
+    n = len(b)
+    if n < 32: return bytes([0xa0 | n]) + b
+    if n < 65536: return b"\xda" + struct.pack(">H", n) + b
+    return b"\xdb" + struct.pack(">I", n) + b
+def key_req(key): return b"\x07\x81" + go_raw(b"Key") + go_raw(key)
+def krec(ctl, body):
+    assert len(body) < 256
+    return bytes([ctl, len(body)]) + body
+def key_answer(result, message=b"", keys=None):
+    out = b"\x08\x84" + go_raw(b"Keys")
+    out += b"\xc0" if keys is None else bytes([0x90 | len(keys)]) + b"".join(go_raw(k) for k in keys)
+    out += go_raw(b"Message") + go_raw(message) + go_raw(b"PrimaryKey") + go_raw(b"")
+    out += go_raw(b"Result") + (b"\xc3" if result else b"\xc2")
+    return out
+OLD, NEW = bytes([0x5a]) * 32, bytes(range(16))
+put("key_query", "rotate", krec(4, key_req(NEW)) + krec(1, key_req(NEW)) + krec(2, key_req(OLD)) + krec(3, b""))
+put("key_query", "remove_primary", krec(6, key_req(OLD)) + krec(3, b""))
+put("key_query", "use_unknown", krec(5, key_req(NEW)))
+put("key_query", "bad_lengths", krec(4, key_req(b"\x01" * 5)) + krec(4, key_req(b"")) + krec(4, key_req(b"\x02" * 33)))
+put("key_query", "plaintext_node", krec(0, key_req(NEW)) + krec(1, key_req(NEW)) + krec(2, key_req(NEW)) + krec(3, b""))
+put("key_query", "keyring_full", b"".join(krec(4, key_req(bytes([i]) * 16)) for i in range(40)) + krec(3, b""))
+put("key_query", "malformed_requests", b"".join(krec(4 | op, body) for op in range(3) for body in [
+    b"", b"\x07", b"\x08\x80", b"\x07\x81\xa3Key\x05", b"\x07\x81\xa3Key\xdb\xff\xff\xff\xff",
+    b"\x07\xdf\xff\xff\xff\xff", b"\x07\x92\xa3Key\xb0" + NEW, b"\x07\x82\xa1X\x01\xa3Key\xc4\x10" + NEW,
+    b"\x07\x81\xa3Key\xc0", b"\x07\x81\xa3Key\x81\xa1a\xa1b",
+]))
+put("key_query", "answers", b"".join(krec(3, body) for body in [
+    key_answer(True), key_answer(False, b"no"), key_answer(True, keys=[b"k1", b"k2"]),
+    b"\x08\x81\xa4Keys\xdc\xff\xff", b"\x08\x81\xa6Result\x07", b"\x09\x80", b"\x08",
+]))
+put("key_query", "base64_keys", b"".join(krec(4 | op, body) for op in range(3) for body in [
+    b"notbase64!", b"AA==AAAA", b"AA=", b"A===", b"AAECAwQFBgcICQoLDA0ODw==", b"AA\n==", "é".encode(),
+]))

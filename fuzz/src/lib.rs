@@ -31,13 +31,14 @@ use tandem_core::{
 };
 
 /// The targets, as named in `fuzz/Cargo.toml` and `fuzz/corpus/`.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "http_stream",
     "rpc_stream",
     "msgpack_len",
     "api_json",
     "gossip_datagram",
     "agent_ops",
+    "key_query",
 ];
 
 /// Runs one input through a target by name.
@@ -49,6 +50,7 @@ pub fn run_target(target: &str, data: &[u8]) {
         "api_json" => api_json(data),
         "gossip_datagram" => gossip_datagram(data),
         "agent_ops" => agent_ops(data),
+        "key_query" => key_query(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -1694,4 +1696,85 @@ pub fn gossip_seeds() -> Vec<Vec<u8>> {
     }
     seeds.insert(0, all);
     seeds
+}
+
+/// `key_query`: Serf's keyring queries with hostile bodies, both ways (`cluster/keys.rs`).
+///
+/// The input is records `[ctl][len][body: len bytes]`. `ctl & 3` picks the operation
+/// (install, use, remove, list); each record's body goes out as that internal query's payload,
+/// so this node (the only member) applies it as a member applies what the gossip brings,
+/// whatever the bytes; bit 2 of the first record's `ctl` starts the node encrypted. Each
+/// record's body is also folded into a [`KeyResponse`] as a member's answer, and its text
+/// is tried as a base64 key at the origin. Checks: no panic; the node's own answers always
+/// decode (no `Invalid`/`Failed to decode` message for it); the keyring never holds more
+/// than [`MAX_KEYS`] keys and stays enabled once enabled (the primary cannot be removed).
+pub fn key_query(data: &[u8]) {
+    use tandem_core::cluster::{
+        Cluster, ClusterEvent, KeyOp, KeyResponse, MAX_KEYS, QueryParams, go_base64_decode,
+    };
+    let ops = [KeyOp::Install, KeyOp::Use, KeyOp::Remove, KeyOp::List];
+    let encrypted = data.first().is_some_and(|c| c & 4 != 0);
+    let mut cfg = ClusterConfig {
+        node_name: "fuzz".into(),
+        lan_addr: peer_addr(Pool::Lan, 0),
+        ..ClusterConfig::default()
+    };
+    if encrypted {
+        cfg.keyring = gossip_keyring();
+    }
+    let mut now = Instant::from_millis(1);
+    let mut cluster = Cluster::new(cfg, 3, now);
+    let mut rest = data;
+    while let Some((&ctl, r)) = rest.split_first() {
+        let (len, r) = match r.split_first() {
+            Some((&n, r)) => (usize::from(n), r),
+            None => (0, r),
+        };
+        let (body, r) = r.split_at(len.min(r.len()));
+        rest = r;
+        let op = ops[usize::from(ctl & 3)];
+        now = now + Duration::from_millis(10);
+        if let Ok(id) = cluster.query(op.query_name(), body, &QueryParams::default(), now) {
+            let mut resp = KeyResponse {
+                num_nodes: 1,
+                ..KeyResponse::default()
+            };
+            while let Some(e) = cluster.poll_event() {
+                if let ClusterEvent::QueryResponse {
+                    query,
+                    from,
+                    payload,
+                } = e
+                    && query == id
+                {
+                    resp.record(&from, &payload);
+                }
+            }
+            assert_eq!(resp.num_resp, 1, "this node answers its own key query");
+            for text in resp.messages.values() {
+                assert!(
+                    !text.starts_with("Invalid") && !text.starts_with("Failed to decode"),
+                    "its own answer did not decode: {text}"
+                );
+            }
+        }
+        while cluster.poll_datagram().is_some() {}
+        let ring = &cluster.config().keyring;
+        assert!(ring.keys().len() <= MAX_KEYS);
+        assert_eq!(
+            ring.is_enabled(),
+            encrypted,
+            "keys come and go, encryption stays"
+        );
+        let mut folded = KeyResponse::default();
+        folded.record("peer", body);
+        assert_eq!(folded.num_resp, 1);
+        let text = String::from_utf8_lossy(body);
+        if let Ok(raw) = go_base64_decode(&text) {
+            assert!(raw.len() <= text.len());
+        }
+        let _ = cluster.key_query(op, &text, now);
+        while cluster.poll_event().is_some() {}
+        while cluster.poll_datagram().is_some() {}
+    }
 }

@@ -959,6 +959,84 @@ fn rpc_rows() -> Vec<Row> {
             rpc_open(DONE),
         ),
     );
+    // The key commands (`install-key`, `use-key`, `remove-key`, `list-keys`): the agent of
+    // these rows has no encryption.
+    let key_body = |messages: &[(&str, &str)], nodes: u64| {
+        map(&[
+            ("Keys", V::Nil),
+            (
+                "Messages",
+                V::M(
+                    messages
+                        .iter()
+                        .map(|(n, t)| (V::from(*n), V::from(*t)))
+                        .collect(),
+                ),
+            ),
+            ("NumErr", (messages.len() as u64).into()),
+            ("NumNodes", nodes.into()),
+            ("NumResp", nodes.into()),
+        ])
+    };
+    add(
+        "install_key_with_a_non_string_key",
+        true,
+        req_with("install-key", 12, &map(&[("Key", 5u64.into())])),
+        closed(),
+    );
+    add(
+        "install_key_not_base64",
+        true,
+        req_with("install-key", 13, &map(&[("Key", "%%%".into())])),
+        (
+            Want::Bytes(support::reply_with(
+                13,
+                "illegal base64 data at input byte 0",
+                &key_body(&[], 0),
+            )),
+            rpc_open(DONE),
+        ),
+    );
+    add(
+        "use_key_over_the_query_size_limit",
+        true,
+        req_with(
+            "use-key",
+            14,
+            &map(&[("Key", "A".repeat(4000).as_str().into())]),
+        ),
+        (
+            Want::Bytes(support::reply_with(
+                14,
+                "query exceeds limit of 1024 bytes",
+                &key_body(&[], 0),
+            )),
+            rpc_open(DONE),
+        ),
+    );
+    add(
+        "remove_key_without_encryption",
+        true,
+        req_with(
+            "remove-key",
+            15,
+            &map(&[("Key", "AAECAwQFBgcICQoLDA0ODw==".into())]),
+        ),
+        (
+            Want::Bytes(support::reply_with(
+                15,
+                "1/1 nodes reported failure",
+                &key_body(
+                    &[(
+                        "conformance-node",
+                        "No keyring to modify (encryption not enabled)",
+                    )],
+                    1,
+                ),
+            )),
+            rpc_open(DONE),
+        ),
+    );
     add(
         "header_then_eof",
         true,

@@ -74,6 +74,11 @@ fn agent_ops() {
 }
 
 #[test]
+fn key_query() {
+    replay("key_query");
+}
+
+#[test]
 fn every_target_has_a_corpus() {
     for t in tandem_fuzz::TARGETS {
         assert!(corpus(t).is_dir(), "fuzz/corpus/{t} is missing");
