@@ -649,9 +649,17 @@ impl Runtime {
         entry: &ConnEntry,
     ) -> io::Result<()> {
         let mut eof = false;
+        // The last read was short: it took all the socket had, so the next read waits for
+        // the socket to be readable again instead of being told `WouldBlock` first.
+        let mut drained = false;
         let mut close_deadline = None;
         let mut budget = READ_BUDGET;
         loop {
+            // A ring so far is answered by this pass (the close flag is read, everything
+            // queued written, and a read tried), so it must not wake the next wait: the
+            // ring of the answer to the request just read would make every request cost an
+            // extra pass, and with it an extra read that finds nothing.
+            entry.bell.clear();
             let closing = entry.close.get();
             if closing && close_deadline.is_none() {
                 close_deadline = Some(std::time::Instant::now() + CLOSE_FLUSH);
@@ -681,7 +689,16 @@ impl Runtime {
             // Answers waiting for the socket do not stop reading: the agent decides when
             // its requests wait (past `max_tx` it hands out no window: `Got::Paused`).
             if !eof {
-                match self.read_some(conn, stream)? {
+                let got = if drained {
+                    Got::WouldBlock
+                } else {
+                    self.read_some(conn, stream)?
+                };
+                match got {
+                    Got::Drained => {
+                        drained = true;
+                        continue;
+                    }
                     Got::Data => {
                         budget -= 1;
                         if budget == 0 {
@@ -699,14 +716,20 @@ impl Runtime {
                     Got::WouldBlock => {
                         // Bytes to read, room to write, or the doorbell (new output, a
                         // `ResumeRead`, a `Close`).
-                        future::or(
-                            future::or(stream.readable(), async {
+                        // async-io re-arms the socket level-triggered on each wait, so
+                        // bytes that came after a short read make it readable at once.
+                        let readable =
+                            future::or(async { stream.readable().await.map(|()| true) }, async {
                                 entry.bell.wait().await;
-                                Ok(())
-                            }),
-                            writable_if(stream, write_blocked),
-                        )
+                                Ok(false)
+                            });
+                        let readable = future::or(readable, async {
+                            writable_if(stream, write_blocked).await.map(|()| false)
+                        })
                         .await?;
+                        if readable {
+                            drained = false;
+                        }
                         budget = READ_BUDGET;
                         continue;
                     }
@@ -762,12 +785,13 @@ impl Runtime {
             if space.is_empty() {
                 return Ok(Got::Paused);
             }
+            let room = space.len();
             let mut socket: &TcpStream = stream.get_ref();
             match socket.read(space) {
                 Ok(0) => Got::Eof,
                 Ok(n) => {
                     agent.rx_commit(conn, n, now);
-                    Got::Data
+                    if n < room { Got::Drained } else { Got::Data }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::WouldBlock),
                 // Retried by the caller's loop.
@@ -796,6 +820,9 @@ enum Flushed {
 
 /// What [`Runtime::read_some`] found.
 enum Got {
+    /// Bytes, and fewer than there was room for: the socket had no more.
+    Drained,
+    /// Bytes that filled the window: there may be more.
     Data,
     Eof,
     WouldBlock,

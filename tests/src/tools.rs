@@ -1,11 +1,11 @@
 //! The third-party tools the interop and end-to-end tests drive — Debian's `serf` CLI, a
-//! Python interpreter with the `msgpack` package, `curl`, Debian's `chromium` — provisioned by the tests
+//! Python interpreter with the `msgpack` package, `curl`, `strace`, Debian's `chromium` — provisioned by the tests
 //! themselves, so that `cargo test` runs them on a fresh machine (Debian, Rust, Python 3):
 //!
 //! - **Python + `msgpack`**: a private virtual environment, `<target>/tandem-tools/pyenv`,
 //!   with `msgpack` installed from PyPI by its own `pip` (a `python3` that already imports
 //!   `msgpack` is used as it is);
-//! - **`serf`, `curl`, `chromium`**: `apt-get install -y PACKAGE` (after an `apt-get update` if the
+//! - **`serf`, `curl`, `strace`, `chromium`**: `apt-get install -y PACKAGE` (after an `apt-get update` if the
 //!   first attempt fails) when the tool is not on `PATH` and the tests run as root.
 //!
 //! Provisioning happens once per target directory: test binaries that run at the same time
@@ -65,6 +65,31 @@ pub fn curl() -> PathBuf {
     static CURL: OnceLock<Provisioned> = OnceLock::new();
     let found = CURL.get_or_init(|| apt_tool("curl", "curl"));
     available("curl", found, under_ci())
+}
+
+/// `strace`, installed with apt when missing (the system-call counts of the end-to-end
+/// tests). A `strace` that cannot trace (no `ptrace(2)` in this container) also counts as
+/// missing: see [`strace_usable`].
+pub fn strace() -> PathBuf {
+    static STRACE: OnceLock<Provisioned> = OnceLock::new();
+    let found = STRACE.get_or_init(|| apt_tool("strace", "strace").and_then(strace_usable));
+    available("strace", found, under_ci())
+}
+
+/// `strace` itself if it can trace a child here (`strace -qq true`).
+fn strace_usable(strace: PathBuf) -> Provisioned {
+    let out = Command::new(&strace)
+        .args(["-qq", "-e", "trace=none", "true"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", strace.display()))?;
+    if out.status.success() {
+        Ok(strace)
+    } else {
+        Err(format!(
+            "`strace true` failed (ptrace not permitted?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// The headless browser of the web console's test: Debian's `chromium`, installed with apt

@@ -53,6 +53,9 @@ pub(super) struct ConnSlot {
     pub(super) want_write: bool,
     /// The peer sent EOF.
     pub(super) eof: bool,
+    /// An event reported the read side closed (FIN) or an error: read until `0` or an
+    /// error, since no later edge will say so again (see [`MioAgent::read_conn`]).
+    pub(super) hup: bool,
     /// In the ready queue.
     pub(super) queued: bool,
     /// The agent emitted `Close`: flush, shut down, linger.
@@ -158,6 +161,7 @@ impl MioAgent {
                 registered: Interest::READABLE,
                 want_write: false,
                 eof: false,
+                hup: false,
                 queued: false,
                 closing: false,
                 close_timer: None,
@@ -180,6 +184,9 @@ impl MioAgent {
             return; // an event for a connection already gone
         };
         let id = slot.id;
+        if event.is_read_closed() || event.is_error() {
+            slot.hup = true;
+        }
         if event.is_error()
             && slot.eof
             && let Ok(Some(e)) = slot.stream.take_error()
@@ -199,10 +206,20 @@ impl MioAgent {
         }
     }
 
-    /// Reads into the agent's receive window until `WouldBlock`, EOF, backpressure (the
-    /// window is empty: `ResumeRead` queues the connection again) or the read budget
-    /// (queued again at once).
-    fn read_conn(&mut self, id: ConnId) {
+    /// Reads into the agent's receive window until a short read, `WouldBlock`, EOF,
+    /// backpressure (the window is empty: `ResumeRead` queues the connection again) or the
+    /// read budget (queued again at once).
+    ///
+    /// A short read (fewer bytes than the window had room for) took everything the socket
+    /// held, so the loop stops there instead of making one more `read` only to be told
+    /// `WouldBlock` — one system call per request on a keep-alive connection. That is safe
+    /// under edge-triggered epoll because Linux queues a new event for every arrival after
+    /// the socket was last reported (bytes, FIN or a reset): bytes that came after the
+    /// short read raise an edge of their own. What the short read may have left behind is
+    /// a FIN that arrived with the bytes, whose edge was the one being handled; `hup`
+    /// (set from the event) makes the loop read on to EOF then. Tokio and nginx stop
+    /// at a short read the same way.
+    pub(super) fn read_conn(&mut self, id: ConnId) {
         let mut budget = READ_BUDGET;
         loop {
             let now = self.clock.now();
@@ -216,6 +233,7 @@ impl MioAgent {
             if space.is_empty() {
                 return;
             }
+            let room = space.len();
             match retry_interrupted(|| slot.stream.read(space)) {
                 Ok(0) => {
                     slot.eof = true;
@@ -224,10 +242,17 @@ impl MioAgent {
                     return;
                 }
                 Ok(n) => {
+                    let drained = n < room && !slot.hup;
                     self.agent.rx_commit(id, n, now);
                     self.settle();
+                    if drained {
+                        return;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reads_would_block += 1;
+                    return;
+                }
                 Err(e) => {
                     self.fail(id, &e);
                     self.settle();

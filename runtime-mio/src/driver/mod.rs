@@ -12,7 +12,9 @@
 //!   contract). Acting on an output may be an input itself (`tx_consume` after a write,
 //!   `handle_reset` after a close, `job_output` of a held item); its outputs join the same
 //!   drain, so nothing recurses.
-//! - Reads and accepts are drained to `WouldBlock` (mio is edge-triggered). A read that
+//! - Accepts are drained to `WouldBlock` (mio is edge-triggered); reads to a short read
+//!   or `WouldBlock` (a short read took all the socket had, and a later arrival raises a
+//!   new edge; after an event that reported FIN or an error, to EOF). A read that
 //!   stops early (the agent's window is empty, or the connection used its read budget)
 //!   leaves the connection in the ready queue or waiting for `ResumeRead`, which puts it
 //!   back: it is read again without waiting for readiness, since no new edge may come.
@@ -180,6 +182,8 @@ pub struct MioAgent {
     linger_serial: u64,
     /// Connections to read without waiting for an event.
     ready: VecDeque<ConnId>,
+    /// Connection reads that found nothing (`WouldBlock`); see [`MioAgent::reads_would_block`].
+    reads_would_block: u64,
     timers: Timers,
     waker: Option<Arc<Waker>>,
     job_tx: Sender<JobMsg>,
@@ -295,6 +299,7 @@ impl MioAgent {
             lingering: Vec::new(),
             linger_serial: 0,
             ready: VecDeque::new(),
+            reads_would_block: 0,
             timers: Timers::default(),
             waker: None,
             job_tx,
@@ -446,6 +451,13 @@ impl MioAgent {
     /// Connections the runtime holds (closing ones included, lingering ones not).
     pub fn connection_count(&self) -> usize {
         self.open
+    }
+
+    /// Connection reads so far that returned `WouldBlock`: system calls that moved no
+    /// bytes. A diagnostic: the loop stops reading at a short read, so a client that waits
+    /// for each answer before it sends the next request costs none of these per request.
+    pub fn reads_would_block(&self) -> u64 {
+        self.reads_would_block
     }
 
     /// Host jobs running on worker threads.
