@@ -77,6 +77,8 @@ pub(crate) struct Membership {
     pub(crate) shutdown: bool,
     /// RPC `leave` requests (connection, Seq) answered once the leave has spread.
     pub(crate) leave_waiters: Vec<(ConnId, u64)>,
+    /// `leave` jobs of the HTTP API, ended the same way.
+    pub(crate) leave_jobs: Vec<u32>,
     /// Undecodable gossip is logged at most once per [`GOSSIP_LOG_EVERY`]: when the next
     /// line may be written, and how many datagrams went unlogged since the last one.
     pub(crate) gossip_log_at: Option<Instant>,
@@ -345,6 +347,13 @@ impl Agent {
                     c.rpc.parked = false;
                 }
                 self.wake.push(conn);
+            }
+            for id in core::mem::take(&mut self.membership.leave_jobs) {
+                self.job_item(
+                    id,
+                    crate::session::items::message(id, "Graceful leave complete"),
+                );
+                self.end_job(id, 0, None, false, now);
             }
         }
         if self.cluster.ready_to_shutdown() && !self.membership.shutdown {

@@ -470,6 +470,55 @@ fn leave_answers_once_the_leave_has_spread_so_a_process_ending_at_the_reply_show
 }
 
 #[test]
+fn the_http_leave_command_ends_once_the_leave_has_spread() {
+    let mut sim = three_joined_agents(57);
+    let c = sim.with(2, |a, now| a.accept(Listener::Http, None, now).unwrap());
+    let req = post_api(r#"{"action":"exec","command":"leave"}"#);
+    let asked = sim.now;
+    sim.with(2, |a, now| {
+        assert_eq!(a.handle_stream(c, &req, now), req.len())
+    });
+    let answered = sim
+        .run_until_cond(Duration::from_secs(10), Duration::from_millis(1), |s| {
+            !s.node(2).tx_pending(c).is_empty()
+        })
+        .expect("exec leave answered");
+    assert!(
+        answered >= Duration::from_millis(500),
+        "answered after {answered:?}, before the leave could spread"
+    );
+    assert!(sim.now - asked <= Duration::from_secs(5));
+    let mut raw = sim.with(2, |a, now| {
+        let raw = a.tx_pending(c).to_vec();
+        a.tx_consume(c, raw.len(), now);
+        raw
+    });
+    let resp = take_responses(&mut raw).pop().expect("one response");
+    let body = resp.json();
+    assert_eq!(body["state"], "SUCCEEDED", "{body}");
+    let results = body["body"]["results"].as_array().expect("results");
+    let texts: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r["message"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["Graceful leave started", "Graceful leave complete"],
+        "{body}"
+    );
+    assert_eq!(results.last().unwrap()["statusCode"], 0, "{body}");
+    // Ending the process at the answer leaves the others showing it left, not failed.
+    sim.crash(2);
+    sim.run_for(Duration::from_secs(30));
+    assert!(everyone_sees(
+        &sim,
+        &[0, 1],
+        &node_name(2),
+        MemberStatus::Left
+    ));
+}
+
+#[test]
 fn an_agent_that_joins_under_a_live_members_name_logs_the_conflict_and_shuts_down() {
     let mut sim = agent_net(2, NetConfig::default(), 54);
     let newcomer = Agent::new(

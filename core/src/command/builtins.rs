@@ -83,8 +83,14 @@ impl Agent {
             }))),
             Builtin::Monitor | Builtin::Events | Builtin::Join | Builtin::Reload => Ok(None),
             Builtin::Leave => {
+                // Ends once the leave has spread, as the RPC `leave` is answered, so that a
+                // caller who stops the process at the answer leaves peers showing `left`.
+                self.job_item(id, items::message(id, "Graceful leave started"));
+                self.membership.leave_jobs.push(id);
                 self.begin_leave(now);
-                Ok(Some(items::message(id, "Graceful leave started")))
+                // Already left: ended by this drain.
+                self.drain_cluster(now);
+                return;
             }
             Builtin::ForceLeave => {
                 let (prune, node) = match args {
