@@ -342,6 +342,10 @@ pub struct Config {
     /// the agent asks it to write them with `Effect::Persist`.
     #[serde(skip)]
     pub state_files: crate::StateFiles,
+    /// Run registered commands for other members' cluster-wide jobs
+    /// (`-enable-remote-exec`, config key `enable_remote_exec`). Off by default, as Consul
+    /// ships remote exec disabled: a targeted node then answers `refused`.
+    pub enable_remote_exec: bool,
 }
 
 impl Default for Config {
@@ -367,6 +371,7 @@ impl Default for Config {
             leave_on_terminate: false,
             rejoin_after_leave: false,
             state_files: crate::StateFiles::default(),
+            enable_remote_exec: false,
         }
     }
 }

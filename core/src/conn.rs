@@ -52,6 +52,10 @@ pub enum Listener {
     Http,
     /// The msgpack agent RPC.
     Rpc,
+    /// Agent-to-agent streams of cluster-wide jobs (docs/cluster-jobs.md): accepted on a
+    /// TCP listener at the LAN gossip address, and dialed by the agent itself
+    /// ([`crate::Effect::Connect`]).
+    Peer,
 }
 
 /// Why [`crate::Agent::accept`] refused a connection. The runtime closes the socket.
@@ -90,6 +94,7 @@ pub(crate) struct Conn {
     pub(crate) closing: bool,
     pub(crate) http: HttpConn,
     pub(crate) rpc: RpcConn,
+    pub(crate) stream: crate::cluster_jobs::PeerConn,
     /// When the connection was accepted (the RPC handshake deadline counts from here).
     pub(crate) accepted: Instant,
     /// The last activity: bytes received, output written, a parked request answered (the
@@ -121,6 +126,7 @@ impl Conn {
             closing: false,
             http: HttpConn::default(),
             rpc: RpcConn::default(),
+            stream: crate::cluster_jobs::PeerConn::default(),
             accepted: now,
             last_active: now,
             timer: None,
@@ -192,13 +198,14 @@ struct Slot {
 pub(crate) struct Conns {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    open: [usize; 2],
+    open: [usize; 3],
 }
 
 fn listener_index(l: Listener) -> usize {
     match l {
         Listener::Http => 0,
         Listener::Rpc => 1,
+        Listener::Peer => 2,
     }
 }
 

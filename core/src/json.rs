@@ -187,6 +187,11 @@ impl Arr<'_> {
         self.out.extend_from_slice(json);
     }
 
+    pub(crate) fn str(&mut self, v: &str) {
+        self.sep();
+        write_str(self.out, v);
+    }
+
     pub(crate) fn obj(&mut self, f: impl FnOnce(&mut Obj<'_>)) {
         self.sep();
         object(self.out, f);

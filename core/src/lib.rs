@@ -123,6 +123,11 @@
 //!                 // Append to, or atomically replace, the state file (in order per file).
 //!                 agent.persisted(file, Ok(()), now);
 //!             }
+//!             Output::Effect(Effect::Connect { conn, addr: _ }) => {
+//!                 // Dial `addr` (another agent's gossip address) and serve `conn` on that
+//!                 // socket like an accepted one; a dial that fails releases it.
+//!                 agent.handle_reset(conn, now);
+//!             }
 //!             Output::Effect(Effect::Shutdown) => host.exit = true,
 //!         }
 //!     }
@@ -203,6 +208,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod cluster;
+mod cluster_jobs;
 mod command;
 mod config;
 mod conn;
@@ -290,6 +296,17 @@ pub enum Effect {
     },
     /// Stop a host job. The agent has already recorded its end; later output is refused.
     CancelJob(JobId),
+    /// Open a TCP connection to `addr` (another agent's LAN gossip address, where it
+    /// listens with [`Listener::Peer`]) for the connection `conn`, which the agent has
+    /// already created: write its [`Agent::tx_pending`] once connected and read into its
+    /// [`Agent::rx_space`] as for an accepted one. If the connection cannot be made, call
+    /// [`Agent::handle_reset`]. Cluster-wide jobs use it (docs/cluster-jobs.md).
+    Connect {
+        /// The connection, already in the agent's table.
+        conn: ConnId,
+        /// Where to connect.
+        addr: SocketAddr,
+    },
     /// A job that was answered `Full` may produce output again.
     JobWritable(JobId),
     /// Re-read the configuration file and answer with [`Agent::reload_finished`]: the new
@@ -437,6 +454,8 @@ pub struct Agent {
     persist_failures: u64,
     /// `-snapshot`: what the file holds.
     snapshot: Option<snapshot::SnapshotState>,
+    /// Cluster-wide jobs this agent started, and jobs it serves for other origins.
+    cluster_jobs: cluster_jobs::ClusterJobs,
 }
 
 impl Agent {
@@ -497,6 +516,7 @@ impl Agent {
                 .state_files
                 .snapshot
                 .then(|| snapshot::SnapshotState::new(config.rejoin_after_leave)),
+            cluster_jobs: cluster_jobs::ClusterJobs::default(),
             cfg: config,
         };
         let specs = agent.cfg.event_handlers.clone();
@@ -667,7 +687,7 @@ impl Agent {
         // Overflow connections (answered 503) are HTTP ones: they count only there.
         let overflow = match listener {
             Listener::Http => self.overflow_open,
-            Listener::Rpc => 0,
+            Listener::Rpc | Listener::Peer => 0,
         };
         let served = self.conns.open_count(listener).saturating_sub(overflow);
         if served < limits.max_connections {
@@ -697,7 +717,7 @@ impl Agent {
             return Ok(id);
         }
         self.stats.connections_refused += 1;
-        if listener == Listener::Rpc || self.overflow_open >= limits.overflow_connections {
+        if listener != Listener::Http || self.overflow_open >= limits.overflow_connections {
             return Err(Refused::TooManyConnections);
         }
         // HTTP can say why: `503`, `Connection: close`, then the runtime flushes, closes
@@ -810,6 +830,9 @@ impl Agent {
             }
             self.timers.cancel(c.timer);
             self.unpark(conn, c.http.parked, now);
+            if c.listener == Listener::Peer {
+                self.peer_lost(c.stream.role, cluster_jobs::error::UNREACHABLE, now);
+            }
         }
         self.settle(now);
     }
@@ -959,6 +982,7 @@ impl Agent {
                 Timer::Conn(conn) => self.conn_timer(conn, now),
                 Timer::Handler(id) => self.handler_timed_out(id, now),
                 Timer::RetryJoin => self.retry_join_attempt(now),
+                Timer::ClusterJob(job, which) => self.cluster_job_timer(job, which, now),
             }
         }
         self.settle(now);
@@ -972,7 +996,11 @@ impl Agent {
         item: &serde_json::Value,
         now: Instant,
     ) -> Result<(), JobError> {
-        let r = self.host_output(job.0, item, now);
+        let r = if self.cluster_jobs.is_served(job.0) {
+            self.served_output(job.0, item, now)
+        } else {
+            self.host_output(job.0, item, now)
+        };
         self.settle(now);
         r
     }
@@ -986,7 +1014,9 @@ impl Agent {
         message: Option<&str>,
         now: Instant,
     ) {
-        if self.jobs.get(&job.0).is_some_and(|j| j.is_host()) {
+        if self.cluster_jobs.is_served(job.0) {
+            self.served_finished(job.0, status_code, message, now);
+        } else if self.jobs.get(&job.0).is_some_and(|j| j.is_host()) {
             self.end_job(job.0, status_code, message, false, now);
         }
         self.settle(now);
@@ -1068,6 +1098,7 @@ impl Agent {
         match self.conns.get(conn).map(|c| c.listener) {
             Some(Listener::Http) => self.process_conn(conn, now),
             Some(Listener::Rpc) => self.process_rpc(conn, now),
+            Some(Listener::Peer) => self.process_peer(conn, now),
             None => {}
         }
         self.return_rx(conn);
@@ -1136,8 +1167,9 @@ impl Agent {
             return None;
         }
         // A reader that takes nothing of its pending output: counted from when the output
-        // appeared or was last taken from.
-        let stall = if c.tx_len() > 0 {
+        // appeared or was last taken from. A peer stream's reader pauses on purpose (its
+        // session is full); its job's deadline bounds the pause.
+        let stall = if c.tx_len() > 0 && c.listener != Listener::Peer {
             let since = *c.tx_since.get_or_insert(now);
             timing
                 .write_stall_timeout()
@@ -1148,7 +1180,8 @@ impl Agent {
         };
         let protocol = match c.listener {
             Listener::Rpc if c.rpc.handshaken && (c.rpc.authed || !auth_required) => None,
-            Listener::Rpc => timing
+            Listener::Peer if c.stream.admitted() => None,
+            Listener::Rpc | Listener::Peer => timing
                 .rpc_handshake_timeout()
                 .map(|d| (c.accepted + d, ConnDeadline::Handshake)),
             Listener::Http if c.http.parked.is_some() => {
@@ -1267,6 +1300,7 @@ impl Agent {
         match c.listener {
             Listener::Http => self.rx_window(c),
             Listener::Rpc => self.rpc_window(c),
+            Listener::Peer => self.peer_window(c),
         }
     }
 

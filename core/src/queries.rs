@@ -127,7 +127,8 @@ impl Agent {
             },
         )?;
         // Only `_serf_ping`, without a payload, may use the internal prefix (Serf's agent).
-        let internal = name.starts_with(INTERNAL_PREFIX) && (name != PING || payload.is_some());
+        let internal = (name.starts_with(INTERNAL_PREFIX) && (name != PING || payload.is_some()))
+            || name.starts_with(crate::cluster_jobs::INTERNAL_PREFIX);
         let result = if internal {
             Err(String::from(wire::msg::INTERNAL_QUERY))
         } else {
@@ -193,6 +194,9 @@ impl Agent {
     /// A query event from the cluster: a received query for the streams, or a record for
     /// the connection that started a query.
     pub(crate) fn query_event(&mut self, event: ClusterEvent, now: Instant) {
+        if self.cluster_job_event(&event, now) {
+            return;
+        }
         match event {
             ClusterEvent::Query(q) => self.deliver_query(&q, now),
             ClusterEvent::QueryAck { query, from } => {

@@ -78,6 +78,8 @@ pub(crate) enum Timer {
     Handler(u32),
     /// The next attempt of `-retry-join`.
     RetryJoin,
+    /// A deadline of a cluster job (origin) or of a job served for one (target).
+    ClusterJob(u32, crate::cluster_jobs::JobTimer),
 }
 
 /// The order of entries due at the same instant, lowest first (ties then go by insertion).

@@ -205,13 +205,20 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                leave_on_terminate of the config file.",
     },
     FlagSpec {
+        name: "enable-remote-exec",
+        value: None,
+        help: "Run registered commands for other members' cluster-wide jobs (exec with \
+               nodes/tags). Off by default: this node then answers them refused. Overrides \
+               enable_remote_exec of the config file.",
+    },
+    FlagSpec {
         name: "config-file",
         value: Some("<path>"),
         help: "JSON file with the agent's configuration (node_name, log_level, limits, \
                timing, rpc_auth, http_auth, http_local_trust, console, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
                encrypt_verify_outgoing, event_handlers, skip_leave_on_interrupt, \
-               leave_on_terminate). Flags override it. Re-read on SIGHUP.",
+               leave_on_terminate, enable_remote_exec). Flags override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -279,6 +286,8 @@ pub struct AgentOptions {
     pub skip_leave_on_interrupt: Option<bool>,
     /// `-leave-on-terminate`: overrides the file's `leave_on_terminate`.
     pub leave_on_terminate: Option<bool>,
+    /// `-enable-remote-exec`: overrides the file's `enable_remote_exec`.
+    pub enable_remote_exec: Option<bool>,
     /// The state files' paths (`-snapshot`, `-keyring-file`, `-tags-file`).
     pub state: StatePaths,
     /// `-tag`, in order.
@@ -325,6 +334,7 @@ impl AgentOptions {
             event_handlers: Vec::new(),
             skip_leave_on_interrupt: None,
             leave_on_terminate: None,
+            enable_remote_exec: None,
             state: StatePaths::default(),
             tags: Vec::new(),
             rejoin: None,
@@ -344,6 +354,9 @@ impl AgentOptions {
                     opts.leave_on_terminate = Some(parse_bool(flag, value.as_deref())?);
                 }
                 "rejoin" => opts.rejoin = Some(parse_bool(flag, value.as_deref())?),
+                "enable-remote-exec" => {
+                    opts.enable_remote_exec = Some(parse_bool(flag, value.as_deref())?);
+                }
                 _ => {}
             }
             if matches!(
@@ -354,6 +367,7 @@ impl AgentOptions {
                     | "skip-leave-on-interrupt"
                     | "leave-on-terminate"
                     | "rejoin"
+                    | "enable-remote-exec"
             ) {
                 continue;
             }
@@ -512,6 +526,9 @@ impl AgentOptions {
         }
         if let Some(leave) = self.leave_on_terminate {
             cfg.leave_on_terminate = leave;
+        }
+        if let Some(enable) = self.enable_remote_exec {
+            cfg.enable_remote_exec = enable;
         }
         if let Some(dc) = &self.datacenter {
             cfg.datacenter.clone_from(dc);

@@ -157,6 +157,12 @@ fn setup(rt: &mut MioAgent, opts: &AgentOptions) -> Result<Loop, String> {
     };
     let rpc = bind(rt, Listener::Rpc, opts.rpc_addr)?;
     let http = bind(rt, Listener::Http, opts.http_addr)?;
+    // Cluster-wide jobs: targets stream results to the LAN gossip address's TCP port (as
+    // memberlist's TCP). Without it only this node's own part of such a job runs.
+    let lan = rt.agent().config().lan_addr;
+    if let Err(e) = bind(rt, Listener::Peer, lan) {
+        rt.log(Level::Warn, &e);
+    }
     // Handlers go in before "listening" is printed, so a supervisor (or a test) that
     // signals as soon as it reads that line never hits the default action.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])

@@ -248,6 +248,12 @@ impl Runtime {
             ex.spawn(Rc::clone(&self).accept_loop(rpc, Listener::Rpc)),
             ex.spawn(Rc::clone(&self).accept_loop(http, Listener::Http)),
         ];
+        // Cluster-wide jobs: targets stream results to this TCP port, the LAN gossip
+        // address's (as memberlist's TCP). Without it only this node's own part runs.
+        let lan = self.agent.borrow().config().lan_addr;
+        let peer_accepting = self
+            .bind(Listener::Peer, lan)
+            .map(|(peer, _)| ex.spawn(Rc::clone(&self).accept_loop(peer, Listener::Peer)));
         let (node, pid, lan, wan) = {
             let agent = self.agent.borrow();
             let c = agent.config();
@@ -299,6 +305,7 @@ impl Runtime {
         // connections a moment to take answers already queued, such as the reply to the
         // RPC `leave` that asked for this shutdown.
         drop(accepting);
+        drop(peer_accepting);
         let open = self.conns.borrow().len();
         let jobs = self.jobs.borrow().len();
         self.log(
@@ -454,6 +461,7 @@ impl Runtime {
                 self.log(Level::Info, "agent: shutdown requested");
                 self.shutdown.ring();
             }
+            Effect::Connect { conn, addr } => self.connect(conn, addr),
             Effect::RunHandler(run) => self.run_handler(run),
             Effect::CancelHandler(id) => self.cancel_handler(id),
             Effect::Persist { file, write, bytes } => {
@@ -615,6 +623,37 @@ impl Runtime {
                 self.input(|agent, now| agent.handle_reset(conn, now));
             }
         }
+    }
+
+    /// `Effect::Connect`: dials `addr` for the agent's connection `conn`, then serves it as
+    /// an accepted one; a failed dial releases it (`handle_reset`).
+    fn connect(self: &Rc<Self>, conn: ConnId, addr: SocketAddr) {
+        let entry = Rc::new(ConnEntry {
+            bell: Bell::new(),
+            close: Cell::new(false),
+        });
+        self.conns.borrow_mut().insert(conn, Rc::clone(&entry));
+        let Some(ex) = self.ex.upgrade() else {
+            self.conns.borrow_mut().remove(&conn);
+            self.input(|agent, now| agent.handle_reset(conn, now));
+            return;
+        };
+        let rt = Rc::clone(self);
+        ex.spawn(async move {
+            match Async::<TcpStream>::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.get_ref().set_nodelay(true);
+                    rt.log(Level::Debug, &format!("peer: connected to {addr}"));
+                    rt.connection(conn, stream, entry).await;
+                }
+                Err(e) => {
+                    rt.log(Level::Warn, &format!("peer: cannot connect to {addr}: {e}"));
+                    rt.conns.borrow_mut().remove(&conn);
+                    rt.input(|agent, now| agent.handle_reset(conn, now));
+                }
+            }
+        })
+        .detach();
     }
 
     /// One connection's task, from accept to release.
@@ -809,6 +848,7 @@ fn protocol(listener: Listener) -> &'static str {
     match listener {
         Listener::Http => "http",
         Listener::Rpc => "rpc",
+        Listener::Peer => "peer",
     }
 }
 

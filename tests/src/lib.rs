@@ -4,6 +4,7 @@
 pub mod coord_sim;
 pub mod driver;
 pub mod http;
+pub mod jobs_sim;
 pub mod netsim;
 pub mod netsim_agent;
 pub mod query_sim;

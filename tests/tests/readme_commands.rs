@@ -90,6 +90,19 @@ const BLOCKS: &[(&str, &str, Use)] = &[
         ]),
     ),
     (
+        "cluster-exec",
+        "tutorial",
+        Use::Run(&[(
+            "",
+            &[
+                r#""node":"tandem","#,
+                r#""type":"sysinfo""#,
+                r#""answered":["tandem"]"#,
+                r#""jobStatus":"TERMINATED""#,
+            ],
+        )]),
+    ),
+    (
         "encryption",
         "encryption",
         Use::Run(&[

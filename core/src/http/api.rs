@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::Parked;
+use crate::cluster_jobs::Target;
 use crate::json::{Obj, object};
 use crate::session::jobs::{ExecSink, Sink};
 use crate::session::{InputStatus, Session, SessionKey, items, key_of, key_str, uuid};
@@ -172,6 +173,20 @@ struct ApiRequest<'a> {
     command: Option<Text<'a>>,
     #[serde(default)]
     exec_timeout: Option<Timeout>,
+    /// A cluster-wide job's node expression (anchored).
+    #[serde(borrow, default)]
+    nodes: Option<Text<'a>>,
+    /// A cluster-wide job's tag expressions (anchored).
+    #[serde(default)]
+    tags: Option<alloc::collections::BTreeMap<String, String>>,
+}
+
+/// What `exec` and `async_exec` run: the command line, the cluster target if any, and
+/// `execTimeout` as given.
+struct JobRequest<'a> {
+    command: Option<&'a str>,
+    target: Option<Target>,
+    timeout: i64,
 }
 
 fn text<'a>(t: &'a Option<Text<'_>>) -> Option<&'a str> {
@@ -323,13 +338,31 @@ impl Agent {
             },
         };
         let command = text(&req.command);
-        match (action, key) {
-            (Action::Exec, key) => {
-                let timeout = req.exec_timeout.map_or(0, |t| t.0);
-                self.exec(conn, rid, key, command, timeout, now);
+        let target = match action {
+            Action::Exec | Action::AsyncExec => {
+                match Target::parse(present(&req.nodes), req.tags.as_ref()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let failed = match action {
+                            Action::Exec => msg::EXEC_FAILED,
+                            _ => msg::ASYNC_EXEC_FAILED,
+                        };
+                        return self.fail(conn, rid, &format!("{failed}{e}"));
+                    }
+                }
             }
+            _ => None,
+        };
+        let timeout = req.exec_timeout.map_or(0, |t| t.0);
+        let job = JobRequest {
+            command,
+            target,
+            timeout,
+        };
+        match (action, key) {
+            (Action::Exec, key) => self.exec(conn, rid, key, job, now),
             (_, None) => self.fail(conn, rid, msg::SESSION_REQUIRED),
-            (Action::AsyncExec, Some(key)) => self.async_exec(conn, rid, key, command, now),
+            (Action::AsyncExec, Some(key)) => self.async_exec(conn, rid, key, job, now),
             (Action::PullResults, Some(key)) => {
                 let consumer = present(&req.consumer_id);
                 self.pull_results(conn, rid, key, consumer, now);
@@ -633,10 +666,14 @@ impl Agent {
         conn: ConnId,
         rid: Option<&str>,
         key: Option<SessionKey>,
-        command: Option<&str>,
-        timeout: i64,
+        job: JobRequest<'_>,
         now: Instant,
     ) {
+        let JobRequest {
+            command,
+            target,
+            timeout,
+        } = job;
         let key = match key {
             Some(k) => k,
             None => match self.new_session(true, now) {
@@ -647,10 +684,7 @@ impl Agent {
                 }
             },
         };
-        let timeout_ms = u64::try_from(timeout)
-            .ok()
-            .filter(|&t| t > 0)
-            .unwrap_or(self.cfg.timing.exec_timeout_ms);
+        let timeout_ms = self.timeout_ms(timeout);
         if let Some(r) = self.refuse_if_busy(conn, rid, key, command) {
             return r;
         }
@@ -663,7 +697,7 @@ impl Agent {
             timed_out: false,
             timer: None,
         });
-        let job = match self.create_job(key, command.unwrap_or(""), sink) {
+        let job = match self.create_job(key, command.unwrap_or(""), sink, target.is_some()) {
             Ok(job) => job,
             Err(e) => {
                 let m = format!("{}{e}", msg::EXEC_FAILED);
@@ -689,7 +723,18 @@ impl Agent {
         {
             e.timer = Some(t);
         }
-        self.run_job(job, now);
+        match target {
+            Some(t) => self.start_cluster_job(job, &t, timeout_ms, now),
+            None => self.run_job(job, now),
+        }
+    }
+
+    /// `execTimeout` in milliseconds: absent or ≤ 0 is the configured default.
+    fn timeout_ms(&self, timeout: i64) -> u64 {
+        u64::try_from(timeout)
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or(self.cfg.timing.exec_timeout_ms)
     }
 
     /// REFUSED while the session has a foreground job (spec §4.3 step 3).
@@ -804,13 +849,19 @@ impl Agent {
         conn: ConnId,
         rid: Option<&str>,
         key: SessionKey,
-        command: Option<&str>,
+        job: JobRequest<'_>,
         now: Instant,
     ) {
+        let JobRequest {
+            command,
+            target,
+            timeout,
+        } = job;
         if let Some(r) = self.refuse_if_busy(conn, rid, key, command) {
             return r;
         }
-        let job = match self.create_job(key, command.unwrap_or(""), Sink::Stream) {
+        let job = match self.create_job(key, command.unwrap_or(""), Sink::Stream, target.is_some())
+        {
             Ok(job) => job,
             Err(e) => {
                 self.publish(key, items::command(0, command.unwrap_or(""), Some(&e)));
@@ -836,7 +887,13 @@ impl Agent {
                 b.str("jobStatus", "READY");
             }),
         );
-        self.run_job(job, now);
+        match target {
+            Some(t) => {
+                let timeout_ms = self.timeout_ms(timeout);
+                self.start_cluster_job(job, &t, timeout_ms, now);
+            }
+            None => self.run_job(job, now),
+        }
     }
 
     fn interrupt_job(&mut self, conn: ConnId, rid: Option<&str>, key: SessionKey, now: Instant) {

@@ -53,6 +53,9 @@ pub(crate) enum Run {
     Events(crate::rpc::commands::Filter),
     /// `join`: waits for the cluster's answer.
     Join,
+    /// A cluster-wide job (`exec` with `nodes`/`tags`): its nodes' state is in
+    /// `Agent::cluster_jobs`.
+    Cluster,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,7 @@ impl Agent {
         key: SessionKey,
         line: &str,
         sink: Sink,
+        cluster: bool,
     ) -> Result<u32, String> {
         let limits = &self.cfg.limits;
         if line.len() > limits.max_command {
@@ -105,6 +109,14 @@ impl Agent {
             return Err(String::from("'command' is required"));
         };
         let run = match self.registry.resolve(&name) {
+            // Built-ins describe the agent answering, not the nodes.
+            Some(Resolved::Builtin(_)) if cluster => {
+                return Err(format!(
+                    "{name}: a built-in command; cluster-wide jobs run registered host commands"
+                ));
+            }
+            // A command only the targets know is theirs to refuse (`unknown command`).
+            _ if cluster => Run::Cluster,
             Some(Resolved::Builtin(Builtin::Monitor)) => Run::Monitor(Level::Info),
             Some(Resolved::Builtin(Builtin::Events)) => {
                 Run::Events(crate::rpc::commands::Filter(Vec::new()))
@@ -175,6 +187,8 @@ impl Agent {
             Run::Monitor(_) => self.start_monitor(id, &words, now),
             Run::Events(_) => self.start_events(id, &words, now),
             Run::Join => self.start_join_job(id, &words, now),
+            // Started by `start_cluster_job`, which needs the target.
+            Run::Cluster => {}
             Run::Host => {
                 let command = if words.is_empty() {
                     String::new()
@@ -223,12 +237,7 @@ impl Agent {
         value: &serde_json::Value,
         now: Instant,
     ) -> Result<(), JobError> {
-        let serde_json::Value::Object(fields) = value else {
-            return Err(JobError::Invalid);
-        };
-        if !fields.get("type").is_some_and(serde_json::Value::is_string) {
-            return Err(JobError::Invalid);
-        }
+        let fields = item_fields(value).ok_or(JobError::Invalid)?;
         let Some(job) = self.jobs.get_mut(&id) else {
             return Err(JobError::Gone);
         };
@@ -277,6 +286,15 @@ impl Agent {
         if job.ended {
             return;
         }
+        // A cluster job accounts for its nodes first; their outcome decides its status.
+        let cluster_status = (job.run == Run::Cluster).then(|| self.close_cluster_job(id, now));
+        let (code, message) = match &cluster_status {
+            Some((code, message)) => (*code, message.as_deref()),
+            None => (code, message),
+        };
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
         if let Sink::Exec(e) = &job.sink
             && e.dropped > 0
         {
@@ -301,7 +319,7 @@ impl Agent {
             Some(
                 job @ Job {
                     sink: Sink::Stream,
-                    run: Run::Host,
+                    run: Run::Host | Run::Cluster,
                     ..
                 },
             ) => {
@@ -318,6 +336,7 @@ impl Agent {
         job.ended = true;
         let key = job.session;
         let host = job.is_host();
+        let cluster = job.run == Run::Cluster;
         self.host_jobs -= usize::from(host);
         let exec_conn = match &job.sink {
             Sink::Exec(e) => Some(e.conn),
@@ -329,7 +348,7 @@ impl Agent {
         let limits = &self.cfg.limits;
         if let Some(s) = self.sessions.get_mut(&key) {
             s.jobs.retain(|&j| j != id);
-            if s.foreground == Some(id) && host {
+            if s.foreground == Some(id) && (host || cluster) {
                 s.foreground = None;
                 s.allow_input_after_host_job(&self.status_items, limits.history, &mut self.wake);
             } else if s.foreground == Some(id) {
@@ -399,6 +418,7 @@ impl Agent {
                     .push_back(Output::Effect(Effect::JobWritable(JobId(id))));
             }
         }
+        self.cluster_jobs_writable(key);
     }
 
     fn start_monitor(&mut self, id: u32, args: &[String], now: Instant) {
@@ -506,10 +526,24 @@ fn monitor_item(job: u32, r: &LogRecord) -> Item {
     })
 }
 
+/// A result item's fields, if it is one: a JSON object whose `type` is a string.
+pub(crate) fn item_fields(
+    value: &serde_json::Value,
+) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    match value {
+        serde_json::Value::Object(fields)
+            if fields.get("type").is_some_and(serde_json::Value::is_string) =>
+        {
+            Some(fields)
+        }
+        _ => None,
+    }
+}
+
 /// A host item with `jobId` set and keys in order. serde_json's map is sorted (no
 /// `preserve_order`), so merging `jobId` in keeps the order; `null`s are left out as
 /// Arthas leaves them out.
-fn host_item(job: u32, fields: &serde_json::Map<String, serde_json::Value>) -> Item {
+pub(crate) fn host_item(job: u32, fields: &serde_json::Map<String, serde_json::Value>) -> Item {
     let mut jobid = Vec::new();
     crate::json::write_u64(&mut jobid, job.into());
     let mut out = Vec::new();

@@ -147,8 +147,29 @@ impl MioAgent {
             );
             return;
         }
+        self.insert_slot(id, stream, kind, peer, Interest::READABLE);
+        self.log(
+            Level::Debug,
+            &format!("{what}: accepted connection from {peer}"),
+        );
+        self.settle();
+        // Bytes may already be waiting; read them without counting on an event.
+        self.queue_ready(id);
+    }
+
+    /// Puts a registered socket in the connection's slot; `registered` with `WRITABLE` means
+    /// it waits to be writable (a dial in progress).
+    fn insert_slot(
+        &mut self,
+        id: ConnId,
+        stream: TcpStream,
+        listener: Listener,
+        peer: SocketAddr,
+        registered: Interest,
+    ) {
         // Answers are written whole; Nagle would only delay pipelined ones.
         let _ = stream.set_nodelay(true);
+        let index = id.index();
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
@@ -156,10 +177,10 @@ impl MioAgent {
             *entry = Some(ConnSlot {
                 id,
                 stream,
-                listener: kind,
+                listener,
                 peer,
-                registered: Interest::READABLE,
-                want_write: false,
+                registered,
+                want_write: registered.is_writable(),
                 eof: false,
                 hup: false,
                 queued: false,
@@ -168,13 +189,38 @@ impl MioAgent {
             });
             self.open += 1;
         }
-        self.log(
-            Level::Debug,
-            &format!("{what}: accepted connection from {peer}"),
-        );
-        self.settle();
-        // Bytes may already be waiting; read them without counting on an event.
-        self.queue_ready(id);
+    }
+
+    /// `Effect::Connect`: dials `addr` for the agent's connection `id` (non-blocking; the
+    /// agent's pending output goes once the socket is writable, i.e. connected). A dial that
+    /// fails releases the connection (`handle_reset`), now or when the error event comes.
+    pub(super) fn dial(&mut self, id: ConnId, addr: SocketAddr) {
+        let now = self.clock.now();
+        let index = id.index();
+        let dialed = TcpStream::connect(addr)
+            .map_err(|e| e.to_string())
+            .and_then(|mut s| match &self.registry {
+                Some(registry) if index < MAX_SLOTS => registry
+                    .register(
+                        &mut s,
+                        Token(self.base + conn_offset(index)),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map(|()| s)
+                    .map_err(|e| e.to_string()),
+                _ => Err("no token left".to_string()),
+            });
+        let stream = match dialed {
+            Ok(s) => s,
+            Err(e) => {
+                self.record(Level::Warn, &format!("peer: cannot connect to {addr}: {e}"));
+                self.agent.handle_reset(id, now);
+                return;
+            }
+        };
+        let registered = Interest::READABLE | Interest::WRITABLE;
+        self.insert_slot(id, stream, Listener::Peer, addr, registered);
+        self.record(Level::Debug, &format!("peer: connecting to {addr}"));
     }
 
     // ----- connections ---------------------------------------------------------------
@@ -497,6 +543,7 @@ pub(crate) fn protocol(listener: Listener) -> &'static str {
     match listener {
         Listener::Http => "http",
         Listener::Rpc => "rpc",
+        Listener::Peer => "peer",
     }
 }
 

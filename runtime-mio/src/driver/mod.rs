@@ -70,7 +70,9 @@ const WAKER: usize = 2;
 const LAN_GOSSIP: usize = 3;
 /// Offset of the WAN gossip socket's token.
 const WAN_GOSSIP: usize = 4;
-/// Offset of the first connection token; 5..8 are reserved.
+/// Offset of the peer-stream listener's token (cluster-wide jobs).
+const PEER_LISTENER: usize = 5;
+/// Offset of the first connection token; 6..8 are reserved.
 const FIRST_CONN: usize = 8;
 /// Connection slots (and lingering-socket slots) a `MioAgent` has tokens for.
 const MAX_SLOTS: usize = 1 << 20;
@@ -502,6 +504,7 @@ impl MioAgent {
         match offset {
             HTTP_LISTENER => self.accept_all(Listener::Http),
             RPC_LISTENER => self.accept_all(Listener::Rpc),
+            PEER_LISTENER => self.accept_all(Listener::Peer),
             WAKER => {
                 self.job_messages();
                 self.resolve_messages();
@@ -716,6 +719,7 @@ impl MioAgent {
                 default_port,
             } => self.resolve(id, names, default_port),
             Effect::Shutdown => self.requests.push_back(AgentRequest::Shutdown),
+            Effect::Connect { conn, addr } => self.dial(conn, addr),
             Effect::RunHandler(run) => self.run_handler(run),
             Effect::CancelHandler(id) => self.cancel_handler(id),
             Effect::Persist { file, write, bytes } => {
@@ -757,6 +761,7 @@ fn listener_offset(listener: Listener) -> usize {
     match listener {
         Listener::Http => HTTP_LISTENER,
         Listener::Rpc => RPC_LISTENER,
+        Listener::Peer => PEER_LISTENER,
     }
 }
 

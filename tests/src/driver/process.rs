@@ -310,6 +310,7 @@ impl Driver for Process {
         let addr = match to {
             Listener::Http => self.http,
             Listener::Rpc => self.rpc,
+            Listener::Peer => self.lan,
         };
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
@@ -456,6 +457,7 @@ pub fn config_file(config: &Config) -> Value {
         leave_on_terminate,
         rejoin_after_leave,
         state_files: _, // from flags
+        enable_remote_exec,
     } = config;
     // Of the cluster's configuration, only the keyring is in the file (`keyring`, the
     // first key primary); gossip tuning is not.
@@ -560,6 +562,7 @@ pub fn config_file(config: &Config) -> Value {
         "leave_on_terminate": leave_on_terminate,
         "rejoin_after_leave": rejoin_after_leave,
         "keyring": keyring,
+        "enable_remote_exec": enable_remote_exec,
     })
 }
 
