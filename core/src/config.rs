@@ -338,6 +338,10 @@ pub struct Config {
     /// gracefully re-joins its previous cluster at the next start (Serf's
     /// `rejoin_after_leave`, flag `-rejoin`). Read at start.
     pub rejoin_after_leave: bool,
+    /// Joins the agent starts itself (`-join`, `-retry-join`) replay the user events the
+    /// members still hold, as the RPC `join` with `Replay` does (Serf's `replay_on_join`,
+    /// flag `-replay`); by default only events after the join are delivered.
+    pub replay_on_join: bool,
     /// The state files the runtime keeps (`-snapshot`, `-keyring-file`, `-tags-file`);
     /// the agent asks it to write them with `Effect::Persist`.
     #[serde(skip)]
@@ -370,6 +374,7 @@ impl Default for Config {
             skip_leave_on_interrupt: false,
             leave_on_terminate: false,
             rejoin_after_leave: false,
+            replay_on_join: false,
             state_files: crate::StateFiles::default(),
             enable_remote_exec: false,
         }

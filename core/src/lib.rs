@@ -920,7 +920,7 @@ impl Agent {
             failures: Vec::new(),
             then: members::AfterJoin::Nothing,
         };
-        self.start_join(addrs, wan, waiter, now);
+        self.start_join(addrs, wan, self.cfg.replay_on_join, waiter, now);
         self.settle(now);
     }
 

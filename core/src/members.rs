@@ -64,6 +64,7 @@ pub(crate) enum AfterJoin {
 pub(crate) struct PendingResolve {
     pub(crate) pool: Pool,
     pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) replay: bool,
     pub(crate) waiter: JoinWaiter,
 }
 
@@ -517,15 +518,18 @@ impl Agent {
 
     /// Starts a join of `addrs` (IPs, `ip:port`, or host names the runtime resolves); the
     /// waiter is answered when the cluster reports, or at once if nothing can be tried.
+    /// `replay`: user events the members still hold are delivered here too (Serf's
+    /// `Replay`), instead of only those after the join.
     pub(crate) fn start_join(
         &mut self,
         addrs: &[&str],
         wan: bool,
+        replay: bool,
         waiter: JoinWaiter,
         now: Instant,
     ) {
         let pool = pool_of(wan);
-        let text = alloc::format!("agent: joining: [{}] replay: false", addrs.join(" "));
+        let text = alloc::format!("agent: joining: [{}] replay: {replay}", addrs.join(" "));
         self.log(Level::Info, &text, now);
         if wan && !self.cfg.server {
             return self.fail_join(waiter, msg::WAN_NEEDS_SERVER, now);
@@ -544,7 +548,7 @@ impl Agent {
             }
         }
         if names.is_empty() {
-            return self.join_addrs(pool, &parsed, waiter, now);
+            return self.join_addrs(pool, &parsed, replay, waiter, now);
         }
         let id = self.membership.next_resolve;
         self.membership.next_resolve = id.wrapping_add(1);
@@ -553,6 +557,7 @@ impl Agent {
             PendingResolve {
                 pool,
                 addrs: parsed,
+                replay,
                 waiter,
             },
         );
@@ -563,7 +568,14 @@ impl Agent {
         }));
     }
 
-    fn join_addrs(&mut self, pool: Pool, addrs: &[SocketAddr], waiter: JoinWaiter, now: Instant) {
+    fn join_addrs(
+        &mut self,
+        pool: Pool,
+        addrs: &[SocketAddr],
+        replay: bool,
+        waiter: JoinWaiter,
+        now: Instant,
+    ) {
         let has_failures = matches!(
             &waiter,
             JoinWaiter::Rpc { failures, .. } | JoinWaiter::Job { failures, .. } | JoinWaiter::Log { failures, .. } if !failures.is_empty()
@@ -581,7 +593,7 @@ impl Agent {
             let error = crate::cluster::JoinError { failures }.to_string_alloc();
             return self.finish_join_now(waiter, 0, error, now);
         }
-        match self.cluster.join(pool, addrs, now) {
+        match self.cluster.join_replay(pool, addrs, replay, now) {
             Ok(id) => {
                 self.membership.joins.insert(id.0, waiter);
                 self.drain_cluster(now);
@@ -655,13 +667,15 @@ impl Agent {
         };
         let addrs = retry.addrs.clone();
         let wan = retry.wan;
-        self.log(Level::Info, "agent: Joining cluster...(replay: false)", now);
+        let replay = self.cfg.replay_on_join;
+        let text = alloc::format!("agent: Joining cluster...(replay: {replay})");
+        self.log(Level::Info, &text, now);
         let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         let waiter = JoinWaiter::Log {
             failures: Vec::new(),
             then: AfterJoin::Retry,
         };
-        self.start_join(&addrs, wan, waiter, now);
+        self.start_join(&addrs, wan, replay, waiter, now);
     }
 
     /// An attempt of `-retry-join` ended: done, another one after the interval, or (after
@@ -728,7 +742,8 @@ impl Agent {
             | JoinWaiter::Log { failures, .. }) = &mut pending.waiter;
             failures.push(failure);
         }
-        self.join_addrs(pending.pool, &pending.addrs, pending.waiter, now);
+        let (pool, replay) = (pending.pool, pending.replay);
+        self.join_addrs(pool, &pending.addrs, replay, pending.waiter, now);
     }
 
     /// Leave: tell the cluster, which tells peers and, after the propagation delay, says
@@ -788,6 +803,7 @@ impl Agent {
     ) -> R<bool> {
         let mut existing: Vec<&str> = Vec::new();
         let mut wan = false;
+        let mut replay = false;
         r.fields(&["Existing", "WAN", "Replay"], |k, r| {
             match k {
                 "Existing" => {
@@ -797,9 +813,7 @@ impl Agent {
                     }
                 }
                 "WAN" => wan = r.bool()?,
-                "Replay" => {
-                    r.bool()?;
-                }
+                "Replay" => replay = r.bool()?,
                 _ => return Ok(false),
             }
             Ok(true)
@@ -813,7 +827,7 @@ impl Agent {
             seq,
             failures: Vec::new(),
         };
-        self.start_join(&existing, wan, waiter, now);
+        self.start_join(&existing, wan, replay, waiter, now);
         Ok(true)
     }
 

@@ -348,7 +348,9 @@ impl Agent {
                 rest: previous,
             },
         };
-        self.start_join(&[target.as_str()], false, waiter, now);
+        // Serf's re-join does not ignore old events: those the members hold that are newer
+        // than the snapshot's clocks (the node was down when they happened) are delivered.
+        self.start_join(&[target.as_str()], false, true, waiter, now);
     }
 
     /// Records a LAN member event (Serf's `processMemberEvent`).

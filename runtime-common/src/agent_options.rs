@@ -167,6 +167,13 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                queries. After a graceful leave it does not re-join (see -rejoin).",
     },
     FlagSpec {
+        name: "replay",
+        value: None,
+        help: "Joins at start (-join, -retry-join) replay the user events the members still \
+               hold, as `join -replay` does (Serf's replay_on_join; overrides the config \
+               file's).",
+    },
+    FlagSpec {
         name: "rejoin",
         value: None,
         help: "With -snapshot: re-join the snapshot's members at start even after a \
@@ -218,7 +225,9 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                timing, rpc_auth, http_auth, http_local_trust, console, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
                encrypt_verify_outgoing, event_handlers, skip_leave_on_interrupt, \
-               leave_on_terminate, enable_remote_exec). Flags override it. Re-read on SIGHUP.",
+               leave_on_terminate, enable_remote_exec, rejoin_after_leave, replay_on_join; read at start only: \
+               snapshot_path, tags_file, retry_join, retry_interval, retry_max). Flags \
+               override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
@@ -297,6 +306,10 @@ pub struct AgentOptions {
     /// The INFO line saying a keyring was restored from the keyring file (Serf's), set by
     /// the first [`AgentOptions::load_config`] that read one.
     restored_keyring: std::sync::OnceLock<String>,
+    /// `-replay`: overrides the file's `replay_on_join`.
+    pub replay: Option<bool>,
+    /// The flags given, so the config file's settings of the same things yield to them.
+    given: Vec<&'static str>,
 }
 
 impl AgentOptions {
@@ -339,8 +352,11 @@ impl AgentOptions {
             tags: Vec::new(),
             rejoin: None,
             restored_keyring: std::sync::OnceLock::new(),
+            replay: None,
+            given: Vec::new(),
         };
         for (flag, value) in parsed.flags {
+            opts.given.push(flag);
             match flag {
                 "server" => opts.server = Some(parse_bool(flag, value.as_deref())?),
                 "http-local-trust" => {
@@ -357,6 +373,7 @@ impl AgentOptions {
                 "enable-remote-exec" => {
                     opts.enable_remote_exec = Some(parse_bool(flag, value.as_deref())?);
                 }
+                "replay" => opts.replay = Some(parse_bool(flag, value.as_deref())?),
                 _ => {}
             }
             if matches!(
@@ -368,6 +385,7 @@ impl AgentOptions {
                     | "leave-on-terminate"
                     | "rejoin"
                     | "enable-remote-exec"
+                    | "replay"
             ) {
                 continue;
             }
@@ -536,6 +554,9 @@ impl AgentOptions {
         if let Some(rejoin) = self.rejoin {
             cfg.rejoin_after_leave = rejoin;
         }
+        if let Some(replay) = self.replay {
+            cfg.replay_on_join = replay;
+        }
         cfg.state_files = self.state.files();
         if let Some(path) = &self.state.tags {
             // Serf: one source of tags when a tags file is used.
@@ -597,6 +618,40 @@ impl AgentOptions {
             None => format!("invalid configuration: {e}"),
         })?;
         Ok(cfg)
+    }
+
+    /// The config file's settings of what the runtime does at start, Serf's keys:
+    /// `snapshot_path`, `tags_file`, `retry_join` (added to `-retry-join`),
+    /// `retry_interval` (Go duration), `retry_max`. A flag wins over the file's value.
+    /// Read once, before the agent starts (a reload does not change them).
+    pub fn with_file_settings(mut self) -> Result<AgentOptions, String> {
+        let Some(path) = &self.config_file else {
+            return Ok(self);
+        };
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let file =
+            FileStart::parse(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+        let given = |flag: &str| self.given.contains(&flag);
+        if !given("snapshot") {
+            self.state.snapshot = file.snapshot_path.map(PathBuf::from);
+        }
+        if !given("tags-file") {
+            self.state.tags = file.tags_file.map(PathBuf::from);
+        }
+        // Serf appends the file's addresses to the flags'.
+        self.retry_join.extend(file.retry_join);
+        if let (false, Some(text)) = (given("retry-interval"), file.retry_interval) {
+            self.retry_interval = parse_go_duration(&text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("retry_interval: {text:?} is not a positive duration such as 30s")
+                })?;
+        }
+        if let (false, Some(max)) = (given("retry-max"), file.retry_max) {
+            self.retry_max = max;
+        }
+        Ok(self)
     }
 
     /// The snapshot file (`-snapshot`) as `Agent::restore_snapshot` takes it, read with
@@ -665,13 +720,19 @@ impl AgentOptions {
     }
 }
 
-/// The config file's keys that are the runtime's ([`FileKeys`]), not the core's `Config`'s.
-const FILE_ONLY_KEYS: [&str; 5] = [
+/// The config file's keys that are the runtime's ([`FileKeys`], [`FileStart`]), not the
+/// core's `Config`'s.
+const FILE_ONLY_KEYS: &[&str] = &[
     "encrypt",
     "keyring",
     "encrypt_verify_incoming",
     "encrypt_verify_outgoing",
     "keyring_file",
+    "snapshot_path",
+    "tags_file",
+    "retry_join",
+    "retry_interval",
+    "retry_max",
 ];
 
 /// Reads Serf's keyring file: a JSON list of base64 keys, primary first. The errors are
@@ -708,6 +769,57 @@ fn load_keyring_file(path: &std::path::Path) -> Result<Vec<GossipKey>, String> {
         ));
     }
     Ok(keys)
+}
+
+/// The config file's settings of what the runtime does at start
+/// ([`AgentOptions::with_file_settings`]); Serf's names.
+#[derive(Debug, Default)]
+struct FileStart {
+    snapshot_path: Option<String>,
+    tags_file: Option<String>,
+    retry_join: Vec<String>,
+    retry_interval: Option<String>,
+    retry_max: Option<u32>,
+}
+
+impl FileStart {
+    fn parse(text: &[u8]) -> Result<FileStart, String> {
+        use serde_json::Value;
+        let value: Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        let field = |name: &str| value.get(name).filter(|v| !v.is_null());
+        let string = |name: &str| -> Result<Option<String>, String> {
+            field(name)
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or(format!("{name}: expected a string"))
+                })
+                .transpose()
+        };
+        let retry_join = match field("retry_join") {
+            None => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or("retry_join: expected a list of addresses")?,
+            Some(_) => return Err("retry_join: expected a list of addresses".into()),
+        };
+        let retry_max = field("retry_max")
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or("retry_max: expected a count")
+            })
+            .transpose()?;
+        Ok(FileStart {
+            snapshot_path: string("snapshot_path")?,
+            tags_file: string("tags_file")?,
+            retry_join,
+            retry_interval: string("retry_interval")?,
+            retry_max,
+        })
+    }
 }
 
 /// The config file's JSON as the core's `Config`. A key that neither the core nor the
@@ -1036,6 +1148,78 @@ mod tests {
             opts.load_config()
                 .unwrap_err()
                 .starts_with("Failed to decode tags file: ")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn serfs_start_keys_come_from_the_config_file_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("tandem-start-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.json");
+        std::fs::write(
+            &file,
+            r#"{"snapshot_path": "/var/tandem/snap", "tags_file": "/var/tandem/tags.json",
+                "retry_join": ["10.0.0.1", "10.0.0.2:8301"], "retry_interval": "5s",
+                "retry_max": 3, "rejoin_after_leave": true, "replay_on_join": true}"#,
+        )
+        .unwrap();
+        let with = |flags: &str| {
+            let words = words(&format!("-config-file {} {flags}", file.display()));
+            AgentOptions::parse(&words)
+                .unwrap()
+                .unwrap()
+                .with_file_settings()
+        };
+        let opts = with("").unwrap();
+        assert_eq!(opts.state.snapshot, Some(PathBuf::from("/var/tandem/snap")));
+        assert_eq!(
+            opts.state.tags,
+            Some(PathBuf::from("/var/tandem/tags.json"))
+        );
+        assert_eq!(opts.retry_join, ["10.0.0.1", "10.0.0.2:8301"]);
+        assert_eq!(opts.retry_interval, Duration::from_secs(5));
+        assert_eq!(opts.retry_max, 3);
+        let cfg = opts.load_config().unwrap();
+        assert!(cfg.rejoin_after_leave && cfg.replay_on_join);
+        assert!(cfg.state_files.snapshot && cfg.state_files.tags);
+        // Flags win; -retry-join adds to the file's list, as Serf merges them.
+        let opts = with(
+            "-snapshot /tmp/s -tags-file /tmp/t -retry-join 10.0.0.9 -retry-interval 1m \
+             -retry-max 0 -rejoin=false -replay=false",
+        )
+        .unwrap();
+        assert_eq!(opts.state.snapshot, Some(PathBuf::from("/tmp/s")));
+        assert_eq!(opts.state.tags, Some(PathBuf::from("/tmp/t")));
+        assert_eq!(opts.retry_join, ["10.0.0.9", "10.0.0.1", "10.0.0.2:8301"]);
+        assert_eq!(opts.retry_interval, Duration::from_secs(60));
+        assert_eq!(opts.retry_max, 0);
+        let cfg = opts.load_config().unwrap();
+        assert!(!cfg.rejoin_after_leave && !cfg.replay_on_join);
+        // Bad values are errors naming the key.
+        for (json, why) in [
+            (r#"{"retry_interval": "soon"}"#, "retry_interval"),
+            (r#"{"retry_interval": "0s"}"#, "retry_interval"),
+            (r#"{"retry_join": "10.0.0.1"}"#, "retry_join"),
+            (r#"{"retry_max": -1}"#, "retry_max"),
+            (r#"{"snapshot_path": 7}"#, "snapshot_path"),
+        ] {
+            std::fs::write(&file, json).unwrap();
+            let err = with("").unwrap_err();
+            assert!(err.contains(why), "{json}: {err}");
+        }
+        // Without a file nothing changes; the keys are no unknown keys.
+        let opts = AgentOptions::parse(&words("-snapshot /tmp/s"))
+            .unwrap()
+            .unwrap()
+            .with_file_settings()
+            .unwrap();
+        assert_eq!(opts.state.snapshot, Some(PathBuf::from("/tmp/s")));
+        std::fs::write(&file, r#"{"snapshot_path": "/x", "colour": 1}"#).unwrap();
+        let err = with("").unwrap().load_config().unwrap_err();
+        assert!(
+            err.contains("unknown configuration key \"colour\""),
+            "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

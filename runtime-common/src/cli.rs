@@ -85,7 +85,13 @@ impl Program {
                 code
             }
             "agent" => match AgentOptions::parse(rest) {
-                Ok(Some(opts)) => run_agent(opts),
+                Ok(Some(opts)) => match opts.with_file_settings() {
+                    Ok(opts) => run_agent(opts),
+                    Err(e) => {
+                        eprintln_safe(&format!("==> Error loading configuration: {e}"));
+                        1
+                    }
+                },
                 Ok(None) => {
                     print_out(&agent_usage(self.name));
                     0

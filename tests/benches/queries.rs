@@ -8,7 +8,7 @@
 
 use std::time::Instant as WallInstant;
 
-use tandem_tests::query_sim::{QUERY_TABLE_HEADER, query_line, query_run};
+use tandem_tests::query_sim::{QUERY_TABLE_HEADER, query_line, query_runs};
 
 fn main() {
     let args: Vec<(usize, u32, u8)> = std::env::args()
@@ -37,13 +37,24 @@ fn main() {
         "| relay | {}",
         &QUERY_TABLE_HEADER[2..].replace("\n|", "\n|---:|")
     );
-    for (n, loss, relay) in plan {
+    // Consecutive rows of one size and loss share a cluster (it joins once); the wall
+    // time of the first includes the join.
+    let mut i = 0;
+    while i < plan.len() {
+        let (n, loss, _) = plan[i];
+        let group: Vec<u8> = plan[i..]
+            .iter()
+            .take_while(|&&(m, l, _)| (m, l) == (n, loss))
+            .map(|&(_, _, r)| r)
+            .collect();
+        i += group.len();
         let wall = WallInstant::now();
-        let row = query_run(n, loss, relay);
-        println!(
-            "| {relay} {} wall {:.1} s",
-            query_line(&row),
-            wall.elapsed().as_secs_f64()
-        );
+        for (row, relay) in query_runs(n, loss, &group).iter().zip(&group) {
+            println!(
+                "| {relay} {} wall {:.1} s",
+                query_line(row),
+                wall.elapsed().as_secs_f64()
+            );
+        }
     }
 }

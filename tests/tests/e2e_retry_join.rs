@@ -1,6 +1,7 @@
-//! End-to-end `-retry-join` of both runtimes' binaries: an agent started before its target
-//! keeps trying and gets in once the target is up; with `-retry-max` it gives up and exits 1
-//! (Serf's agent).
+//! End-to-end joins at start of both runtimes' binaries: with `-retry-join` an agent
+//! started before its target keeps trying and gets in once the target is up; with
+//! `-retry-max` it gives up and exits 1 (Serf's agent); with `-replay` (and `tandem join
+//! -replay`) the user events the members hold are delivered to the joiner.
 //!
 //! Waits poll with a deadline. Every process is killed and reaped on drop.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use e2e_support::{Agent, DEADLINE, Runtime};
 
 runtimes! {
+    replay_on_join_delivers_the_events_the_members_hold;
     retry_join_gets_in_once_the_target_is_up;
     retry_join_gives_up_after_retry_max_and_exits_1;
 }
@@ -84,4 +86,38 @@ fn retry_join_gives_up_after_retry_max_and_exits_1(rt: Runtime) {
         1,
         "{lines:#?}"
     );
+}
+
+fn replay_on_join_delivers_the_events_the_members_hold(rt: Runtime) {
+    let a = Agent::start(rt, &["-node", "a"]);
+    let target = format!("127.0.0.1:{}", a.lan_port());
+    // Two members, so the event's broadcast is spent before the others join (a lone
+    // member keeps it for the first to come, which then hears it as news).
+    let x = Agent::start(rt, &["-node", "x", "-join", &target]);
+    x.wait_log("agent: joined: 1 nodes");
+    assert_eq!(a.cli("event", &["deploy", "v1"]).code, Some(0));
+    x.wait_log("agent: Received event: user-event: deploy");
+    std::thread::sleep(Duration::from_secs(5));
+    let received = |agent: &Agent| {
+        agent
+            .log_lines()
+            .iter()
+            .filter(|l| l.ends_with("agent: Received event: user-event: deploy"))
+            .count()
+    };
+    // -replay: the join at start replays; a plain -join does not.
+    let b = Agent::start(rt, &["-node", "b", "-replay", "-join", &target]);
+    b.wait_log("replay: true");
+    b.wait_log("agent: Received event: user-event: deploy");
+    let c = Agent::start(rt, &["-node", "c", "-join", &target]);
+    c.wait_log("replay: false");
+    // `tandem join -replay` asks for it on one join.
+    let d = Agent::start(rt, &["-node", "d"]);
+    let out = d.cli("join", &["-replay", &target]);
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    d.wait_log("agent: Received event: user-event: deploy");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(received(&b), 1, "{:#?}", b.log_lines());
+    assert_eq!(received(&c), 0, "{:#?}", c.log_lines());
+    assert_eq!(received(&d), 1, "{:#?}", d.log_lines());
 }

@@ -32,6 +32,7 @@ use super::pool::Want;
 use super::timer::Task;
 use super::wire::{
     self, Item, Pull, PushHeader, WANT_EVENTS, WANT_GONE, WANT_JOIN, WANT_LEAVES, WANT_METAS,
+    WANT_REPLAY,
 };
 use super::{BULK_PULL, Cluster, PULLS_PER_TICK, Pool, SYNC_TRIES};
 use crate::time::Instant;
@@ -378,8 +379,9 @@ impl Cluster {
             if pull.wants & WANT_EVENTS != 0 {
                 // Only young events: a node that joined since must not have old ones
                 // replayed (Serf replays only on request).
+                let replay = pull.wants & WANT_REPLAY != 0;
                 for (at, u) in &g.events.recent {
-                    if now < *at + sync_interval * 2 {
+                    if replay || now < *at + sync_interval * 2 {
                         add(Item::User(u.clone()));
                     }
                 }
@@ -432,9 +434,11 @@ impl Cluster {
         gossip.with(|g| {
             g.now = now;
             if header.wants & WANT_JOIN != 0 && first_look {
-                // Serf without `Replay`: events from before we joined are not ours.
                 g.events.clock = g.events.clock.max(header.event_clock);
-                g.events.min_time = g.events.min_time.max(header.event_clock);
+                // Serf without `Replay`: events from before we joined are not ours.
+                if header.wants & WANT_REPLAY == 0 {
+                    g.events.min_time = g.events.min_time.max(header.event_clock);
+                }
             }
             for raw in items {
                 // Direct answers are not re-broadcast: they are news to us alone.

@@ -16,7 +16,10 @@ use rand::RngExt as _;
 use super::identity::NodeId;
 use super::member::SelfState;
 use super::timer::Task;
-use super::wire::{self, Item, Leave, PushHeader, WANT_GONE, WANT_JOIN, WANT_LEAVES, WANT_METAS};
+use super::wire::{
+    self, Item, Leave, PushHeader, WANT_EVENTS, WANT_GONE, WANT_JOIN, WANT_LEAVES, WANT_METAS,
+    WANT_REPLAY,
+};
 use super::{Cluster, JoinAttempt, JoinError, JoinId, JoinOutcome, Pool, Target, TargetFailure};
 use crate::time::Instant;
 
@@ -73,7 +76,7 @@ impl Cluster {
             for (t, state) in &mut j.targets {
                 if *state == Target::Pending && (*t == from || *t == src) {
                     *state = Target::Answered;
-                    newly.push(from);
+                    newly.push((from, j.replay));
                 }
             }
             if j.settled() {
@@ -85,8 +88,9 @@ impl Cluster {
         }
         newly.dedup();
         let joined = !newly.is_empty();
-        for to in newly {
-            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_JOIN);
+        for (to, replay) in newly {
+            let replay = if replay { WANT_EVENTS | WANT_REPLAY } else { 0 };
+            self.send_state_pull(pool, to, WANT_METAS | WANT_LEAVES | WANT_JOIN | replay);
         }
         if joined {
             // Nodes that join together learn little from each other's answers: sync again

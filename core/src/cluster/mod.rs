@@ -214,6 +214,8 @@ struct JoinAttempt {
     /// Each address and how it fared so far.
     targets: Vec<(SocketAddr, Target)>,
     deadline: Instant,
+    /// Serf's `Replay`: old user events are asked for and delivered.
+    replay: bool,
 }
 
 /// How one address of a join fared.
@@ -655,6 +657,20 @@ impl Cluster {
         addrs: &[SocketAddr],
         now: Instant,
     ) -> Result<JoinId, ClusterError> {
+        self.join_replay(pool, addrs, false, now)
+    }
+
+    /// [`Cluster::join`], with Serf's `Replay`: the members answering the join send every
+    /// recent user event they hold, and those are delivered here (as events) instead of
+    /// only the ones after the join. Events this node has seen or that precede its event
+    /// floor (a restored snapshot's clock) are still not delivered again.
+    pub fn join_replay(
+        &mut self,
+        pool: Pool,
+        addrs: &[SocketAddr],
+        replay: bool,
+        now: Instant,
+    ) -> Result<JoinId, ClusterError> {
         if pool == Pool::Wan && !self.cfg.server {
             return Err(ClusterError::NotServer);
         }
@@ -698,6 +714,7 @@ impl Cluster {
             pool,
             targets,
             deadline: now + self.cfg.join_timeout,
+            replay,
         });
         if !self.finish_join_if_answered(id) {
             self.announce_unanswered(id, now);

@@ -13,6 +13,7 @@
 //!        | bit 1 LEAVES (every leave record) | bit 2 EVENTS (recent user events)
 //!        | bit 3 JOIN (the answer's `event_clock` is the joiner's new event floor)
 //!        | bit 4 GONE (on an unsolicited PUSH of a leave record: the sender goes silent now)
+//!        | bit 5 REPLAY (with EVENTS: every recent user event, old ones too: Serf's Replay)
 //!
 //! item   := 0x01 id:identity version:u32 name:str8 n:u8 (key:str8 value:str8){n}   META
 //!         | 0x02 id:identity prune:u8 forced:u8                                     LEAVE
@@ -345,6 +346,9 @@ pub(crate) const WANT_EVENTS: u8 = 4;
 pub(crate) const WANT_JOIN: u8 = 8;
 /// On an unsolicited PUSH: the sender is going silent now (its leave has propagated).
 pub(crate) const WANT_GONE: u8 = 16;
+/// With EVENTS on a join: every recent event, not only young ones, and the joiner keeps
+/// its event floor (Serf's `Replay`). A node that does not know the bit sends young ones.
+pub(crate) const WANT_REPLAY: u8 = 32;
 
 /// A PUSH answer's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

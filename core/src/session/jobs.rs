@@ -475,7 +475,7 @@ impl Agent {
             job: id,
             failures: Vec::new(),
         };
-        self.start_join(&addrs, wan, waiter, now);
+        self.start_join(&addrs, wan, false, waiter, now);
     }
 
     /// Streams a cluster event to every running `events` job whose filter passes; `item`

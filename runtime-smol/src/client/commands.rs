@@ -199,11 +199,18 @@ Usage: tandem join [options] address ...
 
   Tells a running tandem agent (with \"tandem agent\") to join the cluster by
   specifying at least one existing member.",
-    flags: &[FlagSpec {
-        name: "wan",
-        value: None,
-        help: "Join the WAN pool (servers only).",
-    }],
+    flags: &[
+        FlagSpec {
+            name: "wan",
+            value: None,
+            help: "Join the WAN pool (servers only).",
+        },
+        FlagSpec {
+            name: "replay",
+            value: None,
+            help: "Replay past user events (those the members still hold) to this agent.",
+        },
+    ],
     rpc: true,
     flags_after_first_arg: false,
     run: join,
@@ -214,6 +221,10 @@ fn join(inv: &Invocation) -> i32 {
         Ok(w) => w,
         Err(e) => return usage_error(&JOIN, &e.to_string()),
     };
+    let replay = match inv.bool("replay", false) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&JOIN, &e.to_string()),
+    };
     if inv.args.is_empty() {
         return usage_error(&JOIN, "At least one address to join must be specified.");
     }
@@ -222,7 +233,11 @@ fn join(inv: &Invocation) -> i32 {
         Err(code) => return code,
     };
     let existing = Value::Array(inv.args.iter().map(|a| a.as_str().into()).collect());
-    let request = body([("Existing", existing), ("WAN", wan.into())]);
+    let request = body([
+        ("Existing", existing),
+        ("WAN", wan.into()),
+        ("Replay", replay.into()),
+    ]);
     match client.call("join", Some(request), Reply::Body) {
         Ok(reply) => {
             let n = reply

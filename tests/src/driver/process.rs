@@ -456,6 +456,7 @@ pub fn config_file(config: &Config) -> Value {
         skip_leave_on_interrupt,
         leave_on_terminate,
         rejoin_after_leave,
+        replay_on_join,
         state_files: _, // from flags
         enable_remote_exec,
     } = config;
@@ -563,6 +564,7 @@ pub fn config_file(config: &Config) -> Value {
         "rejoin_after_leave": rejoin_after_leave,
         "keyring": keyring,
         "enable_remote_exec": enable_remote_exec,
+        "replay_on_join": replay_on_join,
     })
 }
 
