@@ -225,9 +225,9 @@ pub const AGENT_FLAGS: &[FlagSpec] = &[
                timing, rpc_auth, http_auth, http_local_trust, console, server, datacenter, tags, \
                lan_addr, wan_addr, encrypt, keyring, encrypt_verify_incoming, \
                encrypt_verify_outgoing, event_handlers, skip_leave_on_interrupt, \
-               leave_on_terminate, enable_remote_exec, rejoin_after_leave, replay_on_join; read at start only: \
-               snapshot_path, tags_file, retry_join, retry_interval, retry_max). Flags \
-               override it. Re-read on SIGHUP.",
+               leave_on_terminate, enable_remote_exec, rejoin_after_leave, replay_on_join; \
+               read at start only: snapshot_path, tags_file, retry_join, retry_interval, \
+               retry_max). Flags override it. Re-read on SIGHUP.",
     },
     FlagSpec {
         name: "node",
