@@ -168,8 +168,7 @@ impl Agent {
 
     /// After the cluster ran: log what key queries did here, and persist a changed keyring.
     pub(crate) fn keyring_after_cluster(&mut self, now: Instant) {
-        while let Some((error, text)) = self.cluster.poll_keyring_note() {
-            let level = if error { Level::Err } else { Level::Info };
+        while let Some((level, text)) = self.cluster.poll_keyring_note() {
             self.log(level, &text, now);
         }
         let changes = self.cluster.keyring_changes();

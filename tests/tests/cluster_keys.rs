@@ -66,14 +66,25 @@ fn key(text: &str) -> GossipKey {
 /// `n` agents (encrypted with K1 when `encrypted`), all joined to agent 0 and alive
 /// everywhere.
 fn cluster(n: usize, encrypted: bool) -> Net<Node> {
+    cluster_with(n, encrypted, |_, _| {})
+}
+
+/// [`cluster`], with agent `i`'s cluster configuration adjusted by `adjust`.
+fn cluster_with(
+    n: usize,
+    encrypted: bool,
+    adjust: impl Fn(usize, &mut ClusterConfig),
+) -> Net<Node> {
     let mut sim = Net::new(NetConfig::default(), START);
     for i in 0..n {
         let mut cfg = agent_config(i);
+        let mut cluster = ClusterConfig::default();
         if encrypted {
-            cfg.cluster = Some(ClusterConfig {
-                keyring: Keyring::new(key(K1), []),
-                ..ClusterConfig::default()
-            });
+            cluster.keyring = Keyring::new(key(K1), []);
+        }
+        adjust(i, &mut cluster);
+        if cluster != ClusterConfig::default() {
+            cfg.cluster = Some(cluster);
         }
         cfg.state_files = StateFiles {
             keyring: true,
@@ -369,4 +380,96 @@ fn an_unreachable_member_is_counted_missing_at_the_deadline() {
     assert!(waited >= timeout, "{waited:?} < {timeout:?}");
     assert_eq!(keys_of(&sim, 1), [K1, K2]);
     assert_eq!(keys_of(&sim, 2), [K1], "the cut-off member did not change");
+}
+
+#[test]
+fn a_failed_keyring_write_is_logged_and_counted_and_the_agent_keeps_its_new_keyring() {
+    let mut sim = cluster(2, true);
+    let (err, _) = key_command(&mut sim, 0, "install-key", Some(K2));
+    assert_eq!(err, "");
+    assert_eq!(sim.node(1).writes.len(), 1);
+    sim.with(1, |n, now| {
+        n.agent
+            .persisted(StateFile::Keyring, Err("/var/lib/k: disk full"), now)
+    });
+    sim.run_for(TICK);
+    let node = sim.node(1);
+    assert_eq!(node.agent.persist_failures(), 1);
+    assert!(
+        node.logs
+            .iter()
+            .any(|l| l
+                .contains("[ERR] agent: failed to write the keyring file: /var/lib/k: disk full")),
+        "{:#?}",
+        node.logs
+    );
+    assert_eq!(keys_of(&sim, 1), [K1, K2], "the new keyring stays in force");
+    let (err, body) = key_command(&mut sim, 1, "use-key", Some(K2));
+    assert_eq!((err.as_str(), counts(&body)), ("", (2, 2, 0)));
+}
+
+#[test]
+fn a_reload_keeps_what_key_commands_did_unless_the_configured_keyring_changed() {
+    let mut sim = cluster(2, true);
+    key_command(&mut sim, 0, "install-key", Some(K2));
+    key_command(&mut sim, 0, "use-key", Some(K2));
+    // The same configuration again (a SIGHUP with the file unchanged).
+    sim.with(0, |n, now| {
+        let same = n.agent.config().clone();
+        n.agent.apply_config(same, now)
+    });
+    assert_eq!(keys_of(&sim, 0), [K2, K1]);
+    // A configuration whose keyring changed is put in force.
+    sim.with(0, |n, now| {
+        let mut cfg = n.agent.config().clone();
+        cfg.cluster = Some(ClusterConfig {
+            keyring: Keyring::new(key(K1), []),
+            ..ClusterConfig::default()
+        });
+        n.agent.apply_config(cfg, now)
+    });
+    // Configured with K1 only at start, and K1 only now: unchanged, so still K2, K1.
+    assert_eq!(keys_of(&sim, 0), [K2, K1]);
+    sim.with(0, |n, now| {
+        let mut cfg = n.agent.config().clone();
+        cfg.cluster = Some(ClusterConfig {
+            keyring: Keyring::new(key(K2), []),
+            ..ClusterConfig::default()
+        });
+        n.agent.apply_config(cfg, now)
+    });
+    assert_eq!(keys_of(&sim, 0), [K2], "a changed configured keyring wins");
+}
+
+#[test]
+fn a_key_list_over_the_response_limit_is_cut_short_as_serfs() {
+    // Node 1 answers within a 250-byte response limit.
+    let mut sim = cluster_with(2, true, |i, c| {
+        if i == 1 {
+            c.query_response_size_limit = 250;
+        }
+    });
+    for fill in 1..=6u8 {
+        let k = GossipKey::new(&[fill; 32]).unwrap().to_base64();
+        let (err, _) = key_command(&mut sim, 0, "install-key", Some(&k));
+        assert_eq!(err, "");
+    }
+    assert_eq!(keys_of(&sim, 1).len(), 7);
+    let (err, body) = key_command(&mut sim, 0, "list-keys", None);
+    assert_eq!(err, "", "a cut list is no failure, as in Serf");
+    let listed = key_counts(&body);
+    assert_eq!(listed.len(), 7, "node 0 still lists all seven");
+    let from_both = listed.iter().filter(|(_, n)| *n == 2).count();
+    assert!(
+        (1..7).contains(&from_both),
+        "node 1 listed fewer: {listed:?}"
+    );
+    assert!(
+        sim.node(1)
+            .logs
+            .iter()
+            .any(|l| l.contains("[WARN] serf: truncated key list response, showing first")),
+        "{:#?}",
+        sim.node(1).logs
+    );
 }

@@ -23,6 +23,7 @@ use core::fmt;
 use super::keyring::{GossipKey, Keyring};
 use super::query::{QueryError, QueryId, QueryParams};
 use super::{Cluster, Pool};
+use crate::log::Level;
 use crate::rpc::msgpack::Reader;
 use crate::time::Instant;
 
@@ -396,14 +397,14 @@ impl Cluster {
         self.keyring_changes
     }
 
-    /// What key queries did here, for the agent's log: `(error, text)` in Serf's words.
-    pub fn poll_keyring_note(&mut self) -> Option<(bool, String)> {
+    /// What key queries did here, for the agent's log: the level and Serf's words.
+    pub fn poll_keyring_note(&mut self) -> Option<(Level, String)> {
         self.keyring_notes.pop_front()
     }
 
-    fn keyring_note(&mut self, error: bool, text: String) {
+    fn keyring_note(&mut self, level: Level, text: String) {
         if self.keyring_notes.len() < 64 {
-            self.keyring_notes.push_back((error, text));
+            self.keyring_notes.push_back((level, text));
         }
     }
 
@@ -424,10 +425,10 @@ impl Cluster {
         if op == KeyOp::List {
             if !ring.is_enabled() {
                 const EMPTY: &str = "Keyring is empty (encryption not enabled)";
-                self.keyring_note(true, format!("serf: {EMPTY}"));
+                self.keyring_note(Level::Err, format!("serf: {EMPTY}"));
                 return NodeKeyResponse::failure(EMPTY);
             }
-            self.keyring_note(false, String::from("serf: Received list-keys query"));
+            self.keyring_note(Level::Info, String::from("serf: Received list-keys query"));
             return NodeKeyResponse {
                 result: true,
                 keys: ring.keys().iter().map(GossipKey::to_base64).collect(),
@@ -439,17 +440,17 @@ impl Cluster {
         let Some(raw) = decode_key_request(payload) else {
             // Serf answers a request it cannot decode with a bare failure.
             self.keyring_note(
-                true,
+                Level::Err,
                 String::from("serf: Failed to decode key request: invalid key request"),
             );
             return NodeKeyResponse::failure("");
         };
         if !ring.is_enabled() {
-            self.keyring_note(true, format!("serf: {NOT_ENABLED}"));
+            self.keyring_note(Level::Err, format!("serf: {NOT_ENABLED}"));
             return NodeKeyResponse::failure(NOT_ENABLED);
         }
         let text = format!("serf: Received {} query", op.as_str());
-        self.keyring_note(false, text);
+        self.keyring_note(Level::Info, text);
         let changed = match op {
             KeyOp::Install => install(&ring, raw),
             KeyOp::Use => make_primary(&ring, raw),
@@ -467,7 +468,7 @@ impl Cluster {
                     KeyOp::Use => "change primary key",
                     _ => "remove key",
                 };
-                self.keyring_note(true, format!("serf: Failed to {what}: {e}"));
+                self.keyring_note(Level::Err, format!("serf: Failed to {what}: {e}"));
                 return NodeKeyResponse::failure(e);
             }
         }
@@ -494,7 +495,7 @@ impl Cluster {
                 "truncated key list response, showing first {} of {actual} keys",
                 answer.keys.len()
             );
-            self.keyring_note(false, format!("serf: {}", answer.message));
+            self.keyring_note(Level::Warn, format!("serf: {}", answer.message));
         }
         answer
     }

@@ -278,7 +278,7 @@ pub struct Cluster {
     /// Keyring changes made by key queries (the agent persists the keyring when it moves).
     keyring_changes: u64,
     /// What key queries did, for the agent's log.
-    keyring_notes: VecDeque<(bool, String)>,
+    keyring_notes: VecDeque<(crate::log::Level, String)>,
 }
 
 impl Cluster {
