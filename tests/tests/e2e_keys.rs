@@ -277,4 +277,20 @@ fn serf_keys_without_encryption_fails_as_against_serf_agents(rt: Runtime) {
     let dir = TempDir::new("tandem-keys-plain");
     let agents = tandem_cluster(rt, &dir, false);
     compare(&serf, &agents[1], &PLAIN, &want);
+    // Two actions at once: refused before any RPC, in Serf's words and exit code.
+    let rpc = format!("-rpc-addr={}", agents[1].rpc_addr());
+    let both = ["-list", "-use", K1];
+    let s = seen(&run_program(
+        &serf,
+        &[&["keys", rpc.as_str()][..], &both].concat(),
+    ));
+    let t = seen(&agents[1].cli("keys", &both));
+    assert_eq!(t, s);
+    assert_eq!(
+        t,
+        (
+            Some(1),
+            vec!["Only one of -install, -use, -remove, or -list allowed".to_string()]
+        )
+    );
 }
