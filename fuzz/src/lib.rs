@@ -51,6 +51,7 @@ pub fn run_target(target: &str, data: &[u8]) {
         "gossip_datagram" => gossip_datagram(data),
         "agent_ops" => agent_ops(data),
         "key_query" => key_query(data),
+        "peer_stream" => peer_stream(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -596,6 +597,47 @@ pub fn rpc_stream(data: &[u8]) {
     end(&mut h, c, ctl & 1 != 0);
     h.finish();
     check_rpc_replies(&h.received[&c]);
+}
+
+// ----- peer_stream -----------------------------------------------------------------------
+
+/// `peer_stream`: byte 0 is control, the rest is one accepted cluster-job peer stream's
+/// bytes (docs/cluster-jobs.md). Control bits: 0 — go quiet until the deadlines fire, then
+/// reset, instead of an EOF; 2 — small limits; 4..8 — the chunking seed. Whatever the agent
+/// answers must be whole msgpack frames, and no job may be left behind.
+pub fn peer_stream(data: &[u8]) {
+    let Some((&ctl, stream)) = data.split_first() else {
+        return;
+    };
+    let mut cfg = Config::default();
+    if ctl & 4 != 0 {
+        cfg.limits = small_limits();
+    }
+    let mut h = Harness::new(cfg, true);
+    let c = h
+        .accept(Listener::Peer)
+        .expect("first connection is accepted");
+    h.send_split(c, stream, ctl >> 4);
+    end(&mut h, c, ctl & 1 != 0);
+    h.finish();
+    // Answers are `start` or `refused` frames: maps of strings, whole.
+    let got = &h.received[&c];
+    let mut rest = &got[..];
+    while !rest.is_empty() {
+        rest = skip_str_map(rest);
+    }
+    assert_eq!(h.agent.job_count(), 0, "no job without a session");
+}
+
+/// The bytes after one msgpack map of string keys and string values.
+fn skip_str_map(buf: &[u8]) -> &[u8] {
+    let mut r = buf;
+    let n = rmp::decode::read_map_len(&mut r).expect("a map");
+    for _ in 0..2 * n {
+        let len = rmp::decode::read_str_len(&mut r).expect("a string") as usize;
+        r = r.get(len..).expect("a whole string");
+    }
+    r
 }
 
 fn rpc_header(out: &mut Vec<u8>, command: &str, seq: u64) {

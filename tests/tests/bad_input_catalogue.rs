@@ -714,6 +714,131 @@ fn api_rows() -> Vec<Row> {
             r#"{"action":"x","action":"y"}"#,
             &parse_failed("duplicate field `action` at line 1 column 22"),
         ),
+        // Cluster-wide job targets (docs/cluster-jobs.md): refused before anything runs.
+        api(
+            "nodes_unbalanced_expression",
+            r#"{"action":"exec","command":"version","nodes":"("}"#,
+            &failed("Exec command failed:bad nodes expression: error parsing pattern 0"),
+        ),
+        api(
+            "nodes_escaping_its_anchors",
+            r#"{"action":"exec","command":"version","nodes":"a)|(b"}"#,
+            &failed("Exec command failed:bad nodes expression: error parsing pattern 0"),
+        ),
+        api(
+            "nodes_not_a_string",
+            r#"{"action":"exec","command":"version","nodes":[1]}"#,
+            &parse_failed("invalid type: sequence, expected a string at line 1 column 46"),
+        ),
+        api(
+            "nodes_longer_than_1024_bytes",
+            format!(
+                r#"{{"action":"exec","command":"version","nodes":"{}"}}"#,
+                "a".repeat(1025)
+            ),
+            &failed("Exec command failed:bad nodes expression: longer than 1024 bytes"),
+        ),
+        api(
+            "nodes_expression_too_big_compiled",
+            r#"{"action":"exec","command":"version","nodes":"(a{1000}){1000}"}"#,
+            &failed("Exec command failed:bad nodes expression: error building NFA"),
+        ),
+        api(
+            "tags_not_an_object",
+            r#"{"action":"exec","command":"version","tags":"role=edge"}"#,
+            &parse_failed(
+                r#"invalid type: string \"role=edge\", expected a map at line 1 column 55"#,
+            ),
+        ),
+        api(
+            "tags_value_not_a_string",
+            r#"{"action":"exec","command":"version","tags":{"role":1}}"#,
+            &parse_failed("invalid type: integer `1`, expected a string at line 1 column 53"),
+        ),
+        api(
+            "tags_more_than_64",
+            format!(
+                r#"{{"action":"exec","command":"version","tags":{{{}}}}}"#,
+                (0..65)
+                    .map(|i| format!(r#""t{i}":"x""#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            &failed("Exec command failed:more than 64 tag filters"),
+        ),
+    ]
+}
+
+// ----- the peer-stream rows (cluster-wide jobs' agent-to-agent channel) ------------------------
+
+/// One msgpack map of string values: a peer frame.
+fn peer_frame(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = rmp::encode::write_map_len(&mut v, fields.len() as u32);
+    for (k, val) in fields {
+        let _ = rmp::encode::write_str(&mut v, k);
+        let _ = rmp::encode::write_str(&mut v, val);
+    }
+    v
+}
+
+fn peer(name: &'static str, send: Vec<u8>, want: Want) -> Row {
+    row(name, Listener::Peer, send, want, After::Fin)
+}
+
+fn peer_rows() -> Vec<Row> {
+    let refused = |e: &str| Want::Bytes(peer_frame(&[("Type", "refused"), ("Error", e)]));
+    let hello = |job: u64| {
+        let mut v = Vec::new();
+        let _ = rmp::encode::write_map_len(&mut v, 4);
+        let _ = rmp::encode::write_str(&mut v, "Type");
+        let _ = rmp::encode::write_str(&mut v, "hello");
+        let _ = rmp::encode::write_str(&mut v, "Job");
+        let _ = rmp::encode::write_uint(&mut v, job);
+        let _ = rmp::encode::write_str(&mut v, "Node");
+        let _ = rmp::encode::write_str(&mut v, "intruder");
+        let _ = rmp::encode::write_str(&mut v, "Token");
+        let _ = rmp::encode::write_bin(&mut v, &[0; 16]);
+        v
+    };
+    vec![
+        peer("peer_reserved_marker", vec![0xc1], Want::Nothing),
+        peer("peer_not_a_map", vec![0x2a], Want::Nothing),
+        peer(
+            "peer_item_before_hello",
+            peer_frame(&[("Type", "item"), ("Item", "{}")]),
+            Want::Nothing,
+        ),
+        peer(
+            "peer_end_before_hello",
+            peer_frame(&[("Type", "end")]),
+            Want::Nothing,
+        ),
+        peer(
+            "peer_unknown_type",
+            peer_frame(&[("Type", "shell"), ("Command", "rm -rf /")]),
+            Want::Nothing,
+        ),
+        peer(
+            "peer_hello_for_no_job",
+            hello(4_000_000),
+            refused("no such cluster job"),
+        ),
+        peer(
+            "peer_hello_job_beyond_u32",
+            hello(1 << 32),
+            refused("no such cluster job"),
+        ),
+        peer(
+            "peer_frame_over_rpc_max_frame",
+            [&[0xdb_u8, 0x7f, 0xff, 0xff, 0xff][..], b"x"].concat(),
+            Want::Nothing,
+        ),
+        peer(
+            "peer_ten_thousand_nested_maps",
+            vec![0x81; 10_000],
+            Want::Nothing,
+        ),
     ]
 }
 
@@ -1249,6 +1374,10 @@ fn rpc_catalogue(d: &mut dyn Driver) {
     run_rows(d, &rpc_rows());
 }
 
+fn peer_catalogue(d: &mut dyn Driver) {
+    run_rows(d, &peer_rows());
+}
+
 // ----- exhausting the connection tables (issue 15, items 2 and 3) ---------------------------
 
 /// Slow bodies: a small table and a short body deadline.
@@ -1615,6 +1744,7 @@ catalogue! {
     http_catalogue with small_max_body;
     api_catalogue with base_config;
     rpc_catalogue with base_config;
+    peer_catalogue with base_config;
     gossip_on_udp with base_config, udp;
 }
 
@@ -1753,6 +1883,7 @@ fn the_catalogue_has_sixty_rows_or_more() {
     let n = http_rows().len()
         + api_rows().len()
         + rpc_rows().len()
+        + peer_rows().len()
         + gossip_rows().len()
         + encrypted_gossip_rows().len();
     assert!(n >= 60, "{n} rows");
@@ -1764,6 +1895,7 @@ fn skipped_rows_exist() {
         .iter()
         .chain(api_rows().iter())
         .chain(rpc_rows().iter())
+        .chain(peer_rows().iter())
         .map(|r| r.name)
         .chain(gossip_rows().iter().map(|g| g.name))
         .chain(encrypted_gossip_rows().iter().map(|g| g.name))

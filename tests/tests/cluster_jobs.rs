@@ -420,3 +420,11 @@ fn with_gossip_encryption_the_streams_authenticate_with_the_cluster_key() {
         json!(["node-0", "node-1", "node-2"])
     );
 }
+
+#[test]
+fn twenty_agents_at_ten_percent_loss_are_all_accounted_for() {
+    let row = tandem_tests::jobs_sim::jobs_run(20, 10);
+    assert_eq!(row.accounted, 20, "{row:?}");
+    assert_eq!(row.answered, 20, "{row:?}");
+    assert!(row.last_answer < Duration::from_secs(10), "{row:?}");
+}

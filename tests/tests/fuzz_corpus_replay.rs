@@ -54,6 +54,11 @@ fn rpc_stream() {
 }
 
 #[test]
+fn peer_stream() {
+    replay("peer_stream");
+}
+
+#[test]
 fn msgpack_len() {
     replay("msgpack_len");
 }
