@@ -69,7 +69,7 @@ pub fn curl() -> PathBuf {
 
 /// `strace`, installed with apt when missing (the system-call counts of the end-to-end
 /// tests). A `strace` that cannot trace (no `ptrace(2)` in this container) also counts as
-/// missing: see [`strace_usable`].
+/// missing (checked by tracing `true` once).
 pub fn strace() -> PathBuf {
     static STRACE: OnceLock<Provisioned> = OnceLock::new();
     let found = STRACE.get_or_init(|| apt_tool("strace", "strace").and_then(strace_usable));
