@@ -294,3 +294,26 @@ put("key_query", "answers", b"".join(krec(3, body) for body in [
 put("key_query", "base64_keys", b"".join(krec(4 | op, body) for op in range(3) for body in [
     b"notbase64!", b"AA==AAAA", b"AA=", b"A===", b"AAECAwQFBgcICQoLDA0ODw==", b"AA\n==", "é".encode(),
 ]))
+
+# ---- snapshot_file: [ctl][file]; bit 0 rejoin_after_leave, bits 1-7 the chunk size ----
+import random as _random
+SERF = (b"alive: a 10.0.0.1:8301\nalive: name with spaces [::1]:7946\nalive: b 10.0.0.2:8301\n"
+        b"not-alive: b\nclock: 5\nevent-clock: 9\nquery-clock: 3\n# comment\ncoordinate: {\"x\":1}\n")
+put("snapshot_file", "serf_format", b"\x00" + SERF)
+put("snapshot_file", "serf_format_in_chunks_of_3", bytes([3 << 1]) + SERF)
+put("snapshot_file", "leave_then_alive", b"\x00" + SERF + b"leave\nalive: c 10.0.0.3:1\nevent-clock: 2\n")
+put("snapshot_file", "leave_with_rejoin_after_leave", b"\x01" + SERF + b"leave\n")
+put("snapshot_file", "overlong_line", bytes([7 << 1]) + b"alive: " + b"n" * 2000 + b" 10.0.0.1:1\nevent-clock: 5\n")
+put("snapshot_file", "name_over_the_limit", b"\x00alive: " + b"n" * 300 + b" 10.0.0.1:1\n")
+put("snapshot_file", "binary", b"\x02" + bytes(_random.Random(7).randrange(256) for _ in range(3000)))
+put("snapshot_file", "bad_addresses", b"\x00alive: a 10.0.0.1\nalive: a 999.0.0.1:1\nalive: a 10.0.0.1:99999\n"
+    b"alive: a host.example:8301\nalive: 10.0.0.1:1\nalive:  10.0.0.1:1\nalive: a [::1\nalive: a\x00b 10.0.0.1:1\n")
+put("snapshot_file", "huge_clocks", b"\x00clock: 18446744073709551616\nevent-clock: 9223372036854775808\n"
+    b"query-clock: -1\nclock: +1\nclock: \nevent-clock: 9223372036854775807\n"
+    b"query-clock: 00000000000000000000000000000007\n")
+put("snapshot_file", "unterminated_last_line", b"\x04event-clock: 3\nalive: a 10.0.0.1:1")
+put("snapshot_file", "more_members_than_the_bound", b"\x00" + b"".join(
+    b"alive: n%d 10.0.0.%d:8301\n" % (i, i) for i in range(10)) + b"not-alive: n1\nalive: n42 10.0.0.42:1\n")
+put("snapshot_file", "ten_thousand_garbage_lines", b"\x00" + b"x\n" * 10000 + b"event-clock: 1\n")
+put("snapshot_file", "not_utf8_and_crlf", b"\x00alive: \xff\xfe 10.0.0.1:1\r\nevent-clock: 4\r\nquery-clock: 2\n")
+put("snapshot_file", "own_name_and_duplicates", b"\x00alive: fuzz 127.0.0.1:8301\nalive: a 10.0.0.1:1\nalive: a 10.0.0.2:2\n")

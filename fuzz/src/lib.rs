@@ -31,7 +31,7 @@ use tandem_core::{
 };
 
 /// The targets, as named in `fuzz/Cargo.toml` and `fuzz/corpus/`.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 9] = [
     "http_stream",
     "rpc_stream",
     "msgpack_len",
@@ -39,6 +39,8 @@ pub const TARGETS: [&str; 7] = [
     "gossip_datagram",
     "agent_ops",
     "key_query",
+    "peer_stream",
+    "snapshot_file",
 ];
 
 /// Runs one input through a target by name.
@@ -52,6 +54,7 @@ pub fn run_target(target: &str, data: &[u8]) {
         "agent_ops" => agent_ops(data),
         "key_query" => key_query(data),
         "peer_stream" => peer_stream(data),
+        "snapshot_file" => snapshot_file(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -1818,5 +1821,69 @@ pub fn key_query(data: &[u8]) {
         let _ = cluster.key_query(op, &text, now);
         while cluster.poll_event().is_some() {}
         while cluster.poll_datagram().is_some() {}
+    }
+}
+
+/// `snapshot_file`: byte 0 is the control byte (bit 0: `rejoin_after_leave`; bits 1–7: the
+/// chunk size the file is fed in, 0 meaning all at once); the rest is a `-snapshot` file.
+/// It goes through [`tandem_core::SnapshotReader`] in those chunks and whole, then into an
+/// agent keeping a snapshot ([`Agent::restore_snapshot`]). Checks: no panic; chunking does
+/// not change what is read; at most 4 members are kept (the bound given) and clocks stay
+/// within `i64::MAX`; at most 8 bad lines are kept for the log; and whatever the agent
+/// writes back (a compaction) reads again without a bad line and with the same members and
+/// clocks.
+pub fn snapshot_file(data: &[u8]) {
+    use tandem_core::{FileWrite, SnapshotReader, StateFile, StateFiles};
+    const MAX_MEMBERS: usize = 4;
+    let Some((&ctl, file)) = data.split_first() else {
+        return;
+    };
+    let rejoin = ctl & 1 != 0;
+    let chunk = usize::from(ctl >> 1);
+    let whole = SnapshotReader::read_all(file, rejoin, MAX_MEMBERS);
+    if chunk > 0 {
+        let mut r = SnapshotReader::new(rejoin, MAX_MEMBERS);
+        for c in file.chunks(chunk) {
+            r.feed(c);
+        }
+        assert_eq!(r.finish(), whole, "chunks of {chunk} read otherwise");
+    }
+    assert!(whole.alive.len() <= MAX_MEMBERS);
+    let max = i64::MAX as u64;
+    assert!(whole.clock <= max && whole.event_clock <= max && whole.query_clock <= max);
+    assert!(whole.bad_examples.len() <= 8);
+    assert!(whole.bad_examples.len() as u64 <= whole.bad_lines);
+    assert_eq!(whole.bytes, file.len() as u64);
+    let config = Config {
+        node_name: "fuzz".into(),
+        rejoin_after_leave: rejoin,
+        state_files: StateFiles {
+            snapshot: true,
+            ..StateFiles::default()
+        },
+        ..Config::default()
+    };
+    let now = Instant::from_millis(1);
+    let mut agent = Agent::new(config, 5, now);
+    agent.restore_snapshot(whole.clone(), now);
+    let mut written: Option<Vec<u8>> = None;
+    while let Some(out) = agent.poll_output() {
+        if let Output::Effect(Effect::Persist { file, write, bytes }) = out {
+            assert_eq!(file, StateFile::Snapshot);
+            match (write, &mut written) {
+                (FileWrite::Replace, w) => *w = Some(bytes),
+                (FileWrite::Append, Some(w)) => w.extend_from_slice(&bytes),
+                (FileWrite::Append, None) => {}
+            }
+        }
+    }
+    if let Some(bytes) = written {
+        let again = SnapshotReader::read_all(&bytes, rejoin, MAX_MEMBERS);
+        assert_eq!(again.bad_lines, 0, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(again.alive, whole.alive);
+        assert_eq!(
+            (again.clock, again.event_clock, again.query_clock),
+            (whole.clock, whole.event_clock, whole.query_clock)
+        );
     }
 }

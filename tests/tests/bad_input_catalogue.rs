@@ -1,6 +1,7 @@
 //! The bad-input catalogue (issue #6, item 4): one table of hostile and malformed inputs to
 //! every surface of the agent — the HTTP framing, the JSON API, the agent RPC and the gossip
-//! port — each with its exact answer and what becomes of the connection afterwards.
+//! port — each with its exact answer and what becomes of the connection afterwards; and the
+//! `-snapshot` file the agent reads at start, each hostile line skipped and counted.
 //!
 //! Every row runs on a fresh connection, on the in-memory driver and on both runtimes
 //! (`row_group × driver`, one test each). An answer is compared byte for byte; "open" is
@@ -1906,4 +1907,183 @@ fn skipped_rows_exist() {
             "skipped row {name} ({why}) is not in the table"
         );
     }
+}
+
+// ----- the snapshot file (`-snapshot`) ------------------------------------------------------
+
+/// A hostile `-snapshot` file: what it holds before a good `event-clock: 5` line, and how
+/// many lines of it must be skipped as unreadable.
+struct SnapshotRow {
+    name: &'static str,
+    bytes: Vec<u8>,
+    bad: u64,
+}
+
+/// Overlong, binary, bad addresses, huge clocks, a million lines: each line is skipped and
+/// counted, the good line after it still read, the agent starts, and the file it writes
+/// back (compacted) holds only what was readable.
+fn snapshot_rows() -> Vec<SnapshotRow> {
+    let r = |name, bytes: &[u8], bad| SnapshotRow {
+        name,
+        bytes: bytes.to_vec(),
+        bad,
+    };
+    // Random bytes without a newline: one line, over the limit.
+    let mut x: u32 = 0x1234_5678;
+    let binary: Vec<u8> = (0..65_536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            match x as u8 {
+                b'\n' => 0,
+                b => b,
+            }
+        })
+        .chain([b'\n'])
+        .collect();
+    vec![
+        r(
+            "overlong_line",
+            format!("alive: {} 10.0.0.1:1\n", "n".repeat(2000)).as_bytes(),
+            1,
+        ),
+        r(
+            "name_over_the_limit",
+            format!("alive: {} 10.0.0.1:1\n", "n".repeat(256)).as_bytes(),
+            1,
+        ),
+        r("binary_64_kib", &binary, 1),
+        r("nul_bytes", b"\0\0\0\0\n", 1),
+        r("not_utf8", b"alive: \xff\xfe 10.0.0.1:1\n", 1),
+        r("control_char_in_name", b"alive: a\x1bb 10.0.0.1:1\n", 1),
+        r("address_without_port", b"alive: a 10.0.0.1\n", 1),
+        r("address_not_an_ip", b"alive: a 999.0.0.1:1\n", 1),
+        r("port_out_of_range", b"alive: a 10.0.0.1:65536\n", 1),
+        r("host_name_address", b"alive: a host.example:8301\n", 1),
+        r("ipv6_unbracketed", b"alive: a ::1:8301\n", 1),
+        r("no_name", b"alive: 10.0.0.1:1\n", 1),
+        r("clock_over_u64", b"clock: 18446744073709551616\n", 1),
+        r(
+            "event_clock_over_i64",
+            b"event-clock: 9223372036854775808\n",
+            1,
+        ),
+        r("negative_query_clock", b"query-clock: -1\n", 1),
+        r("clock_with_a_sign", b"clock: +1\n", 1),
+        r("unknown_directive", b"hello: world\n", 1),
+        r("leave_with_a_tail", b"leave now\n", 1),
+        r(
+            "a_million_garbage_lines",
+            "x\n".repeat(1_000_000).as_bytes(),
+            1_000_000,
+        ),
+    ]
+}
+
+/// A row's whole file: its bytes, then the good line.
+fn snapshot_file_bytes(row: &SnapshotRow) -> Vec<u8> {
+    [row.bytes.clone(), b"event-clock: 5\n".to_vec()].concat()
+}
+
+/// What the agent writes back: the compacted file, without the bad lines.
+const SNAPSHOT_COMPACTED: &str = "clock: 0\nevent-clock: 5\nquery-clock: 0\n";
+
+#[test]
+fn snapshot_catalogue_on_memory() {
+    use tandem_core::{Agent, Effect, FileWrite, Output, SnapshotReader, StateFiles};
+    let mut failed = Vec::new();
+    for row in snapshot_rows() {
+        let file = snapshot_file_bytes(&row);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let snap = SnapshotReader::read_all(&file, false, 8192);
+            let config = Config {
+                state_files: StateFiles {
+                    snapshot: true,
+                    ..StateFiles::default()
+                },
+                ..base_config()
+            };
+            let now = tandem_core::Instant::from_millis(1);
+            let mut agent = Agent::new(config, 1, now);
+            let bad = snap.bad_lines;
+            agent.restore_snapshot(snap, now);
+            let mut written = None;
+            let mut summary = false;
+            while let Some(out) = agent.poll_output() {
+                match out {
+                    Output::Effect(Effect::Persist {
+                        write: FileWrite::Replace,
+                        bytes,
+                        ..
+                    }) => written = Some(String::from_utf8(bytes).unwrap()),
+                    Output::Log(r) => {
+                        summary |= r
+                            .line
+                            .ends_with(&format!("skipped {bad} unreadable snapshot lines"));
+                    }
+                    _ => {}
+                }
+            }
+            (bad, agent.cluster().event_ltime(), written, summary)
+        }));
+        match result {
+            Ok((bad, clock, written, summary))
+                if bad == row.bad
+                    && clock == 6
+                    && summary
+                    && written.as_deref() == Some(SNAPSHOT_COMPACTED) => {}
+            Ok(got) => failed.push(format!(
+                "{}: (bad, clock, written, logged) {got:?}",
+                row.name
+            )),
+            Err(_) => failed.push(format!("{}: panicked", row.name)),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+fn snapshot_catalogue_on(rt: Runtime) {
+    let dir = std::env::temp_dir().join(format!(
+        "tandem-bad-snapshot-{}-{}",
+        rt.name(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failed = Vec::new();
+    for row in snapshot_rows() {
+        let path = dir.join(row.name);
+        std::fs::write(&path, snapshot_file_bytes(&row)).unwrap();
+        let agent = Process::start_flags(rt, &["-snapshot", path.to_str().unwrap()]);
+        agent.wait_log(&format!("skipped {} unreadable snapshot lines", row.bad));
+        // The compaction is written as the agent starts; it is up and answers.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::read_to_string(&path).unwrap_or_default();
+            if now == SNAPSHOT_COMPACTED {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                failed.push(format!("{}: the file is now {now:?}", row.name));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let members = std::net::TcpStream::connect(agent.rpc_addr()).is_ok();
+        if !members {
+            failed.push(format!("{}: the agent does not answer", row.name));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn snapshot_catalogue_on_smol() {
+    snapshot_catalogue_on(Runtime::Smol);
+}
+
+#[test]
+fn snapshot_catalogue_on_mio() {
+    snapshot_catalogue_on(Runtime::Mio);
 }

@@ -101,3 +101,8 @@ fn write_gossip_seeds() {
         std::fs::write(dir.join(format!("real-{i:02}")), seed).expect("write seed");
     }
 }
+
+#[test]
+fn snapshot_file() {
+    replay("snapshot_file");
+}
