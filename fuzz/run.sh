@@ -11,7 +11,7 @@ shift
 cd "$(dirname "$0")/.."
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(http_stream rpc_stream msgpack_len api_json gossip_datagram agent_ops key_query)
+  targets=(http_stream rpc_stream msgpack_len api_json gossip_datagram agent_ops key_query snapshot_file)
 fi
 status=0
 for t in "${targets[@]}"; do
