@@ -11,11 +11,12 @@ mod e2e_support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e_support::{Agent, Runtime, pull_body};
+use e2e_support::{Agent, Runtime, pull_body, tandem};
 use serde_json::{Value, json};
 
 runtimes! {
     a_targeted_exec_runs_on_every_node_and_a_node_without_opt_in_refuses;
+    the_cli_prints_each_item_after_its_node_and_exits_1_when_a_node_failed;
     a_killed_node_is_unreachable_and_interrupt_stops_the_others;
 }
 
@@ -198,4 +199,33 @@ fn a_killed_node_is_unreachable_and_interrupt_stops_the_others(rt: Runtime) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn the_cli_prints_each_item_after_its_node_and_exits_1_when_a_node_failed(rt: Runtime) {
+    let agents = three(rt, [true, true, false]);
+    let addr = format!("-http-addr={}", agents[0].http_addr());
+    let out = tandem(&["exec", &addr, "-nodes", "n[12]", "sysinfo"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for n in ["n1", "n2"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{n}: ")) && l.contains(r#""type":"sysinfo""#)),
+            "{n}: {lines:#?}"
+        );
+    }
+    let n = lines.len();
+    assert!(lines[n - 2].contains(r#""type":"summary""#), "{lines:#?}");
+    assert!(lines[n - 1].contains(r#""statusCode":0"#), "{lines:#?}");
+    // With the node that did not opt in, and a tag filter that all three pass.
+    let out = tandem(&["exec", &addr, "-nodes", ".*", "-tag", "dc=dc.", "sysinfo"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("n3: ") && l.contains(r#""error":"refused""#)),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains(r#""failed":["n3"]"#), "{out:?}");
 }

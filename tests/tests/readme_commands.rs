@@ -103,6 +103,15 @@ const BLOCKS: &[(&str, &str, Use)] = &[
         )]),
     ),
     (
+        "cluster-exec-cli",
+        "tutorial",
+        Use::Run(&[
+            ("tandem: ", &[r#""type":"sysinfo""#]),
+            ("tandem: ", &[r#""node":"tandem""#, r#""type":"status""#]),
+            ("", &[r#""answered":["tandem"]"#, r#""type":"summary""#]),
+        ]),
+    ),
+    (
         "encryption",
         "encryption",
         Use::Run(&[

@@ -3,6 +3,10 @@
 //! item, then `close_session`. Each result item of the job is printed as one line of JSON
 //! as it arrives.
 //!
+//! With `-nodes RE` and/or `-tag KEY=RE` (repeatable) the job is cluster-wide
+//! (docs/cluster-jobs.md): each item is printed as `NODE: {json}`, then the summary and
+//! the job's status, and the exit code is 1 when any node failed or timed out.
+//!
 //! Exit codes: 0 when the job's `statusCode` is 0, 1 for any other status or error, and
 //! 130 after Ctrl-C (SIGINT/SIGTERM), which sends `interrupt_job`, prints the items that
 //! still arrive up to the job's (interrupted) `status`, and closes the session.
@@ -34,14 +38,31 @@ Usage: tandem exec [options] COMMAND [ARGS...]
   a word that must stay one). exec's own flags may also follow COMMAND; after
   `--` every word belongs to the command.
 
-  Exits 0 when the job's statusCode is 0, 1 otherwise. Ctrl-C interrupts the job
-  (interrupt_job), closes the session and exits 130.",
+  With -nodes and/or -tag the command runs on every member that matches (a
+  cluster-wide job; the members must run with -enable-remote-exec): each item is
+  printed after its node's name and a colon, then the summary and the job's
+  status follow.
+
+  Exits 0 when the job's statusCode is 0, 1 otherwise (for a cluster-wide job:
+  when any node failed or timed out). Ctrl-C interrupts the job (interrupt_job)
+  on every node, closes the session and exits 130.",
     flags: &[
         FlagSpec {
             name: "http-addr",
             value: Some("127.0.0.1:8563"),
             help: "HTTP API address of the tandem agent. Defaults to $TANDEM_HTTP_ADDR, else \
                    127.0.0.1:8563.",
+        },
+        FlagSpec {
+            name: "nodes",
+            value: Some("REGEX"),
+            help: "Run on every member whose name matches REGEX (anchored; \".*\" is all).",
+        },
+        FlagSpec {
+            name: "tag",
+            value: Some("KEY=REGEX"),
+            help: "Run on every member whose tag KEY matches REGEX (anchored); repeatable, \
+                   all must match.",
         },
         FlagSpec {
             name: "http-auth",
@@ -83,6 +104,20 @@ fn exec(inv: &Invocation) -> i32 {
     }
     // As ssh does with a remote command: the words, as typed, joined with spaces.
     let command = inv.args.join(" ");
+    let mut target = serde_json::Map::new();
+    if let Some(nodes) = inv.value("nodes") {
+        target.insert("nodes".into(), Value::from(nodes));
+    }
+    let mut tags = serde_json::Map::new();
+    for tag in inv.values("tag") {
+        let Some((k, re)) = tag.split_once('=') else {
+            return fail(&format!("-tag {tag:?}: expected KEY=REGEX"));
+        };
+        tags.insert(k.into(), Value::from(re));
+    }
+    if !tags.is_empty() {
+        target.insert("tags".into(), Value::Object(tags));
+    }
     let addr = inv
         .value("http-addr")
         .map(String::from)
@@ -116,6 +151,7 @@ fn exec(inv: &Invocation) -> i32 {
         session,
         consumer,
         &command,
+        target,
         &interrupts,
     );
     // Best effort: a session left behind times out on the agent anyway.
@@ -136,13 +172,19 @@ fn run_job(
     session: &str,
     consumer: &str,
     command: &str,
+    target: serde_json::Map<String, Value>,
     interrupts: &Interrupts,
 ) -> i32 {
-    let scheduled = match api.post_api(&json!({
+    let mut request = json!({
         "action": "async_exec",
         "command": command,
         "sessionId": session,
-    })) {
+    });
+    let cluster = !target.is_empty();
+    if let Some(r) = request.as_object_mut() {
+        r.extend(target);
+    }
+    let scheduled = match api.post_api(&request) {
         Ok(a) if a["state"] == "SCHEDULED" => a,
         Ok(a) => return fail(&format!("Error running command: {}", api_error(&a))),
         Err(e) => return fail(&format!("Error running command: {e}")),
@@ -173,12 +215,18 @@ fn run_job(
             .cloned()
             .unwrap_or_default();
         for item in items.iter().filter(|i| i["jobId"] == job) {
-            if stream_out(&item.to_string()).is_err() {
+            let line = match item["node"].as_str() {
+                Some(node) if cluster => format!("{node}: {item}"),
+                _ => item.to_string(),
+            };
+            if stream_out(&line).is_err() {
                 // Nobody reads stdout any more: stop the job (the caller closes the session).
                 let _ = api.post_api(&json!({"action": "interrupt_job", "sessionId": session}));
                 return 1;
             }
-            if item["type"] == "status" {
+            // A cluster-wide job's nodes end with their own status (with `node`); the
+            // job's own status comes last.
+            if item["type"] == "status" && item.get("node").is_none() {
                 return i32::from(item["statusCode"] != 0);
             }
         }
