@@ -388,6 +388,9 @@ impl Agent {
                 );
                 self.log(Level::Info, &text, now);
                 if pool == Pool::Lan {
+                    // Serf's agent logs every event it receives.
+                    let text = alloc::format!("agent: Received event: {}", kind.as_str());
+                    self.log(Level::Info, &text, now);
                     self.snapshot_member_event(kind, &members);
                     let refs: Vec<&MemberView> = members.iter().collect();
                     let mut body = Vec::new();
@@ -925,7 +928,17 @@ impl Agent {
             }
             Ok(true)
         })?;
+        // Serf's `Agent.UserEvent` logs.
+        let text = alloc::format!(
+            "agent: Requesting user event send: {name}. Coalesced: {coalesce}. Payload: {:?}",
+            String::from_utf8_lossy(payload)
+        );
+        self.log(Level::Debug, &text, now);
         let result = self.cluster.user_event(name, payload, coalesce, now);
+        if let Err(e) = &result {
+            let text = alloc::format!("agent: failed to send user event: {e}");
+            self.log(Level::Warn, &text, now);
+        }
         self.rpc_reply_result(conn, seq, result);
         self.drain_cluster(now);
         Ok(true)

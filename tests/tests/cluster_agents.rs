@@ -344,8 +344,8 @@ fn monitor_at_debug_shows_a_join_to_an_unreachable_address_running_and_failing()
 }
 
 #[test]
-fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
-    let mut sim = debug_agents(1, 51);
+fn accepted_rpc_clients_member_events_and_user_events_are_logged_as_serf_does() {
+    let mut sim = debug_agents(2, 51);
     let client: std::net::SocketAddr = "127.0.0.1:50123".parse().unwrap();
     let c = sim.with(0, |a, now| {
         let c = a.accept(Listener::Rpc, Some(client), now).unwrap();
@@ -371,10 +371,51 @@ fn accepted_rpc_clients_and_received_user_events_are_logged_as_serf_does() {
     );
     let ev = deploy_event();
     exchange(&mut sim, 0, c, &ev, Duration::from_secs(1));
+    let has = |sim: &Net<Agent>, line: &str| logs(sim).iter().any(|l| l.contains(line));
     assert!(
+        has(
+            &sim,
+            // The events are Debug-printed: the payload's quotes show escaped.
+            r#"[DEBUG] agent: Requesting user event send: deploy. Coalesced: false. Payload: \"v2\""#
+        ),
+        "{:?}",
         logs(&sim)
-            .iter()
-            .any(|l| l.contains("[INFO] agent: Received event: user-event: deploy")),
+    );
+    assert!(
+        has(&sim, "[INFO] agent: Received event: user-event: deploy"),
+        "{:?}",
+        logs(&sim)
+    );
+    // Over the limit: refused, and the refusal is logged as Serf's agent does.
+    let big = rpc(
+        "event",
+        3,
+        Some(&[
+            ("Name", Value::Str("big".into())),
+            ("Payload", Value::Str("x".repeat(600))),
+            ("Coalesce", Value::Bool(false)),
+        ]),
+    );
+    exchange(&mut sim, 0, c, &big, Duration::from_millis(10));
+    assert!(
+        has(&sim, "[WARN] agent: failed to send user event: "),
+        "{:?}",
+        logs(&sim)
+    );
+    // A member change: Serf's `serf: EventMemberJoin` and then the agent's
+    // `Received event: member-join`.
+    assert!(!has(&sim, "agent: Received event: member-join"));
+    let join = rpc(
+        "join",
+        4,
+        Some(&[
+            ("Existing", Value::Strs(vec![lan_addr(1).to_string()])),
+            ("WAN", Value::Bool(false)),
+        ]),
+    );
+    exchange(&mut sim, 0, c, &join, Duration::from_secs(3));
+    assert!(
+        has(&sim, "[INFO] agent: Received event: member-join"),
         "{:?}",
         logs(&sim)
     );
