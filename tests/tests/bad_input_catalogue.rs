@@ -1,7 +1,8 @@
 //! The bad-input catalogue (issue #6, item 4): one table of hostile and malformed inputs to
-//! every surface of the agent — the HTTP framing, the JSON API, the agent RPC and the gossip
-//! port — each with its exact answer and what becomes of the connection afterwards; and the
-//! `-snapshot` file the agent reads at start, each hostile line skipped and counted.
+//! every surface of the agent — the HTTP framing, the JSON API, the agent RPC, the gossip
+//! port and event handler definitions — each with its exact answer and what becomes of the
+//! connection afterwards; and the `-snapshot` file the agent reads at start, each hostile
+//! line skipped and counted.
 //!
 //! Every row runs on a fresh connection, on the in-memory driver and on both runtimes
 //! (`row_group × driver`, one test each). An answer is compared byte for byte; "open" is
@@ -997,6 +998,72 @@ fn rpc_rows() -> Vec<Row> {
         "respond_to_an_unknown_query",
         true,
         req_with("respond", 3, &map(&[("ID", 7u64.into())])),
+        (
+            Want::Bytes(reply(3, "No pending queries matching ID")),
+            rpc_open(DONE),
+        ),
+    );
+    // Serf's size limits (1,024 bytes by default): a clear error, nothing sent.
+    add(
+        "query_payload_over_the_size_limit",
+        true,
+        req_with(
+            "query",
+            3,
+            &map(&[("Name", "big".into()), ("Payload", V::B(vec![b'a'; 1100]))]),
+        ),
+        (
+            Want::Bytes(reply(3, "query exceeds limit of 1024 bytes")),
+            rpc_open(DONE),
+        ),
+    );
+    add(
+        "query_node_filter_over_the_size_limit",
+        true,
+        req_with(
+            "query",
+            3,
+            &map(&[
+                ("Name", "many".into()),
+                (
+                    "FilterNodes",
+                    V::A((0..200).map(|i| V::S(format!("node-{i:05}"))).collect()),
+                ),
+            ]),
+        ),
+        (
+            Want::Bytes(reply(3, "query exceeds limit of 1024 bytes")),
+            rpc_open(DONE),
+        ),
+    );
+    add(
+        "query_tag_filter_over_the_size_limit",
+        true,
+        req_with(
+            "query",
+            3,
+            &map(&[
+                ("Name", "tags".into()),
+                (
+                    "FilterTags",
+                    map(&[("role", "x".repeat(2000).as_str().into())]),
+                ),
+            ]),
+        ),
+        (
+            Want::Bytes(reply(3, "query exceeds limit of 1024 bytes")),
+            rpc_open(DONE),
+        ),
+    );
+    // Serf looks the query up before it measures the response.
+    add(
+        "oversized_respond_to_an_unknown_query",
+        true,
+        req_with(
+            "respond",
+            3,
+            &map(&[("ID", 7u64.into()), ("Payload", V::B(vec![0; 5000]))]),
+        ),
         (
             Want::Bytes(reply(3, "No pending queries matching ID")),
             rpc_open(DONE),
@@ -2086,4 +2153,73 @@ fn snapshot_catalogue_on_smol() {
 #[test]
 fn snapshot_catalogue_on_mio() {
     snapshot_catalogue_on(Runtime::Mio);
+}
+
+// ----- event handler definitions -----------------------------------------------------------
+
+/// Hostile `-event-handler` / `event_handlers` values (issue 10): each gets Serf's answer,
+/// the scripts it defines (in order) or `Invalid event script: …`, never a panic; a reload
+/// carrying a refused one leaves the agent's handlers as they were.
+fn handler_rows() -> Vec<(String, Result<usize, String>)> {
+    let refused = |event: &str, script: &str| {
+        Err(format!(
+            "Invalid event script: Event '{event}' invoking '{script}'"
+        ))
+    };
+    vec![
+        (String::new(), Ok(1)),
+        ("=".into(), Ok(1)),
+        ("user:=x".into(), Ok(1)),
+        ("query:q=a=b".into(), Ok(1)),
+        ("user:\u{202e}evil\n\t=x".into(), Ok(1)),
+        (format!("x{}", "y".repeat(1 << 20)), Ok(1)),
+        (
+            format!("{}user=x", "member-join,".repeat(10_000)),
+            Ok(10_001),
+        ),
+        ("member-jion=x".into(), refused("member-jion", "x")),
+        ("USER=x".into(), refused("USER", "x")),
+        ("echo a=b".into(), refused("echo a", "b")),
+        (",=x".into(), refused("", "x")),
+        ("\u{0}=x".into(), refused("\u{0}", "x")),
+        (" user=x".into(), refused(" user", "x")),
+        (
+            format!("{}=x", "member-join,".repeat(10_000)),
+            refused("", "x"),
+        ),
+    ]
+}
+
+#[test]
+fn handler_definitions_on_memory() {
+    let now = tandem_tests::netsim::START;
+    let cfg = Config {
+        event_handlers: vec!["keep.sh".into()],
+        ..base_config()
+    };
+    let mut agent = tandem_core::Agent::new(cfg, 7, now);
+    for (spec, want) in handler_rows() {
+        let shown: String = spec.chars().take(40).collect();
+        let got = tandem_core::EventScript::parse(&spec)
+            .map(|s| s.len())
+            .map_err(|e| e.to_string());
+        assert_eq!(got, want, "{shown:?}");
+        let mut cfg = agent.config().clone();
+        cfg.event_handlers = vec!["keep.sh".into(), spec.clone()];
+        agent.apply_config(cfg, now);
+        let scripts: Vec<&str> = agent
+            .event_handlers()
+            .iter()
+            .map(|s| s.script.as_str())
+            .collect();
+        match want {
+            Ok(n) => assert_eq!(scripts.len(), 1 + n, "{shown:?}"),
+            Err(_) => assert_eq!(scripts, ["keep.sh"], "{shown:?}: kept"),
+        }
+        // Back to the one script before the next row.
+        let mut cfg = agent.config().clone();
+        cfg.event_handlers = vec!["keep.sh".into()];
+        agent.apply_config(cfg, now);
+        assert_eq!(agent.event_handlers().len(), 1);
+    }
 }
