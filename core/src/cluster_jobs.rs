@@ -1432,6 +1432,49 @@ mod tests {
     }
 
     #[test]
+    fn a_start_from_a_non_member_is_refused_and_dials_nobody() {
+        let cfg = crate::Config {
+            enable_remote_exec: true,
+            ..crate::Config::default()
+        };
+        let mut agent = Agent::new(cfg, 7, Instant::ZERO);
+        agent
+            .register_command(crate::CommandInfo::new("work", "a host command", "work"))
+            .unwrap();
+        while agent.poll_output().is_some() {}
+        let mut payload = Vec::new();
+        Start {
+            job: 1,
+            token: &[1; 16],
+            origin: "mallory",
+            addr: "192.0.2.66:7946",
+            nodes: Some(".*"),
+            tags: Vec::new(),
+            command: "work",
+            timeout_ms: 5000,
+        }
+        .encode(&mut payload);
+        let now = Instant::from_millis(10);
+        agent.exec_query(&payload, now);
+        assert_eq!(agent.cluster_jobs.refused, 1);
+        assert_eq!(agent.connection_count(crate::Listener::Peer), 0);
+        let mut logged = false;
+        while let Some(out) = agent.poll_output() {
+            match out {
+                Output::Effect(crate::Effect::Connect { addr, .. }) => {
+                    panic!("dialled {addr} for a non-member")
+                }
+                Output::Effect(crate::Effect::StartJob { .. }) => panic!("ran the command"),
+                _ => {}
+            }
+        }
+        for r in agent.log_records() {
+            logged |= r.line.contains("not a live member");
+        }
+        assert!(logged, "the refusal is logged");
+    }
+
+    #[test]
     fn starts_and_frames_round_trip_and_truncations_are_refused() {
         let start = Start {
             job: 7,
